@@ -1,0 +1,3 @@
+from musicdb.cli import app
+
+app(prog_name="musicdb")

@@ -1,0 +1,138 @@
+"""Decoding: any supported file to mono float32 at 22,050 Hz, block by block. The only audio I/O."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from musicdb.errors import DecodeError
+
+TARGET_SR = 22050
+BLOCK = 1 << 16  # input frames per read: memory stays bounded on long files
+# A file that decodes to less than this share of the length its header declares is truncated.
+MIN_DECODED_SHARE = 0.9
+SILENCE_PEAK = 1e-6  # -120 dBFS: nothing to analyse below this
+FFMPEG_ONLY = {".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".webm"}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    y: np.ndarray  # mono float32 at sample_rate
+    sample_rate: int  # of the result
+    source_rate: int  # of the file
+    channels: int
+    codec: str
+    duration_s: float
+
+
+def decode(path: Path, *, sr: int = TARGET_SR) -> Decoded:
+    """Decode with libsndfile, falling back to ffmpeg for what it cannot read (m4a/AAC, ...)."""
+    path = Path(path)
+    try:
+        decoded = _decode_soundfile(path, sr)
+    except _NotForSoundfile as exc:
+        if shutil.which("ffmpeg") is None:
+            hint = ("needs ffmpeg, which is not on PATH (install it, e.g. `apt-get install "
+                    "ffmpeg`, and re-run with --retry-errors)")
+            if path.suffix.lower() in FFMPEG_ONLY:
+                raise DecodeError(path, f"{path.suffix.lower()[1:]} {hint}") from exc
+            raise DecodeError(path, f"not a readable audio file ({exc}); ffmpeg might read it but "
+                              "is not on PATH") from exc
+        decoded = _decode_ffmpeg(path, sr)
+    if decoded.y.size == 0:
+        raise DecodeError(path, "no audio samples")
+    if float(np.max(np.abs(decoded.y))) < SILENCE_PEAK:
+        raise DecodeError(path, "silent: no sample above -120 dBFS, nothing to analyse")
+    return decoded
+
+
+class _NotForSoundfile(Exception):
+    """libsndfile does not recognise the format (as opposed to failing inside a known one)."""
+
+
+def _resampler(source_rate: int, sr: int) -> soxr.ResampleStream | None:
+    return None if source_rate == sr else soxr.ResampleStream(source_rate, sr, 1, dtype="float32")
+
+
+def _finish(chunks: list[np.ndarray], stream: soxr.ResampleStream | None) -> np.ndarray:
+    if stream is not None:
+        chunks.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def _decode_soundfile(path: Path, sr: int) -> Decoded:
+    try:
+        f = sf.SoundFile(path)
+    except sf.LibsndfileError as exc:
+        if path.stat().st_size == 0:
+            raise DecodeError(path, "empty file (0 bytes)") from exc
+        raise _NotForSoundfile(str(exc).split(": ", 1)[-1]) from exc
+    with f:
+        stream = _resampler(f.samplerate, sr)
+        chunks, read = [], 0
+        try:
+            for block in f.blocks(blocksize=BLOCK, dtype="float32", always_2d=True):
+                mono = block.mean(axis=1, dtype=np.float32) if f.channels > 1 else block[:, 0]
+                read += len(block)
+                chunks.append(mono if stream is None else stream.resample_chunk(mono))
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise DecodeError(path, f"decoding stopped after {read / f.samplerate:.1f} s: {exc}"
+                              ) from exc
+        declared = f.frames
+        if declared > 0 and read < MIN_DECODED_SHARE * declared:
+            raise DecodeError(
+                path, f"truncated: decoded {read / f.samplerate:.1f} s of the "
+                f"{declared / f.samplerate:.1f} s its header declares"
+            )
+        y = _finish(chunks, stream)
+        codec = f"{f.format}/{f.subtype}".lower()
+        return Decoded(y, sr, f.samplerate, f.channels, codec, read / f.samplerate)
+
+
+def _probe(path: Path) -> dict:
+    try:
+        out = subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+             "stream=codec_name,sample_rate,channels,duration:format=duration", "-of", "json",
+             str(path)], capture_output=True, text=True, check=True, timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise DecodeError(path, f"ffprobe failed: {exc}") from exc
+    info = json.loads(out)
+    if not info.get("streams"):
+        raise DecodeError(path, "no audio stream found (ffprobe)")
+    stream = info["streams"][0]
+    duration = stream.get("duration") or info.get("format", {}).get("duration")
+    return {"codec": stream.get("codec_name", "unknown"), "rate": int(stream["sample_rate"]),
+            "channels": int(stream.get("channels", 1)),
+            "duration": float(duration) if duration else 0.0}
+
+
+def _decode_ffmpeg(path: Path, sr: int) -> Decoded:
+    info = _probe(path)
+    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-ac", "1",
+           "-f", "f32le", "-"]
+    stream = _resampler(info["rate"], sr)
+    chunks, read = [], 0
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        while raw := proc.stdout.read(BLOCK * 4):
+            mono = np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<f4")
+            read += len(mono)
+            chunks.append(mono if stream is None else stream.resample_chunk(mono))
+        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0:
+        raise DecodeError(path, f"ffmpeg failed: {stderr.strip().splitlines()[-1:] or ['?']}")
+    decoded_s = read / info["rate"]
+    if info["duration"] > 0 and decoded_s < MIN_DECODED_SHARE * info["duration"]:
+        raise DecodeError(path, f"truncated: decoded {decoded_s:.1f} s of the "
+                          f"{info['duration']:.1f} s its header declares")
+    return Decoded(_finish(chunks, stream), sr, info["rate"], info["channels"],
+                   f"ffmpeg/{info['codec']}", decoded_s)

@@ -1,0 +1,28 @@
+"""Expected failures. The CLI prints these as one line; anything else is a bug and tracebacks."""
+
+from pathlib import Path
+
+
+class MusicdbError(Exception):
+    """Base class for errors a user can act on."""
+
+
+class DecodeError(MusicdbError):
+    """An audio file could not be read or analysed."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+class MigrationError(MusicdbError):
+    """The schema cannot be brought up to date."""
+
+
+class StoreError(MusicdbError):
+    """The database refused an operation or does not exist."""
+
+
+class ImportTableError(MusicdbError):
+    """A table of precomputed features cannot be imported."""

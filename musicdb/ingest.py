@@ -1,0 +1,336 @@
+"""`musicdb ingest`: scan -> plan -> extract in worker processes -> one writer, batch by batch."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import duckdb
+
+from musicdb import catalog
+from musicdb.analyse import DEFAULT_SETS, EXTRACTORS, Analysis, analyse_file, set_params
+from musicdb.errors import StoreError
+from musicdb.scan import Candidate, content_hash, find_audio
+from musicdb.store import FeatureSetDef, create_views, ensure_feature_set
+from musicdb.tags import read_tags
+
+BATCH_FILES = 64  # results per write transaction
+BATCH_SECONDS = 5.0  # ...or sooner, so an interrupted run loses little
+
+
+class Progress(Protocol):
+    def stage(self, text: str) -> None: ...
+    def start(self, total: int) -> None: ...
+    def advance(self, audio_s: float) -> None: ...
+
+
+class _Quiet:
+    def stage(self, text: str) -> None: ...
+    def start(self, total: int) -> None: ...
+    def advance(self, audio_s: float) -> None: ...
+
+
+@dataclass
+class IngestSummary:
+    found: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    missing: int = 0
+    tags_updated: int = 0
+    extracted_sets: int = 0  # unchanged files that only lacked a feature set
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    audio_s: float = 0.0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    workers: int = 1
+    interrupted: bool = False
+
+    unchanged_failed: int = 0  # unchanged files that failed before (--retry-errors retries)
+
+    @property
+    def nothing_ingested(self) -> bool:
+        """Files were found and not one of them is usable: the run failed."""
+        usable = self.new + self.changed + self.unchanged + self.moved + self.extracted_sets
+        return self.found > 0 and usable == 0
+
+    @property
+    def realtime(self) -> float:
+        return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@dataclass
+class Job:
+    candidate: Candidate
+    kind: str  # new | changed | sets | retry
+    sets: tuple[str, ...]
+    tags: dict
+    content_hash: str | None
+    song_id: int | None = None
+
+
+def _set_ids(con: duckdb.DuckDBPyConnection, sets: tuple[str, ...],
+             snippet_seconds: float) -> dict[str, int]:
+    unknown = [s for s in sets if s not in EXTRACTORS]
+    if unknown:
+        raise StoreError(f"unknown feature set(s) {unknown}; extracted sets: {sorted(EXTRACTORS)}")
+    con.begin()
+    try:
+        ids = {name: ensure_feature_set(con, FeatureSetDef(
+            name, "extracted", set_params(name, snippet_seconds),
+            EXTRACTORS[name].names, EXTRACTORS[name].descriptions)) for name in sets}
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
+    create_views(con)  # a new set or version gets its wide views now
+    return ids
+
+
+def _file_row(c: Candidate, tags: dict, digest: str | None) -> dict:
+    return {"path": str(c.path), "root": str(c.root), "folder": c.folder,
+            "size_bytes": c.size, "mtime_ns": c.mtime_ns, "content_hash": digest} | tags
+
+
+def _keep_broader_root(c: Candidate, known_root: str | None) -> Candidate:
+    """A song first scanned from ~/Music keeps its folder label when ~/Music/Artist is scanned."""
+    if known_root and Path(known_root) != c.root and c.root.is_relative_to(known_root):
+        parts = c.path.relative_to(known_root).parts
+        return Candidate(c.path, Path(known_root), parts[0] if len(parts) > 1 else None,
+                         c.size, c.mtime_ns)
+    return c
+
+
+def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, int],
+         summary: IngestSummary, progress: Progress, retry_errors: bool) -> list[Job]:
+    """Classify every file found and apply the cheap changes (tags, moves, missing) at once."""
+    progress.stage("scanning")
+    candidates = list(find_audio(paths))
+    summary.found = len(candidates)
+    known = {s.path: s for s in catalog.scanned_songs(con)}
+    roots = {r[0]: r[1] for r in con.execute(
+        "SELECT path, root FROM songs WHERE source = 'scan'").fetchall()}
+    present = catalog.sets_present(con, set_ids.values())
+    wanted = set(set_ids.values())
+    by_id = {v: k for k, v in set_ids.items()}
+
+    progress.stage(f"reading tags of {len(candidates)} files")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        tags = list(pool.map(read_tags, [c.path for c in candidates]))
+
+    jobs: list[Job] = []
+    refresh: list[dict] = []
+    to_hash: list[tuple[Candidate, dict, catalog.KnownSong | None]] = []
+    for c, t in zip(candidates, tags, strict=True):
+        c = _keep_broader_root(c, roots.get(str(c.path)))
+        row = known.get(str(c.path))
+        if row is None or (row.size_bytes, row.mtime_ns) != (c.size, c.mtime_ns):
+            to_hash.append((c, t, row))
+            continue
+        refresh.append({"song_id": row.song_id, "root": str(c.root), "folder": c.folder,
+                        "status": "error" if row.status == "error" else "ok"} | t)
+        if row.status == "error":
+            if retry_errors:
+                jobs.append(Job(c, "retry", tuple(set_ids), t, row.content_hash, row.song_id))
+            else:
+                summary.unchanged_failed += 1
+            continue
+        lacking = wanted - present.get(row.song_id, set())
+        if lacking:
+            sets = tuple(by_id[i] for i in sorted(lacking))
+            jobs.append(Job(c, "sets", sets, t, row.content_hash, row.song_id))
+        else:
+            summary.unchanged += 1
+
+    progress.stage(f"hashing {len(to_hash)} new or changed files")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        digests = list(pool.map(lambda item: content_hash(item[0].path), to_hash))
+    found_paths = {str(c.path) for c in candidates}
+    # A known hash whose file has vanished from its old path: the same song, moved.
+    vanished = {s.content_hash: s for s in known.values()
+                if s.content_hash and s.status != "error" and s.path not in found_paths
+                and not os.path.exists(s.path)}
+    moved_ids = set()
+    for (c, t, row), digest in zip(to_hash, digests, strict=True):
+        if row is not None:
+            jobs.append(Job(c, "changed", tuple(set_ids), t, digest, row.song_id))
+        elif digest in vanished:
+            old = vanished.pop(digest)
+            moved_ids.add(old.song_id)
+            refresh.append({"song_id": old.song_id, "status": "ok"}
+                           | _file_row(c, t, digest))
+            summary.moved += 1
+            lacking = wanted - present.get(old.song_id, set())
+            if lacking:
+                sets = tuple(by_id[i] for i in sorted(lacking))
+                jobs.append(Job(c, "sets", sets, t, digest, old.song_id))
+        else:
+            jobs.append(Job(c, "new", tuple(set_ids), t, digest))
+
+    dirs = [Path(p).expanduser().absolute() for p in paths if Path(p).is_dir()]
+    gone = [s.song_id for s in known.values()
+            if s.status != "missing" and s.song_id not in moved_ids and s.path not in found_paths
+            and any(Path(s.path).is_relative_to(d) for d in dirs)]
+    summary.missing = len(gone)
+
+    con.begin()
+    try:
+        columns = sorted({k for r in refresh for k in r} - {"song_id"})
+        summary.tags_updated = _refresh(con, refresh, columns)
+        catalog.mark_missing(con, gone)
+    except duckdb.Error as exc:
+        con.rollback()
+        raise StoreError(f"could not record the scan: {exc}") from exc
+    con.commit()
+    return jobs
+
+
+def _refresh(con: duckdb.DuckDBPyConnection, rows: list[dict], columns: list[str]) -> int:
+    """Update only rows whose values differ; returns how many changed."""
+    if not rows:
+        return 0
+    rows = [{c: r.get(c) for c in ["song_id", *columns]} for r in rows]
+    table = catalog._song_table(rows, ["song_id", *columns])
+    con.register("_refresh", table)
+    differs = " OR ".join(f"songs.{c} IS DISTINCT FROM u.{c}" for c in columns)
+    assignments = ", ".join(f"{c} = u.{c}" for c in columns)
+    changed = con.execute(
+        f"UPDATE songs SET {assignments}, updated_at = current_timestamp FROM _refresh u "
+        f"WHERE songs.song_id = u.song_id AND ({differs})"
+    ).fetchone()[0]
+    con.unregister("_refresh")
+    return int(changed)
+
+
+def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float
+              ) -> Iterator[tuple[Job, Analysis]]:
+    """Analyse jobs, in this process for one worker, else in a pool; yields as they finish."""
+    if workers <= 1:
+        for job in jobs:
+            yield job, analyse_file(str(job.candidate.path), job.sets, snippet_seconds)
+        return
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["musicdb.analyse"])  # librosa imported once, then forked
+    pending: dict[Future, Job] = {}
+    queue = iter(jobs)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        try:
+            def submit_next() -> None:
+                job = next(queue, None)
+                if job is not None:
+                    fut = pool.submit(analyse_file, str(job.candidate.path), job.sets,
+                                      snippet_seconds)
+                    pending[fut] = job
+
+            for _ in range(2 * workers):  # a few in flight; results stay small
+                submit_next()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = pending.pop(fut)
+                    submit_next()
+                    yield job, fut.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _write_batch(con: duckdb.DuckDBPyConnection, batch: list[tuple[Job, Analysis]],
+                 set_ids: dict[str, int]) -> None:
+    if not batch:
+        return
+    new = [job for job, _ in batch if job.song_id is None]
+    for job, song_id in zip(new, catalog.reserve_song_ids(con, len(new)), strict=True):
+        job.song_id = song_id
+    inserts, updates, broken = [], [], []
+    rows = catalog.FeatureRows.empty()
+    for job, result in batch:
+        row = {"song_id": job.song_id, "source": "scan",
+               "status": "ok" if result.ok else "error", "error": result.error,
+               "codec": result.codec, "sample_rate": result.sample_rate,
+               "channels": result.channels, "duration_s": result.duration_s,
+               } | _file_row(job.candidate, job.tags, job.content_hash)
+        (inserts if job.kind == "new" else updates).append(row)
+        if not result.ok and job.kind == "changed":
+            broken.append(job.song_id)
+        for name, values in result.values.items():
+            set_id = set_ids[name]
+            rows.add(job.song_id, set_id, -1, 0.0, result.duration_s, values.whole)
+            for k, ((start, end), vec) in enumerate(zip(values.bounds, values.snippets,
+                                                        strict=True)):
+                rows.add(job.song_id, set_id, k, start, end, vec)
+    con.begin()
+    try:
+        catalog.insert_songs(con, inserts)
+        catalog.update_songs(con, updates, [c for c in catalog.SONG_COLUMNS
+                                            if c not in ("song_id", "imported_label",
+                                                         "imported_from")])
+        catalog.delete_features(con, broken)
+        catalog.replace_features(con, rows)
+    except duckdb.Error as exc:
+        con.rollback()
+        raise StoreError(f"could not write a batch of {len(batch)} files: {exc}") from exc
+    con.commit()
+
+
+def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
+           sets: tuple[str, ...] = DEFAULT_SETS, snippet_seconds: float = 30.0,
+           workers: int | None = None, retry_errors: bool = False,
+           progress: Progress | None = None) -> IngestSummary:
+    """Bring the database up to date with the audio files under `paths`."""
+    started, wall0 = datetime.now(), time.perf_counter()
+    progress = progress or _Quiet()
+    workers = max(1, workers or os.cpu_count() or 1)
+    summary = IngestSummary(workers=workers)
+    set_ids = _set_ids(con, sets, snippet_seconds)
+    jobs = plan(con, paths, set_ids, summary, progress, retry_errors)
+    workers = summary.workers = min(workers, max(1, len(jobs)))
+
+    progress.start(len(jobs))
+    batch: list[tuple[Job, Analysis]] = []
+    last_write = time.perf_counter()
+    try:
+        for job, result in _run_jobs(jobs, workers, snippet_seconds):
+            batch.append((job, result))
+            summary.cpu_s += result.cpu_s
+            if result.ok:
+                summary.audio_s += result.duration_s or 0.0
+                kind = {"new": "new", "changed": "changed", "retry": "changed",
+                        "sets": "extracted_sets"}[job.kind]
+                setattr(summary, kind, getattr(summary, kind) + 1)
+            else:
+                summary.failed.append((str(job.candidate.path), result.error or "unknown"))
+            progress.advance(result.duration_s or 0.0)
+            if len(batch) >= BATCH_FILES or time.perf_counter() - last_write > BATCH_SECONDS:
+                _write_batch(con, batch, set_ids)
+                batch, last_write = [], time.perf_counter()
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    _write_batch(con, batch, set_ids)  # finished results are never thrown away
+    summary.wall_s = time.perf_counter() - wall0
+    _record_run(con, started, paths, sets, summary)
+    return summary
+
+
+def _record_run(con: duckdb.DuckDBPyConnection, started: datetime, paths: list[Path],
+                sets: tuple[str, ...], s: IngestSummary) -> None:
+    con.execute(
+        "INSERT INTO ingest_runs (started_at, roots, feature_sets, n_new, n_changed, n_unchanged,"
+        " n_moved, n_failed, n_missing, audio_s, wall_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [started, [str(Path(p).expanduser().absolute()) for p in paths], list(sets), s.new,
+         s.changed, s.unchanged, s.moved, len(s.failed), s.missing, s.audio_s, s.wall_s],
+    )

@@ -1,0 +1,92 @@
+"""Rich rendering of long runs: the ingest progress bar and its closing summary."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from musicdb.ingest import IngestSummary
+
+
+class IngestProgress:
+    """Files done / total, hours of audio, speed as x realtime, ETA."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("files · {task.fields[hours]} · {task.fields[speed]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task: TaskID | None = None
+        self.audio_s = 0.0
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> IngestProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.progress.stop()
+
+    def stage(self, text: str) -> None:
+        self.console.print(f"[dim]{text} ...[/dim]")
+
+    def start(self, total: int) -> None:
+        self.started = time.perf_counter()
+        self.task = self.progress.add_task("extracting", total=total, hours="0.00 h audio",
+                                           speed="-× realtime")
+
+    def advance(self, audio_s: float) -> None:
+        self.audio_s += audio_s
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        assert self.task is not None
+        self.progress.update(self.task, advance=1, hours=f"{self.audio_s / 3600:.2f} h audio",
+                             speed=f"{self.audio_s / elapsed:.0f}× realtime")
+
+
+def render_summary(console: Console, s: IngestSummary, db: Path) -> None:
+    per_core = s.realtime / max(1, s.workers)
+    console.print(
+        f"[bold]{s.found:,} files[/bold]: [green]{s.new:,} new[/green], {s.changed:,} changed, "
+        f"{s.unchanged:,} unchanged, {s.moved:,} moved, {s.missing:,} missing, "
+        f"[red]{len(s.failed):,} failed[/red]"
+        + (f" ({s.unchanged_failed:,} known failures skipped; --retry-errors retries them)"
+           if s.unchanged_failed else "")
+    )
+    if s.extracted_sets or s.tags_updated:
+        console.print(f"{s.extracted_sets:,} files got a missing feature set; "
+                      f"{s.tags_updated:,} songs had new tags or labels")
+    console.print(
+        f"{s.audio_s / 3600:.2f} h of audio analysed in {s.wall_s:.1f} s: {s.realtime:.0f}× "
+        f"realtime ({per_core:.0f}× per core, {s.workers} worker{'s' * (s.workers > 1)}) → {db}"
+    )
+    for path, reason in s.failed[:20]:
+        console.print(f"  [red]failed[/red] {path}: {reason}", highlight=False)
+    if len(s.failed) > 20:
+        console.print(f"  ... and {len(s.failed) - 20} more (SELECT path, error FROM songs "
+                      "WHERE status = 'error')")
+    if any("ffmpeg" in reason for _, reason in s.failed):
+        console.print("[yellow]Some files need ffmpeg (m4a/AAC/...), which is not on PATH.[/yellow]")
+    if s.interrupted:
+        console.print("[yellow]Interrupted.[/yellow] Finished files are saved; run the same "
+                      "command again to resume.")
