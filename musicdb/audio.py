@@ -98,14 +98,17 @@ def _decode_soundfile(path: Path, sr: int) -> Decoded:
 
 def _probe(path: Path) -> dict:
     try:
-        out = subprocess.run(
+        proc = subprocess.run(
             ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
              "stream=codec_name,sample_rate,channels,duration:format=duration", "-of", "json",
-             str(path)], capture_output=True, text=True, check=True, timeout=60,
-        ).stdout
+             str(path)], capture_output=True, text=True, timeout=60,
+        )
     except (OSError, subprocess.SubprocessError) as exc:
-        raise DecodeError(path, f"ffprobe failed: {exc}") from exc
-    info = json.loads(out)
+        raise DecodeError(path, f"ffprobe (ffmpeg) failed: {exc}") from exc
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or ["unknown error"])[-1].replace(f"{path}: ", "")
+        raise DecodeError(path, f"not audio that libsndfile or ffmpeg can read ({why})")
+    info = json.loads(proc.stdout or "{}")
     if not info.get("streams"):
         raise DecodeError(path, "no audio stream found (ffprobe)")
     stream = info["streams"][0]
@@ -129,7 +132,8 @@ def _decode_ffmpeg(path: Path, sr: int) -> Decoded:
             chunks.append(mono if stream is None else stream.resample_chunk(mono))
         stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
-        raise DecodeError(path, f"ffmpeg failed: {stderr.strip().splitlines()[-1:] or ['?']}")
+        why = (stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise DecodeError(path, f"ffmpeg could not decode it ({why})")
     decoded_s = read / info["rate"]
     if info["duration"] > 0 and decoded_s < MIN_DECODED_SHARE * info["duration"]:
         raise DecodeError(path, f"truncated: decoded {decoded_s:.1f} s of the "

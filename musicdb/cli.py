@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,8 +42,12 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(code=1) from exc
 
 
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds / 60:.1f} min"
+def _beside_python(command: str) -> str:
+    """A command's name if it is on PATH, else its path in this Python's bin folder."""
+    if shutil.which(command):
+        return command
+    beside = Path(sys.executable).with_name(command)
+    return str(beside) if beside.exists() else command
 
 
 @app.command()
@@ -168,11 +174,11 @@ def demo(
     with user_errors(), store.connect(db) as con, IngestProgress(err) as progress:
         summary = run_ingest(con, [library], workers=workers, progress=progress)
     render_summary(err, summary, db)
-    env = f"MUSICDB_DB={db}"
+    shell, me = _beside_python("duckdb"), _beside_python("musicdb")
     out.print(f"""
 [bold]Try next:[/bold]
-  {env} musicdb info
-  duckdb {db} -c "SELECT label, count(*) AS songs, round(avg(bpm)) AS bpm, round(avg(centroid_a)) AS centroid_hz FROM features_seed55 GROUP BY label ORDER BY label"
-  duckdb {db} -c "SELECT title, snippet, start_s, end_s, round(zcr_a, 3) AS zcr FROM snippets_seed55 WHERE label = 'Noise Garden' ORDER BY title, snippet"
-  musicdb ingest ~/Music --db music.duckdb      # your own music
+  {me} info --db {db}
+  {shell} {db} -c "SELECT label, count(*) AS songs, round(avg(bpm)) AS bpm, round(avg(centroid_a)) AS centroid_hz FROM features_seed55 GROUP BY label ORDER BY label"
+  {shell} {db} -c "SELECT label, title, snippet, start_s, end_s, round(zcr_a, 3) AS zcr FROM snippets_seed55 ORDER BY label, title, snippet"
+  {me} ingest ~/Music           # your own music, into ./music.duckdb
 """, soft_wrap=True, highlight=False)  # noqa: E501

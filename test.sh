@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything the tests need and runs the whole suite:
+# a virtualenv with musicdb and its test extra (pytest, the duckdb shell), and Debian's
+# ffmpeg (m4a/AAC fallback tests) when apt-get is available and we may use it.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if ! command -v ffmpeg >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+      --no-install-recommends ffmpeg >/dev/null; } || echo "test.sh: could not install ffmpeg" >&2
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+
+set +e
+.venv/bin/python -m pytest -q "$@"
+code=$?
+set -e
+if [ "$code" -eq 5 ]; then
+  echo "test.sh: pytest collected no tests; an empty suite is a failure" >&2
+  exit 1
+fi
+exit "$code"
