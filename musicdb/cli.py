@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from musicdb.errors import MusicdbError
@@ -38,7 +39,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except MusicdbError as exc:
-        err.print(f"[red]Error:[/red] {exc}")
+        # The message is text, not markup ('[v2]' in a file name); one line, never wrapped.
+        err.print(f"[red]Error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(code=1) from exc
 
 

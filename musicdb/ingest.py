@@ -189,8 +189,13 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
 
     con.begin()
     try:
-        columns = sorted({k for r in refresh for k in r} - {"song_id"})
-        summary.tags_updated = _refresh(con, refresh, columns)
+        # Moved rows carry path/size/mtime/hash, unchanged rows do not: update each kind of row
+        # only in the columns it has, or the others' would be overwritten with NULL.
+        groups: dict[tuple[str, ...], list[dict]] = {}
+        for r in refresh:
+            groups.setdefault(tuple(sorted(set(r) - {"song_id"})), []).append(r)
+        summary.tags_updated = sum(_refresh(con, rows, list(columns))
+                                   for columns, rows in groups.items())
         catalog.mark_missing(con, gone)
     except duckdb.Error as exc:
         con.rollback()
@@ -284,6 +289,9 @@ def _write_batch(con: duckdb.DuckDBPyConnection, batch: list[tuple[Job, Analysis
     except duckdb.Error as exc:
         con.rollback()
         raise StoreError(f"could not write a batch of {len(batch)} files: {exc}") from exc
+    except BaseException:  # Ctrl-C mid-write: undo it, so the final write can redo the batch
+        con.rollback()
+        raise
     con.commit()
 
 
