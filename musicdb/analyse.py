@@ -6,7 +6,6 @@ Runs inside worker processes; returns plain arrays to the single writer.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,31 +14,11 @@ from librosa.util.exceptions import ParameterError
 
 from musicdb.audio import decode
 from musicdb.errors import DecodeError
-from musicdb.features import (
-    SEED55_DESCRIPTIONS,
-    SEED55_NAMES,
-    FrameParams,
-    frame_features,
-    frame_slice,
-    snippet_bounds,
-    summarise_seed55,
-)
+from musicdb.features import FrameParams, frame_features, frame_slice, snippet_bounds
+from musicdb.summaries import FEATURE_SETS
 
-
-@dataclass(frozen=True)
-class Extractor:
-    """A named summary of the frame matrix: one extracted feature set."""
-
-    name: str
-    names: list[str]
-    descriptions: list[str]
-    summarise: Callable[..., np.ndarray]
-
-
-EXTRACTORS = {
-    "seed55": Extractor("seed55", list(SEED55_NAMES), SEED55_DESCRIPTIONS, summarise_seed55),
-}
-DEFAULT_SETS = ("seed55",)
+EXTRACTORS = FEATURE_SETS
+DEFAULT_SETS = ("default", "seed55")
 
 
 def set_params(name: str, snippet_seconds: float, params: FrameParams = FrameParams()) -> dict:

@@ -7,12 +7,15 @@ snippet's statistics are a slice of it and cost almost nothing.
 
 from __future__ import annotations
 
-import warnings
+import functools
 from dataclasses import asdict, dataclass, field
 
 import librosa
 import numpy as np
-import scipy.stats
+import scipy.fft
+import scipy.sparse
+
+from musicdb.hpss import hpss
 
 SAMPLE_RATE = 22050
 
@@ -53,6 +56,10 @@ class FrameParams:
 N_CONTRAST = 7
 N_TONNETZ = 6
 N_BANDS = 4
+N_MFCC = 13
+N_MELS = 128
+# Flats rather than sharps: "#" would need quoting in every SQL query.
+PITCH_CLASSES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 FRAME_ROWS = (
     ["rms_p", "rms_h", "centroid", "bandwidth"]
     + [f"contrast{i}" for i in range(N_CONTRAST)]
@@ -61,8 +68,12 @@ FRAME_ROWS = (
     + ["zcr", "onset"]
     + [f"band_h{i}" for i in range(N_BANDS)]
     + [f"band_p{i}" for i in range(N_BANDS)]
+    + [f"mfcc{i}" for i in range(N_MFCC)]
+    + [f"chroma{i}" for i in range(len(PITCH_CLASSES))]
+    + ["rolloff", "flatness", "rms"]
 )
 ROW = {name: i for i, name in enumerate(FRAME_ROWS)}
+
 
 # HPSS's time-axis median filter sees kernel // 2 frames either side; onset needs one more.
 def _block_margin(params: FrameParams) -> int:
@@ -79,7 +90,7 @@ def frame_features(y: np.ndarray, *, params: FrameParams = FrameParams()) -> np.
 
     Returns float32 of shape (len(FRAME_ROWS), n_frames); frame t is centred on sample t * hop.
     Computed block by block with an overlap wider than any filter, so the result does not
-    depend on the block size.
+    depend on the block size and memory stays bounded on hour-long files.
     """
     if y.ndim != 1:
         raise ValueError(f"expected a mono signal, got shape {y.shape}")
@@ -97,137 +108,113 @@ def frame_features(y: np.ndarray, *, params: FrameParams = FrameParams()) -> np.
     return out
 
 
+@dataclass(frozen=True)
+class _Bank:
+    """Constant matrices over STFT bins, built once per (sample rate, n_fft, band edges)."""
+
+    freqs: np.ndarray  # (bins,) Hz
+    moments: np.ndarray  # (3, bins) float64: 1, f, f^2 -> spectral sums for centroid/bandwidth
+    slope: np.ndarray  # (bins,) float32: least-squares slope of a spectrum against frequency
+    energy: np.ndarray  # (1 + N_BANDS, bins) float32: mean square for RMS, then per band
+    mel: scipy.sparse.csr_array  # (N_MELS, bins) float32; each filter spans a few bins
+    chroma: np.ndarray  # (12, bins) float32
+
+
+@functools.lru_cache(maxsize=8)
+def _bank(sr: int, n_fft: int, band_edges: tuple[int, ...]) -> _Bank:
+    freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
+    centred = freqs - freqs.mean()
+    rms = np.full(freqs.size, 2.0 / n_fft**2)
+    rms[0] *= 0.5  # DC and (for even n_fft) Nyquist appear once in a one-sided spectrum
+    if n_fft % 2 == 0:
+        rms[-1] *= 0.5
+    bands = np.zeros((N_BANDS, freqs.size))
+    for i, (lo, hi) in enumerate(zip(band_edges, band_edges[1:])):
+        bands[i, lo:hi] = 1.0 / (hi - lo)
+    return _Bank(
+        freqs=freqs,
+        moments=np.stack([np.ones_like(freqs), freqs, freqs**2]),
+        slope=(centred / np.sum(centred**2)).astype(np.float32),
+        energy=np.vstack([rms, bands]).astype(np.float32),
+        mel=scipy.sparse.csr_array(
+            librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=N_MELS).astype(np.float32)),
+        chroma=librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0).astype(np.float32),
+    )
+
+
+def _spectral_shape(S: np.ndarray, bank: _Bank) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid and 2nd-order bandwidth (Hz) as matrix products; 0 for an empty frame."""
+    total, first, second = bank.moments @ S.astype(np.float64)
+    empty = total < np.finfo(np.float32).tiny
+    total[empty] = 1.0
+    centroid = np.where(empty, 0.0, first / total)
+    # E[(f - c)^2] = E[f^2] - c^2, in float64 so the difference keeps its digits.
+    bandwidth = np.sqrt(np.maximum(second / total - centroid**2, 0.0))
+    return centroid, np.where(empty, 0.0, bandwidth)
+
+
+def _zero_crossing_rate(segment: np.ndarray, n_frames_: int, params: FrameParams) -> np.ndarray:
+    """librosa.feature.zero_crossing_rate(center=False) from one running count of sign changes."""
+    negative = segment < -1e-10  # librosa zeroes |y| <= 1e-10, then counts 0 as positive
+    changes = np.concatenate([[0], np.cumsum(negative[1:] != negative[:-1])])
+    starts = np.arange(n_frames_) * params.hop_length
+    # Crossings between consecutive samples inside frame [s, s + n_fft), over n_fft samples.
+    return (changes[starts + params.n_fft - 1] - changes[starts]) / params.n_fft
+
+
+def _onset_strength(log_mel: np.ndarray) -> np.ndarray:
+    """librosa's onset strength (lag 1, no max filter): mean positive log-mel flux, 0 first."""
+    flux = np.maximum(0.0, np.diff(log_mel, axis=1)).mean(axis=0)
+    return np.concatenate([[0.0], flux])
+
+
+def _rolloff(S: np.ndarray, freqs: np.ndarray, fraction: float = 0.85) -> np.ndarray:
+    """Lowest frequency below which `fraction` of the frame's magnitude lies."""
+    cumulative = np.cumsum(S, axis=0)
+    return freqs[np.argmax(cumulative >= fraction * cumulative[-1], axis=0)]
+
+
+def _flatness(power: np.ndarray, amin: float = 1e-10) -> np.ndarray:
+    """Wiener entropy: geometric over arithmetic mean of the power spectrum (0 tonal .. 1 noise)."""
+    floored = np.maximum(power, amin)
+    return np.exp(np.log(floored).mean(axis=0)) / floored.mean(axis=0)
+
+
 def _segment_features(segment: np.ndarray, params: FrameParams) -> np.ndarray:
     sr, n_fft, hop = params.sample_rate, params.n_fft, params.hop_length
+    bank = _bank(sr, n_fft, tuple(params.band_edges))
     S = np.abs(librosa.stft(segment, n_fft=n_fft, hop_length=hop, center=False))
-    H, P = librosa.decompose.hpss(S, kernel_size=params.hpss_kernel)  # magnitudes, H + P = S
-    # Tuning is fixed (A440): estimating it per block would make values depend on the block.
-    chroma = librosa.feature.chroma_stft(S=H**2, sr=sr, n_fft=n_fft, tuning=0.0)
-    mel_p = librosa.feature.melspectrogram(S=P**2, sr=sr, n_fft=n_fft)
+    H, P = hpss(S, params.hpss_kernel)  # magnitudes, H + P = S
+    S2, H2, P2 = S * S, H * H, P * P
+    T = S.shape[1]
     # top_db=None: the default clips relative to the array's maximum, i.e. to the block.
-    onset = librosa.onset.onset_strength(
-        S=librosa.power_to_db(mel_p, top_db=None), sr=sr, lag=1, center=False
-    )
-    edges = params.band_edges
-    band = lambda X: np.sqrt(  # noqa: E731 - RMS magnitude of each band, per frame
-        np.stack([np.mean(X[lo:hi] ** 2, axis=0) for lo, hi in zip(edges, edges[1:])])
-    )
+    log_mel = librosa.power_to_db(bank.mel @ S2, top_db=None)
+    log_mel_p = librosa.power_to_db(bank.mel @ P2, top_db=None)
+    mfcc = scipy.fft.dct(log_mel, axis=0, type=2, norm="ortho")[:N_MFCC]
+    # Tuning is fixed (A440): estimating it per block would make values depend on the block.
+    tonnetz = librosa.feature.tonnetz(chroma=bank.chroma @ H2, sr=sr)  # normalises the chroma
+    centroid, bandwidth = _spectral_shape(S, bank)
+    # Square roots of mean squares: whole-spectrum RMS (row 0), then the 4 bands.
+    rms_h, rms_p, rms_s = (np.sqrt(bank.energy @ X) for X in (H2, P2, S2))
     rows = [
-        librosa.feature.rms(S=P, frame_length=n_fft),
-        librosa.feature.rms(S=H, frame_length=n_fft),
-        librosa.feature.spectral_centroid(S=S, sr=sr, n_fft=n_fft),
-        librosa.feature.spectral_bandwidth(S=S, sr=sr, n_fft=n_fft),
+        rms_p[:1],
+        rms_h[:1],
+        centroid[np.newaxis],
+        bandwidth[np.newaxis],
         librosa.feature.spectral_contrast(S=S, sr=sr, n_fft=n_fft),
-        librosa.feature.poly_features(S=H, sr=sr, n_fft=n_fft, order=1)[:1],  # the slope
-        librosa.feature.tonnetz(chroma=chroma, sr=sr),
-        librosa.feature.zero_crossing_rate(
-            segment, frame_length=n_fft, hop_length=hop, center=False
-        ),
-        onset[np.newaxis],
-        band(H),
-        band(P),
+        (bank.slope @ H)[np.newaxis],
+        tonnetz,
+        _zero_crossing_rate(segment, T, params)[np.newaxis],
+        _onset_strength(log_mel_p)[np.newaxis],
+        rms_h[1:],
+        rms_p[1:],
+        mfcc,
+        librosa.util.normalize(bank.chroma @ S2, norm=np.inf, axis=0),
+        _rolloff(S, bank.freqs)[np.newaxis],
+        _flatness(S2)[np.newaxis],
+        rms_s[:1],
     ]
     return np.vstack(rows).astype(np.float32)
-
-
-def moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, std, skewness and Fisher kurtosis (biased) of each row of X.
-
-    A row without spread (silence, a single frame) has no shape: its skewness and kurtosis
-    are defined as 0 rather than NaN, so every stored value is finite.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    mean, std = X.mean(axis=1), X.std(axis=1)
-    flat = std <= np.maximum(np.abs(mean) * 1e-6, 1e-12)
-    with warnings.catch_warnings():
-        # scipy warns of precision loss on near-constant rows; those are zeroed below.
-        warnings.filterwarnings("ignore", category=RuntimeWarning)
-        skew = scipy.stats.skew(X, axis=1, bias=True)
-        kurt = scipy.stats.kurtosis(X, axis=1, fisher=True, bias=True)
-    return mean, std, np.where(flat, 0.0, skew), np.where(flat, 0.0, kurt)
-
-
-def tempo(onset_envelope: np.ndarray, *, params: FrameParams = FrameParams()) -> float:
-    """Global tempo (BPM) from an onset envelope; 0.0 when the envelope is flat (no onsets)."""
-    if onset_envelope.size < 2 or np.ptp(onset_envelope) <= 1e-6:
-        return 0.0
-    bpm = librosa.feature.tempo(
-        onset_envelope=onset_envelope.astype(np.float64),
-        sr=params.sample_rate,
-        hop_length=params.hop_length,
-    )
-    return float(bpm[0])
-
-
-SEED55_NAMES = (
-    "rmseP_a,rmseP_std,rmseH_a,rmseH_std,centroid_a,centroid_std,bw_a,bw_std,contrast_a,"
-    "contrast_std,polyfeat_a,polyfeat_std,tonnetz_a,tonnetz_std,zcr_a,zcr_std,onset_a,onset_std,"
-    "bpm,rmseP_skew,rmseP_kurtosis,rmseH_skew,rmseH_kurtosis"
-).split(",") + [
-    f"5band_{stat}_{part}{i}"
-    for i in range(N_BANDS)
-    for stat in ("rms", "std", "skew", "kurtosis")
-    for part in ("h", "p")
-]
-
-_STAT_WORDS = {"a": "mean", "rms": "mean", "std": "std", "skew": "skewness",
-               "kurtosis": "Fisher kurtosis"}
-_SOURCE_WORDS = {
-    "rmseP": "RMS energy per frame of the percussive part",
-    "rmseH": "RMS energy per frame of the harmonic part",
-    "centroid": "spectral centroid (Hz)",
-    "bw": "spectral bandwidth, 2nd order (Hz)",
-    "contrast": "spectral contrast (dB), over all 7 rows and frames",
-    "polyfeat": "slope of a 1st-order polynomial fit to each harmonic-part spectrum",
-    "tonnetz": "tonal centroid of the harmonic part, over all 6 rows and frames",
-    "zcr": "zero-crossing rate per frame",
-    "onset": "onset strength of the percussive part (log-mel flux)",
-}
-
-
-def _describe_seed55(name: str) -> str:
-    if name == "bpm":
-        return "global tempo (BPM) from the percussive onset envelope; 0 when there are no onsets"
-    if name.startswith("5band_"):
-        _, stat, part = name.split("_")
-        lo, hi = FrameParams().band_edges[int(part[1])], FrameParams().band_edges[int(part[1]) + 1]
-        which = "harmonic" if part[0] == "h" else "percussive"
-        hz = SAMPLE_RATE / FrameParams().n_fft
-        return (f"{_STAT_WORDS[stat]} over frames of the {which} part's RMS magnitude in STFT "
-                f"bins {lo}-{hi - 1} ({lo * hz:.0f}-{hi * hz:.0f} Hz)")
-    source, stat = name.rsplit("_", 1)
-    return f"{_STAT_WORDS[stat]} over frames of the {_SOURCE_WORDS[source]}"
-
-
-SEED55_DESCRIPTIONS = [_describe_seed55(n) for n in SEED55_NAMES]
-
-
-def summarise_seed55(frames: np.ndarray, *, params: FrameParams = FrameParams()) -> np.ndarray:
-    """The 55 study features (SEED55_NAMES order) of a slice of frame_features()."""
-    if frames.shape[0] != len(FRAME_ROWS) or frames.shape[1] == 0:
-        raise ValueError(f"expected a ({len(FRAME_ROWS)}, >0) frame matrix, got {frames.shape}")
-    out: dict[str, float] = {}
-    series = ["rms_p", "rms_h", "centroid", "bandwidth", "poly_slope", "zcr", "onset"]
-    series += [f"band_{p}{i}" for p in "hp" for i in range(N_BANDS)]
-    mean, std, skew, kurt = moments(frames[[ROW[s] for s in series]])
-    m = {s: (mean[i], std[i], skew[i], kurt[i]) for i, s in enumerate(series)}
-    for short, row in [("rmseP", "rms_p"), ("rmseH", "rms_h")]:
-        out.update(zip([f"{short}_a", f"{short}_std", f"{short}_skew", f"{short}_kurtosis"],
-                       m[row], strict=True))
-    for short, row in [("centroid", "centroid"), ("bw", "bandwidth"), ("polyfeat", "poly_slope"),
-                       ("zcr", "zcr"), ("onset", "onset")]:
-        out[f"{short}_a"], out[f"{short}_std"] = m[row][0], m[row][1]
-    for short, first, count in [("contrast", ROW["contrast0"], N_CONTRAST),
-                                ("tonnetz", ROW["tonnetz0"], N_TONNETZ)]:
-        block = frames[first : first + count].astype(np.float64)
-        out[f"{short}_a"], out[f"{short}_std"] = float(block.mean()), float(block.std())
-    for part in "hp":
-        for i in range(N_BANDS):
-            mu, sd, sk, ku = m[f"band_{part}{i}"]
-            out.update({f"5band_rms_{part}{i}": mu, f"5band_std_{part}{i}": sd,
-                        f"5band_skew_{part}{i}": sk, f"5band_kurtosis_{part}{i}": ku})
-    out["bpm"] = tempo(frames[ROW["onset"]], params=params)
-    return np.array([out[n] for n in SEED55_NAMES], dtype=np.float32)
 
 
 def snippet_bounds(duration_s: float, snippet_seconds: float) -> list[tuple[float, float]]:

@@ -17,7 +17,7 @@ import pytest
 
 import musicdb.ingest
 from musicdb import synth
-from musicdb.features import SEED55_NAMES
+from musicdb.summaries import SEED55_NAMES
 
 CENTROID = SEED55_NAMES.index("centroid_a") + 1  # 1-based, like features.vals[i] in SQL
 

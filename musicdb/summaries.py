@@ -1,0 +1,232 @@
+"""Feature sets: named summaries of a slice of the frame matrix (a whole song or one snippet).
+
+Each set has fixed column names, a one-line description per column (stored in
+``feature_names``) and a pure function from frames to a float32 vector. Every set is computed
+from the same frame matrix, so asking for several costs one decode and one spectrogram.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import librosa
+import numpy as np
+import scipy.stats
+
+from musicdb.features import (
+    FRAME_ROWS,
+    N_BANDS,
+    N_CONTRAST,
+    N_MFCC,
+    N_TONNETZ,
+    PITCH_CLASSES,
+    ROW,
+    SAMPLE_RATE,
+    FrameParams,
+)
+
+
+def moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, std, skewness and Fisher kurtosis (biased) of each row of X.
+
+    A row without spread (silence, a single frame) has no shape: its skewness and kurtosis
+    are defined as 0 rather than NaN, so every stored value is finite.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    mean, std = X.mean(axis=1), X.std(axis=1)
+    flat = std <= np.maximum(np.abs(mean) * 1e-6, 1e-12)
+    with warnings.catch_warnings():
+        # scipy warns of precision loss on near-constant rows; those are zeroed below.
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        skew = scipy.stats.skew(X, axis=1, bias=True)
+        kurt = scipy.stats.kurtosis(X, axis=1, fisher=True, bias=True)
+    return mean, std, np.where(flat, 0.0, skew), np.where(flat, 0.0, kurt)
+
+
+def tempo_with_confidence(onset_envelope: np.ndarray, *,
+                          params: FrameParams = FrameParams()) -> tuple[float, float]:
+    """Global tempo (BPM) and how periodic the onsets are at that tempo (0..1).
+
+    The tempo is librosa's (mean tempogram over 8 s windows, log-normal prior around 120 BPM).
+    The confidence is that mean tempogram at the chosen period: the onset envelope's
+    autocorrelation there relative to its zero lag. A steady click track scores near 1, noise
+    near 0. A flat envelope (no onsets) gives (0, 0).
+    """
+    if onset_envelope.size < 2 or np.ptp(onset_envelope) <= 1e-6:
+        return 0.0, 0.0
+    sr, hop = params.sample_rate, params.hop_length
+    win = int(librosa.time_to_frames(8.0, sr=sr, hop_length=hop))
+    tg = librosa.feature.tempogram(onset_envelope=onset_envelope.astype(np.float64),
+                                   sr=sr, hop_length=hop, win_length=win)
+    mean_tg = tg.mean(axis=1, keepdims=True)
+    bpm = float(librosa.feature.tempo(tg=mean_tg, sr=sr, hop_length=hop, aggregate=None)[0])
+    period = int(np.argmin(np.abs(librosa.tempo_frequencies(win, sr=sr, hop_length=hop) - bpm)))
+    return bpm, float(np.clip(mean_tg[period, 0], 0.0, 1.0))
+
+
+def tempo(onset_envelope: np.ndarray, *, params: FrameParams = FrameParams()) -> float:
+    """Global tempo (BPM) from an onset envelope; 0.0 when the envelope is flat (no onsets)."""
+    return tempo_with_confidence(onset_envelope, params=params)[0]
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """An extracted feature set: its columns and how to compute them from frames."""
+
+    name: str
+    names: list[str]
+    descriptions: list[str]
+    summarise: Callable[..., np.ndarray]
+
+
+def _check(frames: np.ndarray) -> None:
+    if frames.shape[0] != len(FRAME_ROWS) or frames.shape[1] == 0:
+        raise ValueError(f"expected a ({len(FRAME_ROWS)}, >0) frame matrix, got {frames.shape}")
+
+
+# --- seed55: the study's 55 features --------------------------------------------------------
+
+SEED55_NAMES = (
+    "rmseP_a,rmseP_std,rmseH_a,rmseH_std,centroid_a,centroid_std,bw_a,bw_std,contrast_a,"
+    "contrast_std,polyfeat_a,polyfeat_std,tonnetz_a,tonnetz_std,zcr_a,zcr_std,onset_a,onset_std,"
+    "bpm,rmseP_skew,rmseP_kurtosis,rmseH_skew,rmseH_kurtosis"
+).split(",") + [
+    f"5band_{stat}_{part}{i}"
+    for i in range(N_BANDS)
+    for stat in ("rms", "std", "skew", "kurtosis")
+    for part in ("h", "p")
+]
+
+_STAT_WORDS = {"a": "mean", "rms": "mean", "std": "std", "skew": "skewness",
+               "kurtosis": "Fisher kurtosis"}
+_SOURCE_WORDS = {
+    "rmseP": "RMS energy per frame of the percussive part",
+    "rmseH": "RMS energy per frame of the harmonic part",
+    "centroid": "spectral centroid (Hz)",
+    "bw": "spectral bandwidth, 2nd order (Hz)",
+    "contrast": "spectral contrast (dB), over all 7 rows and frames",
+    "polyfeat": "slope of a 1st-order polynomial fit to each harmonic-part spectrum",
+    "tonnetz": "tonal centroid of the harmonic part (from STFT chroma), over all 6 rows and frames",
+    "zcr": "zero-crossing rate per frame",
+    "onset": "onset strength of the percussive part (log-mel flux)",
+}
+
+
+def _describe_seed55(name: str) -> str:
+    if name == "bpm":
+        return "global tempo (BPM) from the percussive onset envelope; 0 when there are no onsets"
+    if name.startswith("5band_"):
+        _, stat, part = name.split("_")
+        edges = FrameParams().band_edges
+        lo, hi = edges[int(part[1])], edges[int(part[1]) + 1]
+        which = "harmonic" if part[0] == "h" else "percussive"
+        hz = SAMPLE_RATE / FrameParams().n_fft
+        return (f"{_STAT_WORDS[stat]} over frames of the {which} part's RMS magnitude in STFT "
+                f"bins {lo}-{hi - 1} ({lo * hz:.0f}-{hi * hz:.0f} Hz)")
+    source, stat = name.rsplit("_", 1)
+    return f"{_STAT_WORDS[stat]} over frames of the {_SOURCE_WORDS[source]}"
+
+
+SEED55_DESCRIPTIONS = [_describe_seed55(n) for n in SEED55_NAMES]
+_SERIES = (["rms_p", "rms_h", "centroid", "bandwidth", "poly_slope", "zcr", "onset"]
+           + [f"band_{p}{i}" for p in "hp" for i in range(N_BANDS)])
+
+
+def _seed55_values(frames: np.ndarray, params: FrameParams) -> dict[str, float]:
+    mean, std, skew, kurt = moments(frames[[ROW[s] for s in _SERIES]])
+    m = {s: (mean[i], std[i], skew[i], kurt[i]) for i, s in enumerate(_SERIES)}
+    out: dict[str, float] = {}
+    for short, row in [("rmseP", "rms_p"), ("rmseH", "rms_h")]:
+        out.update(zip([f"{short}_a", f"{short}_std", f"{short}_skew", f"{short}_kurtosis"],
+                       m[row], strict=True))
+    for short, row in [("centroid", "centroid"), ("bw", "bandwidth"), ("polyfeat", "poly_slope"),
+                       ("zcr", "zcr"), ("onset", "onset")]:
+        out[f"{short}_a"], out[f"{short}_std"] = m[row][0], m[row][1]
+    for short, first, count in [("contrast", ROW["contrast0"], N_CONTRAST),
+                                ("tonnetz", ROW["tonnetz0"], N_TONNETZ)]:
+        block = frames[first : first + count].astype(np.float64)
+        out[f"{short}_a"], out[f"{short}_std"] = float(block.mean()), float(block.std())
+    for part in "hp":
+        for i in range(N_BANDS):
+            mu, sd, sk, ku = m[f"band_{part}{i}"]
+            out.update({f"5band_rms_{part}{i}": mu, f"5band_std_{part}{i}": sd,
+                        f"5band_skew_{part}{i}": sk, f"5band_kurtosis_{part}{i}": ku})
+    return out
+
+
+def summarise_seed55(frames: np.ndarray, *, params: FrameParams = FrameParams()) -> np.ndarray:
+    """The 55 study features (SEED55_NAMES order) of a slice of frame_features()."""
+    _check(frames)
+    out = _seed55_values(frames, params)
+    out["bpm"] = tempo(frames[ROW["onset"]], params=params)
+    return np.array([out[n] for n in SEED55_NAMES], dtype=np.float32)
+
+
+# --- default: seed55 plus what music-analysis tools commonly offer ------------------------
+
+LOUDNESS_FLOOR_DB = -100.0
+_DEFAULT_EXTRA: list[tuple[str, str]] = (
+    [(f"mfcc_{stat}_{i}", f"{word} over frames of MFCC {i} (DCT-II of 128-band log-mel power, dB)")
+     for stat, word in (("mean", "mean"), ("std", "std")) for i in range(N_MFCC)]
+    + [(f"chroma_{stat}_{pc}", f"{word} over frames of the {pc} chroma bin (STFT chroma, A440, "
+        "each frame scaled to max 1)")
+       for stat, word in (("mean", "mean"), ("std", "std")) for pc in PITCH_CLASSES]
+    + [(f"contrast_{stat}_{i}", f"{word} over frames of spectral contrast in octave band {i} (dB; "
+        "band 6 is everything above 6.4 kHz)")
+       for stat, word in (("mean", "mean"), ("std", "std")) for i in range(N_CONTRAST)]
+    + [("rolloff_mean", "mean over frames of the 85% spectral roll-off frequency (Hz)"),
+       ("rolloff_std", "std over frames of the 85% spectral roll-off frequency (Hz)"),
+       ("flatness_mean", "mean over frames of spectral flatness (0 tonal .. 1 white noise)"),
+       ("flatness_std", "std over frames of spectral flatness"),
+       ("loudness_mean_db", "mean over frames of frame RMS level in dB full scale (Hann-windowed "
+        "frame; floor -100 dB)"),
+       ("loudness_std_db", "std over frames of frame RMS level (dB)"),
+       ("loudness_p10_db", "10th percentile of frame RMS level (dB): the quiet passages"),
+       ("loudness_p50_db", "median frame RMS level (dB)"),
+       ("loudness_p90_db", "90th percentile of frame RMS level (dB): the loud passages"),
+       ("dynamic_range_db", "95th minus 5th percentile of frame RMS level (dB); silent gaps "
+        "count at the -100 dB floor"),
+       ("onset_rate", "percussive onsets per second (librosa peak picking on the onset envelope)"),
+       ("tempo_confidence", "mean tempogram at the bpm's period: onset autocorrelation there "
+        "over its zero lag (0 none .. 1 a steady beat)")]
+)
+DEFAULT_NAMES = list(SEED55_NAMES) + [n for n, _ in _DEFAULT_EXTRA]
+DEFAULT_DESCRIPTIONS = list(SEED55_DESCRIPTIONS) + [d for _, d in _DEFAULT_EXTRA]
+
+
+def _rows(prefix: str, count: int) -> list[int]:
+    return [ROW[f"{prefix}{i}"] for i in range(count)]
+
+
+def summarise_default(frames: np.ndarray, *, params: FrameParams = FrameParams()) -> np.ndarray:
+    """The default set (DEFAULT_NAMES order) of a slice of frame_features()."""
+    _check(frames)
+    out = _seed55_values(frames, params)
+    onset = frames[ROW["onset"]]
+    out["bpm"], out["tempo_confidence"] = tempo_with_confidence(onset, params=params)
+    for prefix, labels in (("mfcc", range(N_MFCC)), ("chroma", PITCH_CLASSES),
+                           ("contrast", range(N_CONTRAST))):
+        block = frames[_rows(prefix, len(labels))].astype(np.float64)
+        for label, mu, sd in zip(labels, block.mean(axis=1), block.std(axis=1), strict=True):
+            out[f"{prefix}_mean_{label}"], out[f"{prefix}_std_{label}"] = mu, sd
+    for row in ("rolloff", "flatness"):
+        series = frames[ROW[row]].astype(np.float64)
+        out[f"{row}_mean"], out[f"{row}_std"] = series.mean(), series.std()
+    level = 20.0 * np.log10(np.maximum(frames[ROW["rms"]].astype(np.float64),
+                                       10 ** (LOUDNESS_FLOOR_DB / 20)))
+    p5, p10, p50, p90, p95 = np.percentile(level, [5, 10, 50, 90, 95])
+    out.update(loudness_mean_db=level.mean(), loudness_std_db=level.std(), loudness_p10_db=p10,
+               loudness_p50_db=p50, loudness_p90_db=p90, dynamic_range_db=p95 - p5)
+    seconds = frames.shape[1] / params.frames_per_second
+    onsets = librosa.onset.onset_detect(onset_envelope=onset.astype(np.float64),
+                                        sr=params.sample_rate, hop_length=params.hop_length)
+    out["onset_rate"] = len(onsets) / seconds
+    return np.array([out[n] for n in DEFAULT_NAMES], dtype=np.float32)
+
+
+FEATURE_SETS = {
+    "seed55": FeatureSet("seed55", list(SEED55_NAMES), SEED55_DESCRIPTIONS, summarise_seed55),
+    "default": FeatureSet("default", DEFAULT_NAMES, DEFAULT_DESCRIPTIONS, summarise_default),
+}
