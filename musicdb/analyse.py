@@ -46,10 +46,10 @@ class Analysis:
     cpu_s: float = 0.0
 
 
-def analyse_file(path: str, sets: tuple[str, ...], snippet_seconds: float) -> Analysis:
+def analyse_file(path: str, sets: tuple[str, ...], snippet_seconds: float,
+                 params: FrameParams = FrameParams()) -> Analysis:
     """Decode and summarise one file; a bad file becomes an Analysis with ok=False and a reason."""
     started = time.process_time()
-    params = FrameParams()
     try:
         decoded = decode(Path(path), sr=params.sample_rate)
         frames = frame_features(decoded.y, params=params)

@@ -21,6 +21,8 @@ SAMPLE_RATE = 22050
 
 # Bump when a formula changes without a parameter changing: it is part of the set's identity.
 FEATURE_CODE_VERSION = 1
+# The study's 4 log-spaced bands: STFT bins 1, 9, 44, 211, 1000 at n_fft 2048 (~11 Hz..10.8 kHz).
+BAND_EDGES_HZ = tuple(b * SAMPLE_RATE / 2048 for b in (1, 9, 44, 211, 1000))
 
 
 @dataclass(frozen=True)
@@ -31,14 +33,17 @@ class FrameParams:
     n_fft: int = 2048  # the study used 2050; a power of two halves the FFT's cost
     hop_length: int = 441  # 20 ms: 50 frames a second
     hpss_kernel: int = 31  # librosa's default median-filter length, in frames and bins
-    band_edges: tuple[int, ...] = (1, 9, 44, 211, 1000)  # STFT bins: ~11 Hz .. 10.8 kHz
+    band_edges: tuple[int, ...] | None = None  # STFT bins; None: BAND_EDGES_HZ at this n_fft
     block_frames: int = 4096  # frames analysed at once; bounds memory on long files
     code_version: int = FEATURE_CODE_VERSION
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.n_fft <= 0 or self.hop_length <= 0:
-            raise ValueError(f"n_fft={self.n_fft} and hop_length={self.hop_length} must be > 0")
+        if self.n_fft < 64 or self.hop_length <= 0:
+            raise ValueError(f"n_fft={self.n_fft} must be >= 64 and hop_length={self.hop_length} > 0")
+        if self.band_edges is None:
+            edges = tuple(round(hz * self.n_fft / self.sample_rate) for hz in BAND_EDGES_HZ)
+            object.__setattr__(self, "band_edges", edges)
         if self.band_edges[-1] > self.n_fft // 2 + 1:
             raise ValueError(f"band edge {self.band_edges[-1]} beyond n_fft={self.n_fft}")
 

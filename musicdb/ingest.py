@@ -23,6 +23,7 @@ import duckdb
 from musicdb import catalog
 from musicdb.analyse import DEFAULT_SETS, EXTRACTORS, Analysis, analyse_file, set_params
 from musicdb.errors import StoreError
+from musicdb.features import FrameParams
 from musicdb.scan import Candidate, content_hash, find_audio
 from musicdb.store import FeatureSetDef, create_views, ensure_feature_set
 from musicdb.tags import read_tags
@@ -84,14 +85,14 @@ class Job:
 
 
 def _set_ids(con: duckdb.DuckDBPyConnection, sets: tuple[str, ...],
-             snippet_seconds: float) -> dict[str, int]:
+             snippet_seconds: float, params: FrameParams) -> dict[str, int]:
     unknown = [s for s in sets if s not in EXTRACTORS]
     if unknown:
         raise StoreError(f"unknown feature set(s) {unknown}; extracted sets: {sorted(EXTRACTORS)}")
     con.begin()
     try:
         ids = {name: ensure_feature_set(con, FeatureSetDef(
-            name, "extracted", set_params(name, snippet_seconds),
+            name, "extracted", set_params(name, snippet_seconds, params),
             EXTRACTORS[name].names, EXTRACTORS[name].descriptions)) for name in sets}
     except BaseException:
         con.rollback()
@@ -221,12 +222,12 @@ def _refresh(con: duckdb.DuckDBPyConnection, rows: list[dict], columns: list[str
     return int(changed)
 
 
-def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float
+def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float, params: FrameParams
               ) -> Iterator[tuple[Job, Analysis]]:
     """Analyse jobs, in this process for one worker, else in a pool; yields as they finish."""
     if workers <= 1:
         for job in jobs:
-            yield job, analyse_file(str(job.candidate.path), job.sets, snippet_seconds)
+            yield job, analyse_file(str(job.candidate.path), job.sets, snippet_seconds, params)
         return
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["musicdb.analyse"])  # librosa imported once, then forked
@@ -238,7 +239,7 @@ def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float
                 job = next(queue, None)
                 if job is not None:
                     fut = pool.submit(analyse_file, str(job.candidate.path), job.sets,
-                                      snippet_seconds)
+                                      snippet_seconds, params)
                     pending[fut] = job
 
             for _ in range(2 * workers):  # a few in flight; results stay small
@@ -298,13 +299,14 @@ def _write_batch(con: duckdb.DuckDBPyConnection, batch: list[tuple[Job, Analysis
 def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
            sets: tuple[str, ...] = DEFAULT_SETS, snippet_seconds: float = 30.0,
            workers: int | None = None, retry_errors: bool = False,
-           progress: Progress | None = None) -> IngestSummary:
+           progress: Progress | None = None,
+           params: FrameParams = FrameParams()) -> IngestSummary:
     """Bring the database up to date with the audio files under `paths`."""
     started, wall0 = datetime.now(), time.perf_counter()
     progress = progress or _Quiet()
     workers = max(1, workers or os.cpu_count() or 1)
     summary = IngestSummary(workers=workers)
-    set_ids = _set_ids(con, sets, snippet_seconds)
+    set_ids = _set_ids(con, sets, snippet_seconds, params)
     jobs = plan(con, paths, set_ids, summary, progress, retry_errors)
     workers = summary.workers = min(workers, max(1, len(jobs)))
 
@@ -312,7 +314,7 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
     batch: list[tuple[Job, Analysis]] = []
     last_write = time.perf_counter()
     try:
-        for job, result in _run_jobs(jobs, workers, snippet_seconds):
+        for job, result in _run_jobs(jobs, workers, snippet_seconds, params):
             batch.append((job, result))
             summary.cpu_s += result.cpu_s
             if result.ok:

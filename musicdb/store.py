@@ -112,7 +112,7 @@ def quote_ident(name: str) -> str:
 
 
 def wide_view_sql(set_name: str, feature_set_id: int, names: list[str]) -> list[str]:
-    """Two views per feature set: one row per song, and one per snippet, a column per feature."""
+    """Two views: features_<set_name> (a row per song), snippets_<set_name> (a row per snippet)."""
     columns = ",\n       ".join(
         f"f.vals[{i}] AS {quote_ident(name)}" for i, name in enumerate(names, start=1)
     )
@@ -131,18 +131,22 @@ def wide_view_sql(set_name: str, feature_set_id: int, names: list[str]) -> list[
 
 
 def create_views(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)create the views of sql/*.sql and one wide view pair per feature set (latest version)."""
+    """(Re)create the views of sql/*.sql and the wide views of every feature-set version.
+
+    features_<set> / snippets_<set> show the latest version; features_<set>_v<N> /
+    snippets_<set>_v<N> keep every version queryable.
+    """
     for path in sorted(data_dir("sql").glob("*.sql")):
         con.execute(path.read_text())
-    latest = con.execute(
-        "SELECT name, arg_max(feature_set_id, version) FROM feature_sets GROUP BY name"
+    versions = con.execute(
+        "SELECT name, version, feature_set_id, version = max(version) OVER (PARTITION BY name) "
+        "FROM feature_sets ORDER BY name, version"
     ).fetchall()
-    for name, set_id in latest:
-        names = [r[0] for r in con.execute(
-            "SELECT name FROM feature_names WHERE feature_set_id = ? ORDER BY position", [set_id]
-        ).fetchall()]
-        for statement in wide_view_sql(name, set_id, names):
-            con.execute(statement)
+    for name, version, set_id, latest in versions:
+        names = feature_names(con, set_id)
+        for view_name in [f"{name}_v{version}"] + ([name] if latest else []):
+            for statement in wide_view_sql(view_name, set_id, names):
+                con.execute(statement)
 
 
 @contextmanager

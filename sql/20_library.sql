@@ -1,8 +1,10 @@
--- Songs with their auto label and how many snippets each feature set holds for them.
+-- Songs with their auto label; an untitled file shows its file name without the extension.
 CREATE OR REPLACE VIEW library AS
 SELECT s.song_id, s.status, s.source,
        coalesce(s.artist, s.albumartist, s.folder, s.imported_label) AS label,
-       s.artist, s.albumartist, s.album, s.title, s.genre, s.track, s.year, s.folder,
+       s.artist, s.albumartist, s.album,
+       coalesce(s.title, regexp_extract(s.path, '([^/\\]+?)(\.[^./\\]*)?$', 1)) AS title,
+       s.genre, s.track, s.year, s.folder,
        s.duration_s, s.codec, s.sample_rate, s.channels, s.path, s.error
 FROM songs s;
 

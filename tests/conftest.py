@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import musicdb.ingest
 from musicdb.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,3 +60,17 @@ def shell():
         return [line.split(",") for line in proc.stdout.splitlines() if line]
 
     return query
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list[str]:
+    """Names of the files analysed (in-process, i.e. with --workers 1)."""
+    seen: list[str] = []
+    real = musicdb.ingest.analyse_file
+
+    def counting(path: str, *args, **kwargs):
+        seen.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(musicdb.ingest, "analyse_file", counting)
+    return seen

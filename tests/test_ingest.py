@@ -77,21 +77,9 @@ def assert_no_duplicates(db: Path) -> None:
 
 
 def ingest(run, folder: Path, db: Path, *args: str, code: int = 0):
-    return run("ingest", folder, "--db", db, "--workers", "1", *args, code=code)
-
-
-@pytest.fixture
-def calls(monkeypatch) -> list[str]:
-    """Names of the files analysed (in-process, i.e. with --workers 1)."""
-    seen: list[str] = []
-    real = musicdb.ingest.analyse_file
-
-    def counting(path: str, *args, **kwargs):
-        seen.append(Path(path).name)
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(musicdb.ingest, "analyse_file", counting)
-    return seen
+    # One feature set unless a test asks for others: row counts stay one per song or snippet.
+    sets = () if "--feature-set" in args else ("--feature-set", "seed55")
+    return run("ingest", folder, "--db", db, "--workers", "1", *sets, *args, code=code)
 
 
 @pytest.fixture
