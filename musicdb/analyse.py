@@ -46,6 +46,30 @@ class Analysis:
     cpu_s: float = 0.0
 
 
+def summarise_sets(frames: np.ndarray, sets: tuple[str, ...], bounds: list[tuple[float, float]],
+                   params: FrameParams) -> dict[str, SetValues]:
+    """Every requested set for the whole song and each snippet.
+
+    A set whose columns lead another requested set's (seed55 is the first 55 of default) is
+    cut from it rather than computed twice.
+    """
+    total = frames.shape[1]
+    slices = [slice(None)] + [frame_slice(s, e, total, params) for s, e in bounds]
+    computed: dict[str, np.ndarray] = {}
+    for name in sets:
+        fs = EXTRACTORS[name]
+        if fs.prefix_of in sets:
+            continue
+        computed[name] = np.vstack([fs.summarise(frames[:, part], params=params)
+                                    for part in slices])
+    values = {}
+    for name in sets:
+        fs = EXTRACTORS[name]
+        rows = computed[name] if name in computed else computed[fs.prefix_of][:, : len(fs.names)]
+        values[name] = SetValues(rows[0], rows[1:], bounds)
+    return values
+
+
 def analyse_file(path: str, sets: tuple[str, ...], snippet_seconds: float,
                  params: FrameParams = FrameParams()) -> Analysis:
     """Decode and summarise one file; a bad file becomes an Analysis with ok=False and a reason."""
@@ -53,19 +77,8 @@ def analyse_file(path: str, sets: tuple[str, ...], snippet_seconds: float,
     try:
         decoded = decode(Path(path), sr=params.sample_rate)
         frames = frame_features(decoded.y, params=params)
-        values = {}
-        total = frames.shape[1]
         bounds = snippet_bounds(decoded.duration_s, snippet_seconds)
-        for name in sets:
-            summarise = EXTRACTORS[name].summarise
-            whole = summarise(frames, params=params)
-            snippets = [summarise(frames[:, frame_slice(s, e, total, params)], params=params)
-                        for s, e in bounds]
-            values[name] = SetValues(
-                whole,
-                np.vstack(snippets) if snippets else np.zeros((0, whole.size), np.float32),
-                bounds,
-            )
+        values = summarise_sets(frames, sets, bounds, params)
     except DecodeError as exc:
         return Analysis(path, False, error=exc.reason, cpu_s=time.process_time() - started)
     except (ParameterError, ValueError, MemoryError, OSError) as exc:

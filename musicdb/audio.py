@@ -8,6 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 import soundfile as sf
 import soxr
@@ -20,6 +21,9 @@ BLOCK = 1 << 16  # input frames per read: memory stays bounded on long files
 MIN_DECODED_SHARE = 0.9
 SILENCE_PEAK = 1e-6  # -120 dBFS: nothing to analyse below this
 FFMPEG_ONLY = {".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".webm"}
+# Ogg files go to ffmpeg's decoders through PyAV first: measured on real files, Opus decodes
+# 2.2x and Vorbis 1.1x faster than through libsndfile (benchmarks/extract.py).
+PYAV_FIRST = {".ogg", ".oga", ".opus"}
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,10 @@ def decode(path: Path, *, sr: int = TARGET_SR) -> Decoded:
     """Decode with libsndfile, falling back to ffmpeg for what it cannot read (m4a/AAC, ...)."""
     path = Path(path)
     try:
-        decoded = _decode_soundfile(path, sr)
+        decoded = None
+        if path.suffix.lower() in PYAV_FIRST:
+            decoded = _decode_pyav(path, sr)  # None when it is not Ogg audio after all
+        decoded = decoded or _decode_soundfile(path, sr)
     except _NotForSoundfile as exc:
         if shutil.which("ffmpeg") is None:
             hint = ("needs ffmpeg, which is not on PATH (install it, e.g. `apt-get install "
@@ -94,6 +101,48 @@ def _decode_soundfile(path: Path, sr: int) -> Decoded:
         y = _finish(chunks, stream)
         codec = f"{f.format}/{f.subtype}".lower()
         return Decoded(y, sr, f.samplerate, f.channels, codec, read / f.samplerate)
+
+
+def _planar_float(frame: av.AudioFrame) -> np.ndarray:
+    """A decoded frame as float32 (channels, samples)."""
+    data = frame.to_ndarray()
+    if not frame.format.is_planar:
+        data = data.reshape(-1, len(frame.layout.channels)).T
+    if data.dtype.kind in "iu":
+        data = data.astype(np.float32) / np.float32(np.iinfo(data.dtype).max)
+    return data.astype(np.float32, copy=False)
+
+
+def _decode_pyav(path: Path, sr: int) -> Decoded | None:
+    """Ogg Vorbis/Opus through PyAV (ffmpeg's libraries); None if ffmpeg sees no audio in it."""
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError:
+        return None  # not Ogg audio: let libsndfile and its error messages take over
+    with container:
+        if not container.streams.audio:
+            return None
+        audio = container.streams.audio[0]
+        audio.thread_type = "NONE"  # one core per worker: the pool provides the parallelism
+        rate, channels = audio.rate, audio.channels
+        stream = _resampler(rate, sr)
+        chunks, read = [], 0
+        try:
+            for frame in container.decode(audio):
+                mono = _planar_float(frame).mean(axis=0, dtype=np.float32)
+                read += len(mono)
+                chunks.append(mono if stream is None else stream.resample_chunk(mono))
+        except av.FFmpegError as exc:
+            raise DecodeError(path, f"decoding stopped after {read / rate:.1f} s: {exc}") from exc
+        if audio.duration is not None and audio.time_base is not None:
+            declared = float(audio.duration * audio.time_base)
+        else:
+            declared = (container.duration or 0) / 1e6
+        if declared > 0 and read / rate < MIN_DECODED_SHARE * declared:
+            raise DecodeError(path, f"truncated: decoded {read / rate:.1f} s of the "
+                              f"{declared:.1f} s its header declares")
+        codec = f"ogg/{audio.codec_context.name}"
+        return Decoded(_finish(chunks, stream), sr, rate, channels, codec, read / rate)
 
 
 def _probe(path: Path) -> dict:

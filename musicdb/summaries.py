@@ -79,7 +79,7 @@ class FeatureSet:
     names: list[str]
     descriptions: list[str]
     summarise: Callable[..., np.ndarray]
-
+    prefix_of: str | None = None  # a set whose first columns are exactly these
 
 def _check(frames: np.ndarray) -> None:
     if frames.shape[0] != len(FRAME_ROWS) or frames.shape[1] == 0:
@@ -227,6 +227,7 @@ def summarise_default(frames: np.ndarray, *, params: FrameParams = FrameParams()
 
 
 FEATURE_SETS = {
-    "seed55": FeatureSet("seed55", list(SEED55_NAMES), SEED55_DESCRIPTIONS, summarise_seed55),
+    "seed55": FeatureSet("seed55", list(SEED55_NAMES), SEED55_DESCRIPTIONS, summarise_seed55,
+                         prefix_of="default"),
     "default": FeatureSet("default", DEFAULT_NAMES, DEFAULT_DESCRIPTIONS, summarise_default),
 }
