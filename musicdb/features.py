@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import librosa
 import numpy as np
 import scipy.fft
+import scipy.signal
 import scipy.sparse
 
 from musicdb.hpss import hpss
@@ -115,14 +116,19 @@ def frame_features(y: np.ndarray, *, params: FrameParams = FrameParams()) -> np.
 
 @dataclass(frozen=True)
 class _Bank:
-    """Constant matrices over STFT bins, built once per (sample rate, n_fft, band edges)."""
+    """Constant matrices over STFT bins, built once per (sample rate, n_fft, band edges).
 
+    Spectrograms here are (frames, bins): the FFT's own layout. So each bank is applied on
+    the right, as X @ bank.
+    """
+
+    window: np.ndarray  # (n_fft,) float64 periodic Hann, as librosa.stft uses
     freqs: np.ndarray  # (bins,) Hz
-    moments: np.ndarray  # (3, bins) float64: 1, f, f^2 -> spectral sums for centroid/bandwidth
+    moments: np.ndarray  # (bins, 3) float64: 1, f, f^2 -> spectral sums for centroid/bandwidth
     slope: np.ndarray  # (bins,) float32: least-squares slope of a spectrum against frequency
-    energy: np.ndarray  # (1 + N_BANDS, bins) float32: mean square for RMS, then per band
-    mel: scipy.sparse.csr_array  # (N_MELS, bins) float32; each filter spans a few bins
-    chroma: np.ndarray  # (12, bins) float32
+    energy: np.ndarray  # (bins, 1 + N_BANDS) float32: mean square for RMS, then per band
+    mel: scipy.sparse.csc_array  # (bins, N_MELS) float32; each filter spans a few bins
+    chroma: np.ndarray  # (bins, 12) float32
 
 
 @functools.lru_cache(maxsize=8)
@@ -137,19 +143,36 @@ def _bank(sr: int, n_fft: int, band_edges: tuple[int, ...]) -> _Bank:
     for i, (lo, hi) in enumerate(zip(band_edges, band_edges[1:])):
         bands[i, lo:hi] = 1.0 / (hi - lo)
     return _Bank(
+        window=scipy.signal.get_window("hann", n_fft, fftbins=True),
         freqs=freqs,
-        moments=np.stack([np.ones_like(freqs), freqs, freqs**2]),
+        moments=np.stack([np.ones_like(freqs), freqs, freqs**2], axis=1),
         slope=(centred / np.sum(centred**2)).astype(np.float32),
-        energy=np.vstack([rms, bands]).astype(np.float32),
-        mel=scipy.sparse.csr_array(
-            librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=N_MELS).astype(np.float32)),
-        chroma=librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0).astype(np.float32),
+        energy=np.vstack([rms, bands]).T.astype(np.float32),
+        mel=scipy.sparse.csc_array(
+            librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=N_MELS).T.astype(np.float32)),
+        chroma=np.ascontiguousarray(
+            librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0).T.astype(np.float32)),
     )
+
+
+def _magnitude_spectrogram(segment: np.ndarray, n_fft: int, hop: int,
+                           window: np.ndarray) -> np.ndarray:
+    """|STFT| as (frames, bins), frames starting every hop samples (no padding: center=False).
+
+    The FFT runs in float64, as librosa's does (its window is float64): in float32 the
+    rounding noise floor sits ~80 dB below a frame's peak and the quietest bins, which
+    spectral contrast's valleys measure, would be noise.
+    """
+    count = 1 + (len(segment) - n_fft) // hop
+    step = segment.strides[0]
+    frames = np.lib.stride_tricks.as_strided(segment, shape=(count, n_fft),
+                                             strides=(step * hop, step), writeable=False)
+    return np.abs(scipy.fft.rfft(frames * window, axis=1)).astype(np.float32)
 
 
 def _spectral_shape(S: np.ndarray, bank: _Bank) -> tuple[np.ndarray, np.ndarray]:
     """Centroid and 2nd-order bandwidth (Hz) as matrix products; 0 for an empty frame."""
-    total, first, second = bank.moments @ S.astype(np.float64)
+    total, first, second = (S.astype(np.float64) @ bank.moments).T
     empty = total < np.finfo(np.float32).tiny
     total[empty] = 1.0
     centroid = np.where(empty, 0.0, first / total)
@@ -168,53 +191,53 @@ def _zero_crossing_rate(segment: np.ndarray, n_frames_: int, params: FrameParams
 
 
 def _onset_strength(log_mel: np.ndarray) -> np.ndarray:
-    """librosa's onset strength (lag 1, no max filter): mean positive log-mel flux, 0 first."""
-    flux = np.maximum(0.0, np.diff(log_mel, axis=1)).mean(axis=0)
+    """librosa's onset strength (lag 1, no max filter) of (frames, mels): mean positive flux."""
+    flux = np.maximum(0.0, np.diff(log_mel, axis=0)).mean(axis=1)
     return np.concatenate([[0.0], flux])
 
 
 def _rolloff(S: np.ndarray, freqs: np.ndarray, fraction: float = 0.85) -> np.ndarray:
     """Lowest frequency below which `fraction` of the frame's magnitude lies."""
-    cumulative = np.cumsum(S, axis=0)
-    return freqs[np.argmax(cumulative >= fraction * cumulative[-1], axis=0)]
+    cumulative = np.cumsum(S, axis=1)
+    return freqs[np.argmax(cumulative >= fraction * cumulative[:, -1:], axis=1)]
 
 
 def _flatness(power: np.ndarray, amin: float = 1e-10) -> np.ndarray:
     """Wiener entropy: geometric over arithmetic mean of the power spectrum (0 tonal .. 1 noise)."""
     floored = np.maximum(power, amin)
-    return np.exp(np.log(floored).mean(axis=0)) / floored.mean(axis=0)
+    return np.exp(np.log(floored).mean(axis=1)) / floored.mean(axis=1)
 
 
 def _segment_features(segment: np.ndarray, params: FrameParams) -> np.ndarray:
-    sr, n_fft, hop = params.sample_rate, params.n_fft, params.hop_length
+    """Frame rows (FRAME_ROWS order) of a segment, frames starting every hop samples."""
+    sr, n_fft = params.sample_rate, params.n_fft
     bank = _bank(sr, n_fft, tuple(params.band_edges))
-    S = np.abs(librosa.stft(segment, n_fft=n_fft, hop_length=hop, center=False))
+    S = _magnitude_spectrogram(segment, n_fft, params.hop_length, bank.window)
     H, P = hpss(S, params.hpss_kernel)  # magnitudes, H + P = S
     S2, H2, P2 = S * S, H * H, P * P
-    T = S.shape[1]
     # top_db=None: the default clips relative to the array's maximum, i.e. to the block.
-    log_mel = librosa.power_to_db(bank.mel @ S2, top_db=None)
-    log_mel_p = librosa.power_to_db(bank.mel @ P2, top_db=None)
+    log_mel = librosa.power_to_db((S2 @ bank.mel).T, top_db=None)
+    log_mel_p = librosa.power_to_db(P2 @ bank.mel, top_db=None)
     mfcc = scipy.fft.dct(log_mel, axis=0, type=2, norm="ortho")[:N_MFCC]
     # Tuning is fixed (A440): estimating it per block would make values depend on the block.
-    tonnetz = librosa.feature.tonnetz(chroma=bank.chroma @ H2, sr=sr)  # normalises the chroma
+    tonnetz = librosa.feature.tonnetz(chroma=(H2 @ bank.chroma).T, sr=sr)  # normalises chroma
     centroid, bandwidth = _spectral_shape(S, bank)
-    # Square roots of mean squares: whole-spectrum RMS (row 0), then the 4 bands.
-    rms_h, rms_p, rms_s = (np.sqrt(bank.energy @ X) for X in (H2, P2, S2))
+    # Square roots of mean squares: whole-spectrum RMS (column 0), then the 4 bands.
+    rms_h, rms_p, rms_s = (np.sqrt(X @ bank.energy).T for X in (H2, P2, S2))
     rows = [
         rms_p[:1],
         rms_h[:1],
         centroid[np.newaxis],
         bandwidth[np.newaxis],
-        librosa.feature.spectral_contrast(S=S, sr=sr, n_fft=n_fft),
-        (bank.slope @ H)[np.newaxis],
+        librosa.feature.spectral_contrast(S=S.T, sr=sr, n_fft=n_fft),
+        (H @ bank.slope)[np.newaxis],
         tonnetz,
-        _zero_crossing_rate(segment, T, params)[np.newaxis],
+        _zero_crossing_rate(segment, S.shape[0], params)[np.newaxis],
         _onset_strength(log_mel_p)[np.newaxis],
         rms_h[1:],
         rms_p[1:],
         mfcc,
-        librosa.util.normalize(bank.chroma @ S2, norm=np.inf, axis=0),
+        librosa.util.normalize((S2 @ bank.chroma).T, norm=np.inf, axis=0),
         _rolloff(S, bank.freqs)[np.newaxis],
         _flatness(S2)[np.newaxis],
         rms_s[:1],

@@ -94,13 +94,15 @@ def _soft_masks(S: np.ndarray, harm: np.ndarray, perc: np.ndarray) -> None:
 
 
 def hpss(S: np.ndarray, kernel: int = 31) -> tuple[np.ndarray, np.ndarray]:
-    """Harmonic and percussive magnitudes of a (bins, frames) magnitude spectrogram S.
+    """Harmonic and percussive magnitudes of a (frames, bins) magnitude spectrogram S.
 
-    Soft masks with power 2: H = S * h^2 / (h^2 + p^2), where h and p are S median-filtered
-    along time and along frequency. Where both filters are 0 both parts are 0, as in librosa.
+    Frames are rows (the layout an FFT over frames produces), so the filter along time runs
+    down the columns without a copy. Soft masks with power 2: H = S * h^2 / (h^2 + p^2), where
+    h and p are S median-filtered along time and along frequency. Where both filters are 0
+    both parts are 0, as in librosa (whose spectrograms are the transpose: bins x frames).
     """
     S = np.ascontiguousarray(S, dtype=np.float32)
-    harm = np.ascontiguousarray(median_filter(S, kernel, axis=1))  # steady along time: tones
-    perc = median_filter(S, kernel, axis=0)  # steady along frequency: clicks
+    harm = median_filter(S, kernel, axis=0)  # steady along time: tones
+    perc = np.ascontiguousarray(median_filter(S, kernel, axis=1))  # steady along frequency
     _soft_masks(S, harm, perc)
     return harm, perc
