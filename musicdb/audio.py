@@ -55,7 +55,7 @@ def decode(path: Path, *, sr: int = TARGET_SR) -> Decoded:
         decoded = _decode_ffmpeg(path, sr)
     if decoded.y.size == 0:
         raise DecodeError(path, "no audio samples")
-    if float(np.max(np.abs(decoded.y))) < SILENCE_PEAK:
+    if max(float(decoded.y.max()), -float(decoded.y.min())) < SILENCE_PEAK:  # no |y| copy
         raise DecodeError(path, "silent: no sample above -120 dBFS, nothing to analyse")
     return decoded
 
@@ -64,14 +64,37 @@ class _NotForSoundfile(Exception):
     """libsndfile does not recognise the format (as opposed to failing inside a known one)."""
 
 
-def _resampler(source_rate: int, sr: int) -> soxr.ResampleStream | None:
-    return None if source_rate == sr else soxr.ResampleStream(source_rate, sr, 1, dtype="float32")
+class _Signal:
+    """Mono blocks in; resampled to sr and gathered in one buffer sized from the declared length.
 
+    Not a list of chunks joined at the end: for an hour-long file that holds the signal twice.
+    """
 
-def _finish(chunks: list[np.ndarray], stream: soxr.ResampleStream | None) -> np.ndarray:
-    if stream is not None:
-        chunks.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
-    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    def __init__(self, source_rate: int, sr: int, declared_s: float) -> None:
+        self.stream = None if source_rate == sr else soxr.ResampleStream(
+            source_rate, sr, 1, dtype="float32")
+        # Capped: a header may claim anything; an untouched np.empty costs address space only.
+        self.buffer = np.empty(int(min(max(declared_s, 60.0), 86400.0) * sr * 1.01), np.float32)
+        self.size = 0
+        self.read = 0  # input frames
+
+    def add(self, mono: np.ndarray) -> None:
+        self.read += len(mono)
+        self._put(mono if self.stream is None else self.stream.resample_chunk(mono))
+
+    def _put(self, block: np.ndarray) -> None:
+        end = self.size + len(block)
+        if end > len(self.buffer):  # longer than declared: grow by half
+            grown = np.empty(max(end, len(self.buffer) * 3 // 2), np.float32)
+            grown[: self.size] = self.buffer[: self.size]
+            self.buffer = grown
+        self.buffer[self.size : end] = block
+        self.size = end
+
+    def finish(self) -> np.ndarray:
+        if self.stream is not None:
+            self._put(self.stream.resample_chunk(np.zeros(0, np.float32), last=True))
+        return self.buffer[: self.size]
 
 
 def _decode_soundfile(path: Path, sr: int) -> Decoded:
@@ -82,23 +105,20 @@ def _decode_soundfile(path: Path, sr: int) -> Decoded:
             raise DecodeError(path, "empty file (0 bytes)") from exc
         raise _NotForSoundfile(str(exc).split(": ", 1)[-1]) from exc
     with f:
-        stream = _resampler(f.samplerate, sr)
-        chunks, read = [], 0
+        signal = _Signal(f.samplerate, sr, f.frames / f.samplerate)
         try:
             for block in f.blocks(blocksize=BLOCK, dtype="float32", always_2d=True):
-                mono = block.mean(axis=1, dtype=np.float32) if f.channels > 1 else block[:, 0]
-                read += len(block)
-                chunks.append(mono if stream is None else stream.resample_chunk(mono))
+                signal.add(block.mean(axis=1, dtype=np.float32) if f.channels > 1 else block[:, 0])
         except (sf.LibsndfileError, RuntimeError) as exc:
-            raise DecodeError(path, f"decoding stopped after {read / f.samplerate:.1f} s: {exc}"
-                              ) from exc
-        declared = f.frames
+            raise DecodeError(path, f"decoding stopped after {signal.read / f.samplerate:.1f} s: "
+                              f"{exc}") from exc
+        declared, read = f.frames, signal.read
         if declared > 0 and read < MIN_DECODED_SHARE * declared:
             raise DecodeError(
                 path, f"truncated: decoded {read / f.samplerate:.1f} s of the "
                 f"{declared / f.samplerate:.1f} s its header declares"
             )
-        y = _finish(chunks, stream)
+        y = signal.finish()
         codec = f"{f.format}/{f.subtype}".lower()
         return Decoded(y, sr, f.samplerate, f.channels, codec, read / f.samplerate)
 
@@ -125,24 +145,23 @@ def _decode_pyav(path: Path, sr: int) -> Decoded | None:
         audio = container.streams.audio[0]
         audio.thread_type = "NONE"  # one core per worker: the pool provides the parallelism
         rate, channels = audio.rate, audio.channels
-        stream = _resampler(rate, sr)
-        chunks, read = [], 0
-        try:
-            for frame in container.decode(audio):
-                mono = _planar_float(frame).mean(axis=0, dtype=np.float32)
-                read += len(mono)
-                chunks.append(mono if stream is None else stream.resample_chunk(mono))
-        except av.FFmpegError as exc:
-            raise DecodeError(path, f"decoding stopped after {read / rate:.1f} s: {exc}") from exc
         if audio.duration is not None and audio.time_base is not None:
             declared = float(audio.duration * audio.time_base)
         else:
             declared = (container.duration or 0) / 1e6
+        signal = _Signal(rate, sr, declared)
+        try:
+            for frame in container.decode(audio):
+                signal.add(_planar_float(frame).mean(axis=0, dtype=np.float32))
+        except av.FFmpegError as exc:
+            raise DecodeError(path, f"decoding stopped after {signal.read / rate:.1f} s: {exc}"
+                              ) from exc
+        read = signal.read
         if declared > 0 and read / rate < MIN_DECODED_SHARE * declared:
             raise DecodeError(path, f"truncated: decoded {read / rate:.1f} s of the "
                               f"{declared:.1f} s its header declares")
         codec = f"ogg/{audio.codec_context.name}"
-        return Decoded(_finish(chunks, stream), sr, rate, channels, codec, read / rate)
+        return Decoded(signal.finish(), sr, rate, channels, codec, read / rate)
 
 
 def _probe(path: Path) -> dict:
@@ -171,21 +190,18 @@ def _decode_ffmpeg(path: Path, sr: int) -> Decoded:
     info = _probe(path)
     cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-ac", "1",
            "-f", "f32le", "-"]
-    stream = _resampler(info["rate"], sr)
-    chunks, read = [], 0
+    signal = _Signal(info["rate"], sr, info["duration"])
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stdout is not None
         while raw := proc.stdout.read(BLOCK * 4):
-            mono = np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<f4")
-            read += len(mono)
-            chunks.append(mono if stream is None else stream.resample_chunk(mono))
+            signal.add(np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<f4"))
         stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
         why = (stderr.strip().splitlines() or ["unknown error"])[-1]
         raise DecodeError(path, f"ffmpeg could not decode it ({why})")
-    decoded_s = read / info["rate"]
+    decoded_s = signal.read / info["rate"]
     if info["duration"] > 0 and decoded_s < MIN_DECODED_SHARE * info["duration"]:
         raise DecodeError(path, f"truncated: decoded {decoded_s:.1f} s of the "
                           f"{info['duration']:.1f} s its header declares")
-    return Decoded(_finish(chunks, stream), sr, info["rate"], info["channels"],
+    return Decoded(signal.finish(), sr, info["rate"], info["channels"],
                    f"ffmpeg/{info['codec']}", decoded_s)

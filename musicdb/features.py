@@ -102,16 +102,27 @@ def frame_features(y: np.ndarray, *, params: FrameParams = FrameParams()) -> np.
         raise ValueError(f"expected a mono signal, got shape {y.shape}")
     hop, n_fft = params.hop_length, params.n_fft
     total = n_frames(len(y), params)
-    # Frame t covers padded[t*hop : t*hop + n_fft], exactly like a centred, zero-padded STFT.
-    padded = np.pad(y.astype(np.float32, copy=False), (n_fft // 2, n_fft // 2 + hop))
     margin = _block_margin(params)
     out = np.empty((len(FRAME_ROWS), total), dtype=np.float32)
     for f0 in range(0, total, params.block_frames):
         f1 = min(total, f0 + params.block_frames)
         a, b = max(0, f0 - margin), min(total, f1 + margin)
-        segment = padded[a * hop : (b - 1) * hop + n_fft]
+        segment = _padded_slice(y, a * hop - n_fft // 2, (b - 1) * hop + n_fft - n_fft // 2)
         out[:, f0:f1] = _segment_features(segment, params)[:, f0 - a : f1 - a]
     return out
+
+
+def _padded_slice(y: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """y[start:stop] as float32, zeros where the range runs past either end.
+
+    Frame t covers y[t*hop - n_fft//2 : t*hop + n_fft//2], a centred, zero-padded STFT; padding
+    block by block keeps the hour-long signal from being copied whole.
+    """
+    segment = np.zeros(stop - start, np.float32)
+    lo, hi = max(start, 0), min(stop, len(y))
+    if hi > lo:
+        segment[lo - start : hi - start] = y[lo:hi]
+    return segment
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,27 @@ def moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return mean, std, np.where(flat, 0.0, skew), np.where(flat, 0.0, kurt)
 
 
+TEMPOGRAM_BLOCK = 4096  # frames of local autocorrelation computed at once (memory bound)
+
+
+def mean_tempogram(onset_envelope: np.ndarray, win: int) -> np.ndarray:
+    """librosa.feature.tempogram(...).mean(axis=1), block by block.
+
+    The whole tempogram of an hour-long song is win x 180,000 float64 (576 MB, and its FFT
+    several times that); its mean is all the tempo needs.
+    """
+    env = np.asarray(onset_envelope, dtype=np.float64)
+    half = win // 2
+    padded = np.pad(env, half, mode="linear_ramp", end_values=0)  # as librosa's center=True
+    total = np.zeros(win)
+    for start in range(0, env.size, TEMPOGRAM_BLOCK):
+        stop = min(env.size, start + TEMPOGRAM_BLOCK)
+        block = librosa.feature.tempogram(onset_envelope=padded[start : stop - 1 + win],
+                                          win_length=win, center=False)
+        total += block.sum(axis=1)
+    return total / env.size
+
+
 def tempo_with_confidence(onset_envelope: np.ndarray, *,
                           params: FrameParams = FrameParams()) -> tuple[float, float]:
     """Global tempo (BPM) and how periodic the onsets are at that tempo (0..1).
@@ -57,8 +78,10 @@ def tempo_with_confidence(onset_envelope: np.ndarray, *,
     if onset_envelope.size < 2 or np.ptp(onset_envelope) <= 1e-6:
         return 0.0, 0.0
     env = onset_envelope.astype(np.float64)
-    bpm = float(librosa.feature.tempo(onset_envelope=env, sr=params.sample_rate,
-                                      hop_length=params.hop_length)[0])
+    sr, hop = params.sample_rate, params.hop_length
+    win = int(librosa.time_to_frames(8.0, sr=sr, hop_length=hop))
+    bpm = float(librosa.feature.tempo(tg=mean_tempogram(env, win)[:, np.newaxis], sr=sr,
+                                      hop_length=hop, aggregate=None)[0])
     lag = round(60.0 / bpm * params.frames_per_second)
     if lag >= env.size:
         return bpm, 0.0
