@@ -154,8 +154,11 @@ def _decode_pyav(path: Path, sr: int) -> Decoded | None:
             for frame in container.decode(audio):
                 signal.add(_planar_float(frame).mean(axis=0, dtype=np.float32))
         except av.FFmpegError as exc:
-            raise DecodeError(path, f"decoding stopped after {signal.read / rate:.1f} s: {exc}"
-                              ) from exc
+            # A damaged last packet or two (seen in real game music) loses a fraction of a
+            # second: keep the song when nearly all of it decoded, as for truncation.
+            if not declared or signal.read / rate < MIN_DECODED_SHARE * declared:
+                raise DecodeError(path, f"decoding stopped after {signal.read / rate:.1f} s: "
+                                  f"{exc}") from exc
         read = signal.read
         if declared > 0 and read / rate < MIN_DECODED_SHARE * declared:
             raise DecodeError(path, f"truncated: decoded {read / rate:.1f} s of the "

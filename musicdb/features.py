@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import librosa
 import numpy as np
 import scipy.fft
+import scipy.ndimage
 import scipy.signal
 import scipy.sparse
 
@@ -21,7 +22,7 @@ from musicdb.hpss import hpss
 SAMPLE_RATE = 22050
 
 # Bump when a formula changes without a parameter changing: it is part of the set's identity.
-FEATURE_CODE_VERSION = 1
+FEATURE_CODE_VERSION = 2  # 2: frame RMS in rectangular-frame units; onset log-mel floor
 # The study's 4 log-spaced bands: STFT bins 1, 9, 44, 211, 1000 at n_fft 2048 (~11 Hz..10.8 kHz).
 BAND_EDGES_HZ = tuple(b * SAMPLE_RATE / 2048 for b in (1, 9, 44, 211, 1000))
 
@@ -81,9 +82,12 @@ FRAME_ROWS = (
 ROW = {name: i for i, name in enumerate(FRAME_ROWS)}
 
 
-# HPSS's time-axis median filter sees kernel // 2 frames either side; onset needs one more.
+# HPSS's time-axis median filter sees kernel // 2 frames either side, the frame RMS span // 2
+# more, onset one more.
 def _block_margin(params: FrameParams) -> int:
-    return params.hpss_kernel // 2 + 1
+    # Frames whose HPSS sees a block edge must not reach a kept frame through the RMS span.
+    span = max(1, round(params.n_fft / params.hop_length))
+    return params.hpss_kernel // 2 + span // 2 + 1
 
 
 def n_frames(n_samples: int, params: FrameParams) -> int:
@@ -201,10 +205,33 @@ def _zero_crossing_rate(segment: np.ndarray, n_frames_: int, params: FrameParams
     return (changes[starts + params.n_fft - 1] - changes[starts]) / params.n_fft
 
 
+# Log-mel power below this (dB, ~110 dB under a full-scale tone's peak bin) is floored before
+# the onset flux: librosa floors at 80 dB under the song's loudest bin, which a block cannot
+# know. Without a floor, flicker in near-silent bins counts as onsets (rank agreement of
+# onset_a with plain librosa: 0.93 unfloored, 0.98 at -60 dB, on 47 real files).
+ONSET_FLOOR_DB = -60.0
+
+
 def _onset_strength(log_mel: np.ndarray) -> np.ndarray:
     """librosa's onset strength (lag 1, no max filter) of (frames, mels): mean positive flux."""
-    flux = np.maximum(0.0, np.diff(log_mel, axis=0)).mean(axis=1)
+    floored = np.maximum(log_mel, ONSET_FLOOR_DB)
+    flux = np.maximum(0.0, np.diff(floored, axis=0)).mean(axis=1)
     return np.concatenate([[0.0], flux])
+
+
+def _frame_rms(mean_square: np.ndarray, params: FrameParams, window: np.ndarray) -> np.ndarray:
+    """RMS of the plain (rectangular) n_fft-sample frame around each frame centre.
+
+    mean_square is librosa.feature.rms(S=...)**2 per frame: the energy of a Hann-windowed
+    frame, which sees only the middle of the frame (~0.6x the level, spikier in time). The
+    mean over the ~n_fft/hop frames spanning one n_fft stretch, over the window's mean square,
+    is the plain frame's energy: same units as librosa.feature.rms(y=...), and percussive
+    skewness/kurtosis agree with it at rank 0.99 instead of 0.93/0.87 (47 real files).
+    """
+    span = max(1, round(params.n_fft / params.hop_length))
+    smoothed = scipy.ndimage.uniform_filter1d(mean_square.astype(np.float64), span, axis=-1,
+                                              mode="nearest")
+    return np.sqrt(np.maximum(smoothed, 0.0) / np.mean(window**2))
 
 
 def _rolloff(S: np.ndarray, freqs: np.ndarray, fraction: float = 0.85) -> np.ndarray:
@@ -233,11 +260,13 @@ def _segment_features(segment: np.ndarray, params: FrameParams) -> np.ndarray:
     # Tuning is fixed (A440): estimating it per block would make values depend on the block.
     tonnetz = librosa.feature.tonnetz(chroma=(H2 @ bank.chroma).T, sr=sr)  # normalises chroma
     centroid, bandwidth = _spectral_shape(S, bank)
-    # Square roots of mean squares: whole-spectrum RMS (column 0), then the 4 bands.
-    rms_h, rms_p, rms_s = (np.sqrt(X @ bank.energy).T for X in (H2, P2, S2))
+    # Mean squares: whole spectrum (column 0), then the 4 bands; band RMS stays windowed.
+    ms_h, ms_p, ms_s = ((X @ bank.energy).T for X in (H2, P2, S2))
+    rms_h, rms_p, rms_s = (_frame_rms(ms[0], params, bank.window)[np.newaxis]
+                           for ms in (ms_h, ms_p, ms_s))
     rows = [
-        rms_p[:1],
-        rms_h[:1],
+        rms_p,
+        rms_h,
         centroid[np.newaxis],
         bandwidth[np.newaxis],
         librosa.feature.spectral_contrast(S=S.T, sr=sr, n_fft=n_fft),
@@ -245,13 +274,13 @@ def _segment_features(segment: np.ndarray, params: FrameParams) -> np.ndarray:
         tonnetz,
         _zero_crossing_rate(segment, S.shape[0], params)[np.newaxis],
         _onset_strength(log_mel_p)[np.newaxis],
-        rms_h[1:],
-        rms_p[1:],
+        np.sqrt(ms_h[1:]),
+        np.sqrt(ms_p[1:]),
         mfcc,
         librosa.util.normalize((S2 @ bank.chroma).T, norm=np.inf, axis=0),
         _rolloff(S, bank.freqs)[np.newaxis],
         _flatness(S2)[np.newaxis],
-        rms_s[:1],
+        rms_s,
     ]
     return np.vstack(rows).astype(np.float32)
 

@@ -131,8 +131,8 @@ def test_mfcc_shapes_and_spectral_shape():
     assert tone["flatness_mean"] < 0.01 < 0.5 < white["flatness_mean"]
     assert tone["rolloff_mean"] == pytest.approx(1000, rel=0.05)
     assert white["rolloff_mean"] == pytest.approx(0.85 * SR / 2, rel=0.05)
-    # A full-scale-ish sine at 0.5 amplitude: Hann-windowed frame RMS ~ 0.5 * 0.707 * 0.61.
-    assert tone["loudness_p50_db"] == pytest.approx(20 * np.log10(0.5 * 0.7071 * 0.6124), abs=0.5)
+    # A sine of amplitude 0.5 has RMS 0.5 / sqrt(2): -9.03 dB full scale, as a plain frame sees.
+    assert tone["loudness_p50_db"] == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.1)
 
 
 def test_dynamic_range_sees_quiet_and_loud_passages():
