@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Installs everything the tests need and runs the whole suite:
-# a virtualenv with musicdb and its test extra (pytest, the duckdb shell), and Debian's
-# ffmpeg (m4a/AAC fallback tests) when apt-get is available and we may use it.
+# a virtualenv with musicdb and its test extra (pytest, the duckdb shell, selenium), and
+# Debian's ffmpeg (m4a/AAC fallback tests), chromium and chromium-driver (the headless-browser
+# tests) when they are missing, apt-get is available and we may use it.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! command -v ffmpeg >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+missing=()
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+if [ "${#missing[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
   { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
-      --no-install-recommends ffmpeg >/dev/null; } || echo "test.sh: could not install ffmpeg" >&2
+      --no-install-recommends "${missing[@]}" >/dev/null; } \
+    || echo "test.sh: could not install ${missing[*]}" >&2
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

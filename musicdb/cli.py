@@ -144,6 +144,105 @@ def export(
         out.print(f"{path}\t{rows:,} rows")
 
 
+LabelFrom = Annotated[str, typer.Option(
+    help="Label rule: auto (artist tag, else album artist, else folder, else imported label), "
+    "artist, albumartist, genre, folder or imported.")]
+
+
+@app.command()
+def similar(
+    name: Annotated[str, typer.Argument(
+        help="An artist (any label), or with --songs a song: id, path, 'Artist - Title', or an "
+        "audio file not in the library (analysed now).")],
+    songs: Annotated[bool, typer.Option("--songs", help="Nearest songs to a song.")] = False,
+    number: Annotated[int, typer.Option("-n", "--number", min=1, help="How many.")] = 10,
+    feature_set: Annotated[str | None, typer.Option(
+        help="Feature set (default: 'default', else the set with most songs).")] = None,
+    label_from: LabelFrom = "auto",
+    method: Annotated[str, typer.Option(
+        help="Artists: centroid (Euclidean between standardised means), cosine, or songs "
+        "(root-mean-square distance between the two artists' songs: spread-aware).")
+    ] = "centroid",
+    min_songs: Annotated[int, typer.Option(
+        min=1, help="Leave out labels with fewer songs (small centroids are noise).")] = 1,
+    exclude_label: Annotated[list[str] | None, typer.Option(
+        help="Leave out this label (repeatable), e.g. --exclude-label Xmas.")] = None,
+    where: Annotated[str | None, typer.Option(
+        help="SQL condition on the library view's columns, e.g. \"genre <> 'Podcast'\"; "
+        "for artists, keeps those with a song matching it.")] = None,
+    no_same_artist: Annotated[bool, typer.Option(
+        "--no-same-artist", help="Songs: leave out the query's artist.")] = False,
+    no_same_album: Annotated[bool, typer.Option(
+        "--no-same-album", help="Songs: leave out the query's album.")] = False,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Show the features that bring each result close and keep it apart.")
+    ] = False,
+    playlist: Annotated[Path | None, typer.Option(
+        dir_okay=False, help="Write the nearest songs as an m3u/m3u8 playlist.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    db: DbPath = DEFAULT_DB,
+) -> None:
+    """Nearest artists (or with --songs, songs) on standardised features.
+
+    Same answers as the SQL macros similar_artists() / similar_songs() in the duckdb shell.
+    """
+    from musicdb import similar as sim
+    from musicdb import store
+
+    with user_errors(), store.connect(db, read_only=True) as con:
+        if songs:
+            answer = sim.similar_songs(
+                con, name, k=number, feature_set=feature_set, label_from=label_from,
+                exclude_labels=tuple(exclude_label or ()), where=where,
+                no_same_artist=no_same_artist, no_same_album=no_same_album)
+        else:
+            answer = sim.similar_artists(
+                con, name, k=number, feature_set=feature_set, label_from=label_from,
+                method=method, min_songs=min_songs, exclude_labels=tuple(exclude_label or ()),
+                where=where)
+        reasons = sim.explain(con, answer) if explain else None
+    if playlist is not None:
+        if not songs:
+            err.print("[yellow]--playlist lists songs: use it with --songs[/yellow]")
+        else:
+            written = sim.write_playlist(playlist, answer)
+            err.print(f"Wrote {written} songs to {playlist}")
+    if as_json:
+        if reasons is not None:
+            for result, why in zip(answer.results, reasons, strict=False):
+                result["explain"] = why
+        print(answer.as_json())
+        return
+    _render_similar(answer, reasons)
+
+
+def _render_similar(answer, reasons: list[dict] | None) -> None:  # answer: similar.Similar
+    what = "songs" if answer.kind == "songs" else f"labels ({answer.label_from})"
+    title = (f"Nearest {what} to [bold]{escape(answer.query)}[/bold] · feature set "
+             f"{answer.feature_set} · {answer.method}")
+    if answer.kind == "songs":
+        table = Table("#", "artist", "title", "distance", "path", title=title, title_justify="left")
+        rows = [(r.get("artist") or "", r.get("title") or "", r["distance"], r.get("path") or "")
+                for r in answer.results]
+    else:
+        table = Table("#", "name", "distance", "songs", title=title, title_justify="left")
+        rows = [(r["name"], r["distance"], r["songs"]) for r in answer.results]
+    for i, row in enumerate(rows, start=1):
+        cells = [str(i)] + [f"{c:.3f}" if isinstance(c, float) else escape(str(c)) for c in row]
+        table.add_row(*cells)
+    out.print(table)
+    if not answer.results:
+        out.print("No results (filters removed everything?).")
+    for result, why in zip(answer.results, reasons or [], strict=False):
+        label = result.get("name") or f"{result.get('artist')} - {result.get('title')}"
+        near = ", ".join(f"{w['feature']} {w['query']:.3g} vs {w['result']:.3g}"
+                         for w in why["closest"])
+        far = ", ".join(f"{w['feature']} {w['query']:.3g} vs {w['result']:.3g}"
+                        for w in why["apart"])
+        out.print(f"[bold]{escape(str(label))}[/bold]: close on {escape(near)}; "
+                  f"apart on {escape(far)}", soft_wrap=True)
+
+
 @app.command()
 def info(db: DbPath = DEFAULT_DB) -> None:
     """What the database holds: songs, snippets, hours, feature sets, top labels."""
@@ -194,3 +293,35 @@ def demo(
   {shell} {db} -c "SELECT label, title, snippet, start_s, end_s, round(zcr_a, 3) AS zcr FROM snippets_seed55 ORDER BY label, title, snippet"
   {me} ingest ~/Music           # your own music, into ./music.duckdb
 """, soft_wrap=True, highlight=False)  # noqa: E501
+
+
+@app.command()
+def heatmap(
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", dir_okay=False,
+        help="The HTML file to write (self-contained: works offline).")] = Path("artists.html"),
+    feature_set: Annotated[str | None, typer.Option(
+        help="Feature set (default: 'default' if present, else the set with most songs).")
+    ] = None,
+    label_from: LabelFrom = "auto",
+    method: Annotated[str, typer.Option(
+        help="centroid (Euclidean between standardised means), cosine (between the means), or "
+        "songs (root-mean-square distance between the two labels' songs: spread-aware).")
+    ] = "centroid",
+    min_songs: Annotated[int, typer.Option(
+        min=1, help="Leave out labels with fewer songs.")] = 1,
+    db: DbPath = DEFAULT_DB,
+) -> None:
+    """Heatmap of the distances between artists (labels), as an interactive HTML page.
+
+    Rows and columns are ordered by hierarchical clustering, so similar labels sit together;
+    hovering a cell shows both names and their distance.
+    """
+    from musicdb import store
+    from musicdb.heatmap import write_heatmap
+
+    with user_errors(), store.connect(db, read_only=True) as con:
+        n = write_heatmap(con, output, feature_set=feature_set, label_from=label_from,
+                          method=method, min_songs=min_songs)
+    out.print(f"Wrote a heatmap of {n} labels to {escape(str(output))}", soft_wrap=True,
+              highlight=False)

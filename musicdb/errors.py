@@ -26,3 +26,7 @@ class StoreError(MusicdbError):
 
 class ImportTableError(MusicdbError):
     """A table of precomputed features cannot be imported."""
+
+
+class SimilarityError(MusicdbError):
+    """A similarity query cannot be answered (unknown name, feature set or label rule)."""

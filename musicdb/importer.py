@@ -14,6 +14,7 @@ from musicdb.store import (
     ensure_feature_set,
     feature_names,
     find_feature_set,
+    refresh_similarity,
 )
 from musicdb.store import quote_ident as q
 
@@ -119,6 +120,7 @@ def import_table(con: duckdb.DuckDBPyConnection, path: Path, *, set_name: str,
         raise
     con.commit()
     create_views(con)
+    refresh_similarity(con)
     summary.ignored_columns = ignored
     return summary
 

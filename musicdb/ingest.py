@@ -25,7 +25,7 @@ from musicdb.analyse import DEFAULT_SETS, EXTRACTORS, Analysis, analyse_file, se
 from musicdb.errors import StoreError
 from musicdb.features import FrameParams
 from musicdb.scan import Candidate, content_hash, find_audio
-from musicdb.store import FeatureSetDef, create_views, ensure_feature_set
+from musicdb.store import FeatureSetDef, create_views, ensure_feature_set, refresh_similarity
 from musicdb.tags import read_tags
 
 BATCH_FILES = 64  # results per write transaction
@@ -331,6 +331,9 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
     except KeyboardInterrupt:
         summary.interrupted = True
     _write_batch(con, batch, set_ids)  # finished results are never thrown away
+    if not summary.interrupted:
+        progress.stage("updating similarity tables")
+        refresh_similarity(con)  # labels, songs or features may have changed
     summary.wall_s = time.perf_counter() - wall0
     _record_run(con, started, paths, sets, summary)
     return summary

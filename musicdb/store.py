@@ -149,6 +149,29 @@ def create_views(con: duckdb.DuckDBPyConnection) -> None:
                 con.execute(statement)
 
 
+SIMILARITY_TABLES = ("feature_stats", "song_vectors", "artist_centroids")  # refill order
+
+
+def refresh_similarity(con: duckdb.DuckDBPyConnection) -> None:
+    """Refill the similarity tables from their *_computed views, in one transaction."""
+    con.begin()
+    try:
+        for table in reversed(SIMILARITY_TABLES):
+            con.execute(f"DELETE FROM {table}")
+        for table in SIMILARITY_TABLES:
+            con.execute(f"INSERT INTO {table} SELECT * FROM {table}_computed")
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
+
+
+def _similarity_stale(con: duckdb.DuckDBPyConnection) -> bool:
+    """Features but no statistics: a file from before the similarity tables existed."""
+    return con.execute("SELECT (SELECT count(*) FROM feature_stats) = 0 "
+                       "AND EXISTS (SELECT 1 FROM features)").fetchone()[0]
+
+
 @contextmanager
 def connect(db: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the database. Writers migrate it and refresh its views; readers only check it."""
@@ -168,6 +191,8 @@ def connect(db: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyCon
         else:
             migrate(con)
             create_views(con)
+            if _similarity_stale(con):
+                refresh_similarity(con)
         yield con
     finally:
         con.close()

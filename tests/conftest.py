@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def shell():
         )
         assert proc.returncode == 0, proc.stderr
         assert "Error" not in proc.stderr, proc.stderr
-        return [line.split(",") for line in proc.stdout.splitlines() if line]
+        return [row for row in csv.reader(proc.stdout.splitlines()) if row]
 
     return query
 

@@ -1,0 +1,32 @@
+-- Materialised inputs of the similarity views and macros. Write commands (ingest, import)
+-- refill them from the *_computed views in sql/30_similarity.sql, so the shell and the CLI
+-- read the same numbers and stay fast on large libraries. Latest feature-set versions only.
+
+-- Per feature set: each feature's mean and population std over whole songs (status 'ok').
+CREATE TABLE feature_stats (
+    feature_set_id INTEGER PRIMARY KEY,
+    songs          INTEGER NOT NULL,
+    means          DOUBLE[] NOT NULL,
+    stds           DOUBLE[] NOT NULL
+);
+
+-- Each song's standardised (z-scored) whole-song vector.
+CREATE TABLE song_vectors (
+    feature_set_id INTEGER NOT NULL,
+    song_id        INTEGER NOT NULL,
+    z              FLOAT[] NOT NULL,
+    PRIMARY KEY (feature_set_id, song_id)
+);
+
+-- One standardised mean vector per label under each label rule, with the label's spread.
+CREATE TABLE artist_centroids (
+    feature_set    VARCHAR NOT NULL,
+    feature_set_id INTEGER NOT NULL,
+    label_from     VARCHAR NOT NULL,   -- the label rule: auto, artist, albumartist, ...
+    label          VARCHAR NOT NULL,
+    songs          INTEGER NOT NULL,
+    centroid       DOUBLE[] NOT NULL,  -- mean z per feature
+    spread         DOUBLE[] NOT NULL,  -- population std of z per feature, over the label's songs
+    variance       DOUBLE NOT NULL,    -- sum of spread^2: mean squared distance song-to-centroid
+    PRIMARY KEY (feature_set_id, label_from, label)
+);

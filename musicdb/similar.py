@@ -1,0 +1,261 @@
+"""Nearest artists and songs on standardised features, through the SQL macros in sql/.
+
+The macros similar_artists / similar_songs define the answer, so the CLI and the duckdb shell
+agree; this module adds what a shell user would write by hand: name resolution with
+suggestions, filters, a song not yet in the library, playlists and explanations.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from musicdb.errors import SimilarityError
+
+LABEL_RULES = ("auto", "artist", "albumartist", "genre", "folder", "imported")
+METHODS = ("centroid", "cosine", "songs")
+ALL = 2**31 - 1  # "every row" for a macro's k, before our own filters and limit
+
+
+@dataclass
+class Similar:
+    """One answer, ready for a table or for --json."""
+
+    query: str
+    label_from: str
+    feature_set: str
+    method: str
+    kind: str  # 'artists' or 'songs'
+    results: list[dict] = field(default_factory=list)
+    key: str | int | None = None  # the stored label or song_id; None for an unstored file
+
+    def as_json(self) -> str:
+        body = {"query": self.query, "label_from": self.label_from,
+                "feature_set": self.feature_set, "method": self.method,
+                "results": self.results}
+        return json.dumps(body, ensure_ascii=False, indent=2)
+
+
+def resolve_feature_set(con: duckdb.DuckDBPyConnection, name: str | None) -> tuple[str, int]:
+    """(name, id) of the latest version of a set with statistics; the default set for None."""
+    if name is None:
+        row = con.execute("SELECT feature_set, feature_set_id FROM default_feature_set").fetchone()
+        if row is None:
+            raise SimilarityError("the database holds no features yet: run `musicdb ingest` "
+                                  "or `musicdb import` first")
+        return row[0], row[1]
+    row = con.execute("SELECT feature_set, feature_set_id FROM latest_feature_sets "
+                      "WHERE feature_set = ?", [name]).fetchone()
+    if row is None:
+        known = [r[0] for r in con.execute(
+            "SELECT feature_set FROM latest_feature_sets ORDER BY 1").fetchall()]
+        raise SimilarityError(f"no feature set {name!r}; known: {', '.join(known) or 'none'}")
+    return row[0], row[1]
+
+
+def _check_rule(label_from: str) -> None:
+    if label_from not in LABEL_RULES:
+        raise SimilarityError(f"--label-from must be one of {', '.join(LABEL_RULES)}, "
+                              f"not {label_from!r}")
+
+
+def resolve_label(con: duckdb.DuckDBPyConnection, name: str, set_id: int, rule: str) -> str:
+    """The stored label matching name, ignoring case and accents; else suggestions."""
+    rows = con.execute(
+        "SELECT label FROM artist_centroids WHERE feature_set_id = ? AND label_from = ? "
+        "AND strip_accents(lower(label)) = strip_accents(lower(?)) ORDER BY label",
+        [set_id, rule, name]).fetchall()
+    if rows:
+        return rows[0][0]
+    close = con.execute(
+        "SELECT label FROM artist_centroids WHERE feature_set_id = ? AND label_from = ? "
+        "ORDER BY jaro_winkler_similarity(strip_accents(lower(label)), "
+        "strip_accents(lower(?))) DESC, label LIMIT 3", [set_id, rule, name]).fetchall()
+    hint = f"; did you mean {', '.join(repr(r[0]) for r in close)}?" if close else ""
+    raise SimilarityError(f"no label {name!r} under the {rule!r} rule{hint}")
+
+
+def _allowed_labels(con: duckdb.DuckDBPyConnection, rule: str, where: str | None) -> set[str]:
+    """Labels with at least one song matching the user's --where condition."""
+    sql = ("SELECT DISTINCT l.label FROM song_labels l JOIN library USING (song_id) "
+           f"WHERE l.rule = ? AND ({where})")
+    try:
+        return {r[0] for r in con.execute(sql, [rule]).fetchall()}
+    except duckdb.Error as exc:
+        raise SimilarityError(f"--where {where!r}: {str(exc).splitlines()[0]}") from exc
+
+
+def similar_artists(con: duckdb.DuckDBPyConnection, name: str, *, k: int = 10,
+                    feature_set: str | None = None, label_from: str = "auto",
+                    method: str = "centroid", min_songs: int = 1,
+                    exclude_labels: tuple[str, ...] = (), where: str | None = None) -> Similar:
+    _check_rule(label_from)
+    if method not in METHODS:
+        raise SimilarityError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    set_name, set_id = resolve_feature_set(con, feature_set)
+    label = resolve_label(con, name, set_id, label_from)
+    rows = con.execute(
+        "SELECT name, distance, songs FROM similar_artists(?, k := ?, label_rule := ?, "
+        "set_name := ?, method := ?, min_songs := ?)",
+        [label, ALL, label_from, set_name, method, min_songs]).fetchall()
+    excluded = {x.casefold() for x in exclude_labels}
+    allowed = _allowed_labels(con, label_from, where) if where else None
+    results = [{"name": n, "distance": d, "songs": s} for n, d, s in rows
+               if n.casefold() not in excluded and (allowed is None or n in allowed)][:k]
+    return Similar(label, label_from, set_name, method, "artists", results, key=label)
+
+
+@dataclass(frozen=True)
+class SongQuery:
+    """What --songs was asked about: a stored song, or a vector of a file analysed just now."""
+
+    description: str
+    song_id: int | None = None
+    z: list[float] | None = None
+    label: str | None = None
+    album: str | None = None
+
+
+def resolve_song(con: duckdb.DuckDBPyConnection, query: str, set_name: str,
+                 set_id: int) -> SongQuery:
+    """A song by id, path or 'Artist - Title'; a file not in the library is analysed."""
+    path = Path(query).expanduser()
+    as_path = str(path.resolve()) if path.exists() else query
+    row = con.execute(
+        "SELECT l.song_id, coalesce(l.artist, l.label) || ' - ' || l.title, l.label, l.album "
+        "FROM library l JOIN song_vectors v ON v.song_id = l.song_id AND v.feature_set_id = ? "
+        "WHERE l.song_id::VARCHAR = ? OR l.path = ? OR strip_accents(lower("
+        "coalesce(l.artist, l.label) || ' - ' || l.title)) = strip_accents(lower(?)) "
+        "ORDER BY l.song_id LIMIT 1", [set_id, query, as_path, query]).fetchone()
+    if row:
+        return SongQuery(row[1], song_id=row[0], label=row[2], album=row[3])
+    if path.is_file():
+        return SongQuery(str(path.resolve()), z=_analyse_and_standardise(con, path, set_name,
+                                                                          set_id))
+    close = con.execute(
+        "SELECT coalesce(artist, label) || ' - ' || title FROM library WHERE title IS NOT NULL "
+        "ORDER BY jaro_winkler_similarity(lower(coalesce(artist, label) || ' - ' || title), "
+        "lower(?)) DESC LIMIT 3", [query]).fetchall()
+    hint = f"; did you mean {', '.join(repr(r[0]) for r in close)}?" if close else ""
+    raise SimilarityError(f"no song {query!r} (give a song id, a path or 'Artist - Title'){hint}")
+
+
+def _analyse_and_standardise(con: duckdb.DuckDBPyConnection, path: Path, set_name: str,
+                             set_id: int) -> list[float]:
+    """Extract a file that is not in the library with the set's own parameters; z-score it."""
+    from musicdb.analyse import EXTRACTORS, analyse_file
+    from musicdb.features import FrameParams
+
+    kind, params_json = con.execute("SELECT kind, params FROM feature_sets "
+                                    "WHERE feature_set_id = ?", [set_id]).fetchone()
+    if kind != "extracted" or set_name not in EXTRACTORS:
+        raise SimilarityError(f"{path} is not in the library, and feature set {set_name!r} was "
+                              "imported, not extracted: pick one with --feature-set default")
+    stored = json.loads(params_json)
+    params = FrameParams(sample_rate=stored["sample_rate"], n_fft=stored["n_fft"],
+                         hop_length=stored["hop_length"], hpss_kernel=stored["hpss_kernel"],
+                         band_edges=tuple(stored["band_edges"]))
+    result = analyse_file(str(path), (set_name,), 0.0, params)
+    if not result.ok:
+        raise SimilarityError(f"cannot analyse {path}: {result.error}")
+    means, stds = con.execute("SELECT means, stds FROM feature_stats WHERE feature_set_id = ?",
+                              [set_id]).fetchone()
+    means, stds = np.asarray(means), np.asarray(stds)
+    values = result.values[set_name].whole.astype(np.float64)
+    z = np.divide(values - means, stds, out=np.zeros_like(means), where=stds > 0)
+    return z.tolist()
+
+
+def similar_songs(con: duckdb.DuckDBPyConnection, query: str, *, k: int = 10,
+                  feature_set: str | None = None, label_from: str = "auto",
+                  exclude_labels: tuple[str, ...] = (), where: str | None = None,
+                  no_same_artist: bool = False, no_same_album: bool = False) -> Similar:
+    _check_rule(label_from)
+    set_name, set_id = resolve_feature_set(con, feature_set)
+    q = resolve_song(con, query, set_name, set_id)
+    conditions, args = [], []
+    if exclude_labels:
+        conditions.append("s.song_id NOT IN (SELECT song_id FROM song_labels WHERE rule = ? "
+                          "AND lower(label) IN (SELECT lower(unnest(?::VARCHAR[]))))")
+        args += [label_from, list(exclude_labels)]
+    if where:
+        conditions.append(f"s.song_id IN (SELECT song_id FROM library WHERE ({where}))")
+    if no_same_artist and q.label is not None:
+        conditions.append("s.label IS DISTINCT FROM ?")
+        args.append(q.label)
+    if no_same_album and q.album is not None:
+        conditions.append("s.album IS DISTINCT FROM ?")
+        args.append(q.album)
+    filters = " AND ".join(conditions) or "true"
+    if q.song_id is not None:  # the macro: same numbers as the shell
+        source, source_args = "similar_songs(?, k := ?, set_name := ?)", [q.song_id, ALL,
+                                                                           set_name]
+    else:
+        source = ("(SELECT l.song_id, l.path, l.title, l.artist, l.label, l.album, "
+                  "list_distance(?::FLOAT[], v.z) AS distance FROM song_vectors v "
+                  "JOIN library l USING (song_id) WHERE v.feature_set_id = ?)")
+        source_args = [q.z, set_id]
+    sql = (f"SELECT s.song_id, s.path, s.title, s.artist, s.label, s.distance FROM {source} s "
+           f"WHERE {filters} ORDER BY s.distance, s.song_id LIMIT ?")
+    try:
+        rows = con.execute(sql, source_args + args + [k]).fetchall()
+    except duckdb.Error as exc:
+        raise SimilarityError(f"--where {where!r}: {str(exc).splitlines()[0]}") from exc
+    results = [{"song_id": r[0], "path": r[1], "title": r[2], "artist": r[3] or r[4],
+                "distance": r[5]} for r in rows]
+    return Similar(q.description, label_from, set_name, "euclidean", "songs", results,
+                   key=q.song_id)
+
+
+def explain(con: duckdb.DuckDBPyConnection, answer: Similar, *, top: int = 3) -> list[dict]:
+    """Per result: the features where both sides are closest and furthest apart (raw values)."""
+    set_id = con.execute("SELECT feature_set_id FROM latest_feature_sets WHERE feature_set = ?",
+                         [answer.feature_set]).fetchone()[0]
+    names = [r[0] for r in con.execute("SELECT name FROM feature_names WHERE feature_set_id = ? "
+                                       "ORDER BY position", [set_id]).fetchall()]
+    means, stds = (np.asarray(x) for x in con.execute(
+        "SELECT means, stds FROM feature_stats WHERE feature_set_id = ?", [set_id]).fetchone())
+
+    def vector(item: str | int) -> np.ndarray:
+        if answer.kind == "artists":
+            row = con.execute("SELECT centroid FROM artist_centroids WHERE feature_set_id = ? "
+                              "AND label_from = ? AND label = ?",
+                              [set_id, answer.label_from, item]).fetchone()
+        else:
+            row = con.execute("SELECT z FROM song_vectors WHERE feature_set_id = ? AND "
+                              "song_id = ?", [set_id, item]).fetchone()
+        return np.asarray(row[0], dtype=np.float64)
+
+    if answer.key is None:
+        return []  # a file analysed on the fly: no stored vector to compare
+    a = vector(answer.key)
+    out = []
+    for result in answer.results:
+        b = vector(result["name"] if answer.kind == "artists" else result["song_id"])
+        gap = np.abs(a - b)
+        order = np.argsort(gap, kind="stable")
+
+        def describe(i: int) -> dict:
+            return {"feature": names[i], "query": float(means[i] + a[i] * stds[i]),
+                    "result": float(means[i] + b[i] * stds[i]), "z_gap": float(gap[i])}
+
+        out.append({"closest": [describe(i) for i in order[:top]],
+                    "apart": [describe(i) for i in order[::-1][:top]]})
+    return out
+
+
+def write_playlist(path: Path, answer: Similar) -> int:
+    """An extended m3u (UTF-8) of the result songs that have a file; returns how many."""
+    lines = ["#EXTM3U"]
+    count = 0
+    for r in answer.results:
+        if r.get("path"):
+            title = " - ".join(x for x in (r.get("artist"), r.get("title")) if x)
+            lines += [f"#EXTINF:-1,{title}", str(Path(r["path"]).resolve())]
+            count += 1
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return count

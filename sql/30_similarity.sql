@@ -1,0 +1,136 @@
+-- Similarity on standardised features. Raw features mix units (Hz next to ratios), so every
+-- feature is z-scored over the library's whole songs first; distances are then in units of
+-- standard deviations. The *_computed views define each step; ingest and import copy them into
+-- the tables feature_stats, song_vectors and artist_centroids (see migrations/0002).
+
+-- The latest version of each feature set.
+CREATE OR REPLACE VIEW latest_feature_sets AS
+SELECT name AS feature_set, arg_max(feature_set_id, version) AS feature_set_id
+FROM feature_sets GROUP BY name;
+
+-- The set similarity uses when none is named: 'default' if present, else the one with most songs.
+CREATE OR REPLACE VIEW default_feature_set AS
+SELECT l.feature_set, l.feature_set_id
+FROM latest_feature_sets l LEFT JOIN feature_stats s USING (feature_set_id)
+ORDER BY (l.feature_set = 'default') DESC, coalesce(s.songs, 0) DESC, l.feature_set
+LIMIT 1;
+
+CREATE OR REPLACE VIEW feature_stats_computed AS
+WITH cells AS (
+    SELECT f.feature_set_id, unnest(range(1, len(f.vals) + 1)) AS position,
+           unnest(f.vals) AS value
+    FROM features f
+    JOIN songs s USING (song_id)
+    JOIN latest_feature_sets USING (feature_set_id)
+    WHERE f.snippet = -1 AND s.status = 'ok'
+), per_feature AS (
+    SELECT feature_set_id, position, count(*) AS songs,
+           avg(value) AS mean, coalesce(stddev_pop(value), 0) AS std
+    FROM cells GROUP BY ALL
+)
+SELECT feature_set_id, max(songs)::INTEGER AS songs,
+       list(mean ORDER BY position) AS means, list(std ORDER BY position) AS stds
+FROM per_feature GROUP BY feature_set_id;
+
+-- Every feature row (songs: snippet -1, and snippets) standardised with the whole-song
+-- statistics; a feature without spread is 0.
+CREATE OR REPLACE VIEW feature_vectors AS
+SELECT f.feature_set_id, f.song_id, f.snippet, f.start_s, f.end_s,
+       list_transform(f.vals, lambda v, i: CASE WHEN st.stds[i] > 0
+                                   THEN (v - st.means[i]) / st.stds[i] ELSE 0 END)::FLOAT[] AS z
+FROM features f JOIN feature_stats st USING (feature_set_id);
+
+CREATE OR REPLACE VIEW song_vectors_computed AS
+SELECT v.feature_set_id, v.song_id, v.z
+FROM feature_vectors v JOIN songs s USING (song_id)
+WHERE v.snippet = -1 AND s.status = 'ok';
+
+-- Snippets, standardised like songs, with their song's labels at hand.
+CREATE OR REPLACE VIEW snippet_vectors AS
+SELECT l.feature_set, v.song_id, v.snippet, v.start_s, v.end_s, v.z
+FROM feature_vectors v JOIN latest_feature_sets l USING (feature_set_id)
+WHERE v.snippet >= 0;
+
+CREATE OR REPLACE VIEW artist_centroids_computed AS
+WITH cells AS (
+    SELECT v.feature_set_id, l.rule, l.label, unnest(range(1, len(v.z) + 1)) AS position,
+           unnest(v.z) AS z
+    FROM song_vectors v JOIN song_labels l USING (song_id)
+), per_feature AS (
+    SELECT feature_set_id, rule, label, position, count(*) AS songs,
+           avg(z) AS mean, coalesce(stddev_pop(z), 0) AS spread
+    FROM cells GROUP BY ALL
+)
+SELECT s.feature_set, p.feature_set_id, p.rule AS label_from, p.label,
+       max(p.songs)::INTEGER AS songs,
+       list(p.mean ORDER BY p.position) AS centroid,
+       list(p.spread ORDER BY p.position) AS spread,
+       sum(p.spread * p.spread) AS variance
+FROM per_feature p JOIN latest_feature_sets s USING (feature_set_id)
+GROUP BY ALL;
+
+-- Every ordered pair of labels under the same rule and set. euclidean and cosine compare the
+-- centroids; song_rms is the root-mean-square distance between the two labels' songs,
+-- sqrt(|centroid_a - centroid_b|^2 + variance_a + variance_b): spread-aware, since an artist
+-- is a cloud of songs, not a point.
+CREATE OR REPLACE VIEW artist_distances AS
+SELECT a.feature_set, a.label_from, a.label AS artist, b.label AS other,
+       a.songs AS artist_songs, b.songs AS other_songs,
+       list_distance(a.centroid, b.centroid) AS euclidean,
+       list_cosine_distance(a.centroid, b.centroid) AS cosine,
+       sqrt(list_distance(a.centroid, b.centroid) ^ 2 + a.variance + b.variance) AS song_rms
+FROM artist_centroids a
+JOIN artist_centroids b
+  ON a.feature_set_id = b.feature_set_id AND a.label_from = b.label_from AND a.label <> b.label;
+
+-- Nearest labels to one label (matched ignoring case and accents). method: 'centroid'
+-- (euclidean, the default), 'cosine' or 'songs' (song_rms above).
+--   SELECT * FROM similar_artists('Taylor Swift', 5);
+--   SELECT * FROM similar_artists('TaylorSwift', 5, label_rule := 'imported', set_name := 'study55');
+CREATE OR REPLACE MACRO similar_artists(artist_name, k := 10, label_rule := 'auto',
+                                         set_name := NULL, method := 'centroid',
+                                         min_songs := 1) AS TABLE
+WITH target AS (
+    SELECT c.* FROM artist_centroids c
+    WHERE c.label_from = label_rule
+      AND c.feature_set = coalesce(set_name, (SELECT feature_set FROM default_feature_set))
+      AND strip_accents(lower(c.label)) = strip_accents(lower(artist_name))
+)
+SELECT o.label AS name,
+       CASE method
+           WHEN 'cosine' THEN list_cosine_distance(t.centroid, o.centroid)
+           WHEN 'songs' THEN sqrt(list_distance(t.centroid, o.centroid) ^ 2
+                                  + t.variance + o.variance)
+           ELSE list_distance(t.centroid, o.centroid)
+       END AS distance,
+       o.songs
+FROM target t
+JOIN artist_centroids o
+  ON o.feature_set_id = t.feature_set_id AND o.label_from = t.label_from
+ AND o.label <> t.label AND o.songs >= min_songs
+ORDER BY distance, name
+LIMIT k;
+
+-- Nearest songs to one song: its song_id, its path, or 'Artist - Title' (ignoring case and
+-- accents). The song itself is never returned.
+--   SELECT * FROM similar_songs('Click Machine - Click Machine 1', 5);
+CREATE OR REPLACE MACRO similar_songs(song, k := 10, set_name := NULL) AS TABLE
+WITH fs AS (
+    SELECT feature_set_id FROM latest_feature_sets
+    WHERE feature_set = coalesce(set_name, (SELECT feature_set FROM default_feature_set))
+), target AS (
+    SELECT v.song_id, v.z FROM song_vectors v JOIN library l USING (song_id)
+    WHERE v.feature_set_id = (SELECT feature_set_id FROM fs)
+      AND (l.song_id::VARCHAR = song::VARCHAR OR l.path = song::VARCHAR
+           OR strip_accents(lower(coalesce(l.artist, l.label) || ' - ' || l.title))
+              = strip_accents(lower(song::VARCHAR)))
+    ORDER BY v.song_id LIMIT 1
+)
+SELECT l.song_id, l.path, l.title, l.artist, l.label, l.album,
+       list_distance(t.z, v.z) AS distance
+FROM target t
+JOIN song_vectors v ON v.feature_set_id = (SELECT feature_set_id FROM fs)
+                   AND v.song_id <> t.song_id
+JOIN library l ON l.song_id = v.song_id
+ORDER BY distance, l.song_id
+LIMIT k;
