@@ -10,11 +10,18 @@ CREATE TABLE feature_stats (
     stds           DOUBLE[] NOT NULL
 );
 
--- Each song's standardised (z-scored) whole-song vector.
+-- Each song's standardised (z-scored) whole-song vector, with what a song result shows, so a
+-- nearest-songs query never has to touch the library view.
 CREATE TABLE song_vectors (
     feature_set_id INTEGER NOT NULL,
     song_id        INTEGER NOT NULL,
     z              FLOAT[] NOT NULL,
+    path           VARCHAR,
+    title          VARCHAR,
+    artist         VARCHAR,            -- artist tag, else the auto label
+    label          VARCHAR,            -- the auto label
+    album          VARCHAR,
+    name_key       VARCHAR,            -- 'artist - title', lower case, accents stripped
     PRIMARY KEY (feature_set_id, song_id)
 );
 

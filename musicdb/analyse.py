@@ -14,8 +14,8 @@ from librosa.util.exceptions import ParameterError
 
 from musicdb.audio import decode
 from musicdb.errors import DecodeError
-from musicdb.features import FrameParams, frame_features, frame_slice, snippet_bounds
-from musicdb.summaries import FEATURE_SETS
+from musicdb.features import ROW, FrameParams, frame_features, frame_slice, snippet_bounds
+from musicdb.summaries import FEATURE_SETS, mean_tempograms, tempogram_window
 
 EXTRACTORS = FEATURE_SETS
 DEFAULT_SETS = ("default", "seed55")
@@ -55,13 +55,15 @@ def summarise_sets(frames: np.ndarray, sets: tuple[str, ...], bounds: list[tuple
     """
     total = frames.shape[1]
     slices = [slice(None)] + [frame_slice(s, e, total, params) for s, e in bounds]
+    # The song and its snippets share tempogram columns: one pass serves them all.
+    tempograms = mean_tempograms(frames[ROW["onset"]], tempogram_window(params), slices)
     computed: dict[str, np.ndarray] = {}
     for name in sets:
         fs = EXTRACTORS[name]
         if fs.prefix_of in sets:
             continue
-        computed[name] = np.vstack([fs.summarise(frames[:, part], params=params)
-                                    for part in slices])
+        computed[name] = np.vstack([fs.summarise(frames[:, part], params=params, tempogram=tg)
+                                    for part, tg in zip(slices, tempograms, strict=True)])
     values = {}
     for name in sets:
         fs = EXTRACTORS[name]

@@ -126,11 +126,11 @@ def resolve_song(con: duckdb.DuckDBPyConnection, query: str, set_name: str,
     path = Path(query).expanduser()
     as_path = str(path.resolve()) if path.exists() else query
     row = con.execute(
-        "SELECT l.song_id, coalesce(l.artist, l.label) || ' - ' || l.title, l.label, l.album "
-        "FROM library l JOIN song_vectors v ON v.song_id = l.song_id AND v.feature_set_id = ? "
-        "WHERE l.song_id::VARCHAR = ? OR l.path = ? OR strip_accents(lower("
-        "coalesce(l.artist, l.label) || ' - ' || l.title)) = strip_accents(lower(?)) "
-        "ORDER BY l.song_id LIMIT 1", [set_id, query, as_path, query]).fetchone()
+        "SELECT song_id, artist || ' - ' || title, label, album FROM song_vectors "
+        "WHERE feature_set_id = ? AND (song_id = TRY_CAST(? AS INTEGER) OR path = ? "
+        "OR name_key = strip_accents(lower(?))) "
+        "ORDER BY song_id = TRY_CAST(? AS INTEGER) DESC, path = ? DESC, song_id LIMIT 1",
+        [set_id, query, as_path, query, query, as_path]).fetchone()
     if row:
         return SongQuery(row[1], song_id=row[0], label=row[2], album=row[3])
     if path.is_file():
@@ -192,12 +192,12 @@ def similar_songs(con: duckdb.DuckDBPyConnection, query: str, *, k: int = 10,
         args.append(q.album)
     filters = " AND ".join(conditions) or "true"
     if q.song_id is not None:  # the macro: same numbers as the shell
-        source, source_args = "similar_songs(?, k := ?, set_name := ?)", [q.song_id, ALL,
-                                                                           set_name]
+        source = "similar_songs(?, k := ?, set_name := ?)"
+        source_args = [q.song_id, ALL if conditions else k, set_name]
     else:
-        source = ("(SELECT l.song_id, l.path, l.title, l.artist, l.label, l.album, "
-                  "list_distance(?::FLOAT[], v.z) AS distance FROM song_vectors v "
-                  "JOIN library l USING (song_id) WHERE v.feature_set_id = ?)")
+        source = ("(SELECT song_id, path, title, artist, label, album, "
+                  "list_distance(?::FLOAT[], z) AS distance FROM song_vectors "
+                  "WHERE feature_set_id = ?)")
         source_args = [q.z, set_id]
     sql = (f"SELECT s.song_id, s.path, s.title, s.artist, s.label, s.distance FROM {source} s "
            f"WHERE {filters} ORDER BY s.distance, s.song_id LIMIT ?")

@@ -48,40 +48,51 @@ def moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 TEMPOGRAM_BLOCK = 4096  # frames of local autocorrelation computed at once (memory bound)
 
 
-def mean_tempogram(onset_envelope: np.ndarray, win: int) -> np.ndarray:
-    """librosa.feature.tempogram(...).mean(axis=1), block by block.
+def mean_tempograms(onset_envelope: np.ndarray, win: int,
+                    parts: list[slice]) -> list[np.ndarray]:
+    """librosa.feature.tempogram(...)[:, part].mean(axis=1) for each part, in one pass.
 
-    The whole tempogram of an hour-long song is win x 180,000 float64 (576 MB, and its FFT
-    several times that); its mean is all the tempo needs.
+    Computed block by block: the whole tempogram of an hour-long song is win x 180,000
+    float64 (576 MB, its FFT several times that), and the song and its snippets share columns.
     """
     env = np.asarray(onset_envelope, dtype=np.float64)
     half = win // 2
     padded = np.pad(env, half, mode="linear_ramp", end_values=0)  # as librosa's center=True
-    total = np.zeros(win)
+    ranges = [part.indices(env.size)[:2] for part in parts]
+    totals = [np.zeros(win) for _ in parts]
     for start in range(0, env.size, TEMPOGRAM_BLOCK):
         stop = min(env.size, start + TEMPOGRAM_BLOCK)
         block = librosa.feature.tempogram(onset_envelope=padded[start : stop - 1 + win],
                                           win_length=win, center=False)
-        total += block.sum(axis=1)
-    return total / env.size
+        for (lo, hi), total in zip(ranges, totals, strict=True):
+            a, b = max(lo, start), min(hi, stop)
+            if b > a:
+                total += block[:, a - start : b - start].sum(axis=1)
+    return [total / max(1, hi - lo) for (lo, hi), total in zip(ranges, totals, strict=True)]
 
 
-def tempo_with_confidence(onset_envelope: np.ndarray, *,
-                          params: FrameParams = FrameParams()) -> tuple[float, float]:
+def tempogram_window(params: FrameParams) -> int:
+    """librosa's tempo window: 8 s of frames."""
+    return int(librosa.time_to_frames(8.0, sr=params.sample_rate, hop_length=params.hop_length))
+
+
+def tempo_with_confidence(onset_envelope: np.ndarray, *, params: FrameParams = FrameParams(),
+                          tempogram: np.ndarray | None = None) -> tuple[float, float]:
     """Global tempo (BPM) and how periodic the onsets are at that tempo (0..1).
 
     The tempo is librosa's (mean tempogram over 8 s windows, log-normal prior around 120 BPM).
     The confidence is the autocorrelation of the mean-removed onset envelope at the beat
     period, over its zero lag: a steady click track scores near 1, noise near 0. A flat
-    envelope (no onsets) gives (0, 0).
+    envelope (no onsets) gives (0, 0). `tempogram`: the envelope's mean tempogram, when the
+    caller computed it already (mean_tempograms).
     """
     if onset_envelope.size < 2 or np.ptp(onset_envelope) <= 1e-6:
         return 0.0, 0.0
     env = onset_envelope.astype(np.float64)
-    sr, hop = params.sample_rate, params.hop_length
-    win = int(librosa.time_to_frames(8.0, sr=sr, hop_length=hop))
-    bpm = float(librosa.feature.tempo(tg=mean_tempogram(env, win)[:, np.newaxis], sr=sr,
-                                      hop_length=hop, aggregate=None)[0])
+    if tempogram is None:
+        tempogram = mean_tempograms(env, tempogram_window(params), [slice(None)])[0]
+    bpm = float(librosa.feature.tempo(tg=tempogram[:, np.newaxis], sr=params.sample_rate,
+                                      hop_length=params.hop_length, aggregate=None)[0])
     lag = round(60.0 / bpm * params.frames_per_second)
     if lag >= env.size:
         return bpm, 0.0
@@ -89,9 +100,10 @@ def tempo_with_confidence(onset_envelope: np.ndarray, *,
     return bpm, float(np.clip(ac[lag] / ac[0], 0.0, 1.0))
 
 
-def tempo(onset_envelope: np.ndarray, *, params: FrameParams = FrameParams()) -> float:
+def tempo(onset_envelope: np.ndarray, *, params: FrameParams = FrameParams(),
+          tempogram: np.ndarray | None = None) -> float:
     """Global tempo (BPM) from an onset envelope; 0.0 when the envelope is flat (no onsets)."""
-    return tempo_with_confidence(onset_envelope, params=params)[0]
+    return tempo_with_confidence(onset_envelope, params=params, tempogram=tempogram)[0]
 
 
 @dataclass(frozen=True)
@@ -179,11 +191,12 @@ def _seed55_values(frames: np.ndarray, params: FrameParams) -> dict[str, float]:
     return out
 
 
-def summarise_seed55(frames: np.ndarray, *, params: FrameParams = FrameParams()) -> np.ndarray:
+def summarise_seed55(frames: np.ndarray, *, params: FrameParams = FrameParams(),
+                     tempogram: np.ndarray | None = None) -> np.ndarray:
     """The 55 study features (SEED55_NAMES order) of a slice of frame_features()."""
     _check(frames)
     out = _seed55_values(frames, params)
-    out["bpm"] = tempo(frames[ROW["onset"]], params=params)
+    out["bpm"] = tempo(frames[ROW["onset"]], params=params, tempogram=tempogram)
     return np.array([out[n] for n in SEED55_NAMES], dtype=np.float32)
 
 
@@ -223,12 +236,14 @@ def _rows(prefix: str, count: int) -> list[int]:
     return [ROW[f"{prefix}{i}"] for i in range(count)]
 
 
-def summarise_default(frames: np.ndarray, *, params: FrameParams = FrameParams()) -> np.ndarray:
+def summarise_default(frames: np.ndarray, *, params: FrameParams = FrameParams(),
+                      tempogram: np.ndarray | None = None) -> np.ndarray:
     """The default set (DEFAULT_NAMES order) of a slice of frame_features()."""
     _check(frames)
     out = _seed55_values(frames, params)
     onset = frames[ROW["onset"]]
-    out["bpm"], out["tempo_confidence"] = tempo_with_confidence(onset, params=params)
+    out["bpm"], out["tempo_confidence"] = tempo_with_confidence(onset, params=params,
+                                                                tempogram=tempogram)
     for prefix, labels in (("mfcc", range(N_MFCC)), ("chroma", PITCH_CLASSES),
                            ("contrast", range(N_CONTRAST))):
         block = frames[_rows(prefix, len(labels))].astype(np.float64)

@@ -41,9 +41,11 @@ SELECT f.feature_set_id, f.song_id, f.snippet, f.start_s, f.end_s,
 FROM features f JOIN feature_stats st USING (feature_set_id);
 
 CREATE OR REPLACE VIEW song_vectors_computed AS
-SELECT v.feature_set_id, v.song_id, v.z
-FROM feature_vectors v JOIN songs s USING (song_id)
-WHERE v.snippet = -1 AND s.status = 'ok';
+SELECT v.feature_set_id, v.song_id, v.z, l.path, l.title, coalesce(l.artist, l.label) AS artist,
+       l.label, l.album,
+       strip_accents(lower(coalesce(l.artist, l.label) || ' - ' || l.title)) AS name_key
+FROM feature_vectors v JOIN library l USING (song_id)
+WHERE v.snippet = -1 AND l.status = 'ok';
 
 -- Snippets, standardised like songs, with their song's labels at hand.
 CREATE OR REPLACE VIEW snippet_vectors AS
@@ -119,18 +121,18 @@ WITH fs AS (
     SELECT feature_set_id FROM latest_feature_sets
     WHERE feature_set = coalesce(set_name, (SELECT feature_set FROM default_feature_set))
 ), target AS (
-    SELECT v.song_id, v.z FROM song_vectors v JOIN library l USING (song_id)
+    SELECT v.song_id, v.z FROM song_vectors v
     WHERE v.feature_set_id = (SELECT feature_set_id FROM fs)
-      AND (l.song_id::VARCHAR = song::VARCHAR OR l.path = song::VARCHAR
-           OR strip_accents(lower(coalesce(l.artist, l.label) || ' - ' || l.title))
-              = strip_accents(lower(song::VARCHAR)))
-    ORDER BY v.song_id LIMIT 1
+      AND (v.song_id = TRY_CAST(song::VARCHAR AS INTEGER) OR v.path = song::VARCHAR
+           OR v.name_key = strip_accents(lower(song::VARCHAR)))
+    ORDER BY v.song_id = TRY_CAST(song::VARCHAR AS INTEGER) DESC, v.path = song::VARCHAR DESC,
+             v.song_id
+    LIMIT 1
 )
-SELECT l.song_id, l.path, l.title, l.artist, l.label, l.album,
+SELECT v.song_id, v.path, v.title, v.artist, v.label, v.album,
        list_distance(t.z, v.z) AS distance
 FROM target t
 JOIN song_vectors v ON v.feature_set_id = (SELECT feature_set_id FROM fs)
                    AND v.song_id <> t.song_id
-JOIN library l ON l.song_id = v.song_id
-ORDER BY distance, l.song_id
+ORDER BY distance, v.song_id
 LIMIT k;
