@@ -22,7 +22,7 @@ from musicdb.hpss import hpss
 SAMPLE_RATE = 22050
 
 # Bump when a formula changes without a parameter changing: it is part of the set's identity.
-FEATURE_CODE_VERSION = 2  # 2: frame RMS in rectangular-frame units; onset log-mel floor
+FEATURE_CODE_VERSION = 3  # 2: frame RMS in plain-frame units, onset floor; 3: float32 FFT
 # The study's 4 log-spaced bands: STFT bins 1, 9, 44, 211, 1000 at n_fft 2048 (~11 Hz..10.8 kHz).
 BAND_EDGES_HZ = tuple(b * SAMPLE_RATE / 2048 for b in (1, 9, 44, 211, 1000))
 
@@ -137,7 +137,7 @@ class _Bank:
     the right, as X @ bank.
     """
 
-    window: np.ndarray  # (n_fft,) float64 periodic Hann, as librosa.stft uses
+    window: np.ndarray  # (n_fft,) float32 periodic Hann, as librosa.stft uses
     freqs: np.ndarray  # (bins,) Hz
     moments: np.ndarray  # (bins, 3) float64: 1, f, f^2 -> spectral sums for centroid/bandwidth
     slope: np.ndarray  # (bins,) float32: least-squares slope of a spectrum against frequency
@@ -158,7 +158,7 @@ def _bank(sr: int, n_fft: int, band_edges: tuple[int, ...]) -> _Bank:
     for i, (lo, hi) in enumerate(zip(band_edges, band_edges[1:])):
         bands[i, lo:hi] = 1.0 / (hi - lo)
     return _Bank(
-        window=scipy.signal.get_window("hann", n_fft, fftbins=True),
+        window=scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32),
         freqs=freqs,
         moments=np.stack([np.ones_like(freqs), freqs, freqs**2], axis=1),
         slope=(centred / np.sum(centred**2)).astype(np.float32),
@@ -174,15 +174,16 @@ def _magnitude_spectrogram(segment: np.ndarray, n_fft: int, hop: int,
                            window: np.ndarray) -> np.ndarray:
     """|STFT| as (frames, bins), frames starting every hop samples (no padding: center=False).
 
-    The FFT runs in float64, as librosa's does (its window is float64): in float32 the
-    rounding noise floor sits ~80 dB below a frame's peak and the quietest bins, which
-    spectral contrast's valleys measure, would be noise.
+    In float32, a third of the cost of librosa's float64 FFT. The price: rounding noise sits
+    ~80 dB under each frame's peak, which only spectral contrast's quietest-2% valleys can see
+    (top octave: 0.4 dB from librosa's value on average; rank agreement of contrast_a/std with
+    plain librosa 0.999/0.996 on 48 real files, against 1.000/1.000 in float64).
     """
     count = 1 + (len(segment) - n_fft) // hop
     step = segment.strides[0]
     frames = np.lib.stride_tricks.as_strided(segment, shape=(count, n_fft),
                                              strides=(step * hop, step), writeable=False)
-    return np.abs(scipy.fft.rfft(frames * window, axis=1)).astype(np.float32)
+    return np.abs(scipy.fft.rfft(frames * window, axis=1))
 
 
 def _spectral_shape(S: np.ndarray, bank: _Bank) -> tuple[np.ndarray, np.ndarray]:
