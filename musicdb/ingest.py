@@ -226,13 +226,18 @@ def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float, params: Fra
               ) -> Iterator[tuple[Job, Analysis]]:
     """Analyse jobs, in this process for one worker, else in a pool; yields as they finish."""
     if workers <= 1:
-        for job in jobs:
-            yield job, analyse_file(str(job.candidate.path), job.sets, snippet_seconds, params)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):  # one worker, one core (see worker_preload)
+            for job in jobs:
+                yield job, analyse_file(str(job.candidate.path), job.sets, snippet_seconds,
+                                        params)
         return
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["musicdb.analyse"])  # librosa imported once, then forked
+    ctx.set_forkserver_preload(["musicdb.worker_preload"])  # warmed once, then forked
     pending: dict[Future, Job] = {}
-    queue = iter(jobs)
+    # Largest files first: a long file started last would leave the other workers idle.
+    queue = iter(sorted(jobs, key=lambda job: -job.candidate.size))
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         try:
             def submit_next() -> None:

@@ -1,0 +1,18 @@
+"""Imported once by the forkserver before it forks ingest workers (see ingest._run_jobs).
+
+Importing librosa and loading numba's compiled kernels (from its on-disk cache: LLVM start-up,
+~1 s) happen here once, instead of once in every worker. BLAS is held to one thread: the pool
+already runs a worker per core, and two workers each spinning up BLAS threads on two cores cost
+30 % more CPU for the same files (measured: 53.7 vs 41.3 CPU s on 1.9 h of music).
+"""
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+threadpool_limits(1)
+
+from musicdb.analyse import summarise_sets
+from musicdb.features import FrameParams, frame_features
+
+summarise_sets(frame_features(np.random.default_rng(0).uniform(-0.1, 0.1, 22050)
+                              .astype(np.float32)), ("default",), [], FrameParams())
