@@ -35,5 +35,6 @@ CREATE TABLE artist_centroids (
     centroid       DOUBLE[] NOT NULL,  -- mean z per feature
     spread         DOUBLE[] NOT NULL,  -- population std of z per feature, over the label's songs
     variance       DOUBLE NOT NULL,    -- sum of spread^2: mean squared distance song-to-centroid
+    norm2          DOUBLE NOT NULL,    -- sum of centroid^2: distances from one inner product
     PRIMARY KEY (feature_set_id, label_from, label)
 );

@@ -67,7 +67,8 @@ SELECT s.feature_set, p.feature_set_id, p.rule AS label_from, p.label,
        max(p.songs)::INTEGER AS songs,
        list(p.mean ORDER BY p.position) AS centroid,
        list(p.spread ORDER BY p.position) AS spread,
-       sum(p.spread * p.spread) AS variance
+       sum(p.spread * p.spread) AS variance,
+       sum(p.mean * p.mean) AS norm2
 FROM per_feature p JOIN latest_feature_sets s USING (feature_set_id)
 GROUP BY ALL;
 
@@ -76,14 +77,22 @@ GROUP BY ALL;
 -- sqrt(|centroid_a - centroid_b|^2 + variance_a + variance_b): spread-aware, since an artist
 -- is a cloud of songs, not a point.
 CREATE OR REPLACE VIEW artist_distances AS
-SELECT a.feature_set, a.label_from, a.label AS artist, b.label AS other,
-       a.songs AS artist_songs, b.songs AS other_songs,
-       list_distance(a.centroid, b.centroid) AS euclidean,
-       list_cosine_distance(a.centroid, b.centroid) AS cosine,
-       sqrt(list_distance(a.centroid, b.centroid) ^ 2 + a.variance + b.variance) AS song_rms
-FROM artist_centroids a
-JOIN artist_centroids b
-  ON a.feature_set_id = b.feature_set_id AND a.label_from = b.label_from AND a.label <> b.label;
+SELECT feature_set, label_from, artist, other, artist_songs, other_songs,
+       sqrt(greatest(squared, 0)) AS euclidean,
+       CASE WHEN norms > 0 THEN 1 - dot / norms ELSE 1 END AS cosine,
+       sqrt(greatest(squared, 0) + artist_variance + other_variance) AS song_rms
+FROM (
+    -- One inner product per pair gives both: |a - b|^2 = |a|^2 + |b|^2 - 2 a.b.
+    SELECT a.feature_set, a.label_from, a.label AS artist, b.label AS other,
+           a.songs AS artist_songs, b.songs AS other_songs,
+           a.norm2 + b.norm2 - 2 * list_dot_product(a.centroid, b.centroid) AS squared,
+           list_dot_product(a.centroid, b.centroid) AS dot, sqrt(a.norm2 * b.norm2) AS norms,
+           a.variance AS artist_variance, b.variance AS other_variance
+    FROM artist_centroids a
+    JOIN artist_centroids b
+      ON a.feature_set_id = b.feature_set_id AND a.label_from = b.label_from
+     AND a.label <> b.label
+);
 
 -- Nearest labels to one label (matched ignoring case and accents). method: 'centroid'
 -- (euclidean, the default), 'cosine' or 'songs' (song_rms above).
