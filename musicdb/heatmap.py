@@ -56,7 +56,7 @@ def write_heatmap(con: duckdb.DuckDBPyConnection, out: Path, *, feature_set: str
     ticks = [f"{name} ({labels[i][1]:,} songs)" for name, i in zip(names, order, strict=True)]
     figure = _figure(matrix, names, ticks,
                      f"Label distances: feature set {feature_set}, labels by {label_from}, "
-                     f"method {method} ({meaning})")
+                     f"method {method}<br><sup>{meaning}, on standardised features</sup>")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         figure.write_html(out, include_plotlyjs=True, full_html=True)  # plotly.js inline: offline
