@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.context
 import os
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
@@ -13,6 +15,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -222,42 +225,76 @@ def _refresh(con: duckdb.DuckDBPyConnection, rows: list[dict], columns: list[str
     return int(changed)
 
 
-def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float, params: FrameParams
-              ) -> Iterator[tuple[Job, Analysis]]:
-    """Analyse jobs, in this process for one worker, else in a pool; yields as they finish."""
+WORKER_CRASH = ("the analysis crashed its worker process (a decoder or library bug, e.g. a "
+                "segfault); file skipped")
+Analyse = Callable[..., Analysis]  # analyse_file's signature
+
+
+def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float, params: FrameParams,
+              analyse: Analyse = analyse_file) -> Iterator[tuple[Job, Analysis]]:
+    """Analyse jobs, in this process for one worker, else in a pool; yields as they finish.
+
+    A worker that dies (a segfault in a decoder) breaks the pool. The files in flight then are
+    suspects: each is retried alone in a fresh pool, and the one that crashes again becomes an
+    error row. Every other file is analysed as usual.
+    """
     if workers <= 1:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1):  # one worker, one core (see worker_preload)
             for job in jobs:
-                yield job, analyse_file(str(job.candidate.path), job.sets, snippet_seconds,
-                                        params)
+                yield job, analyse(str(job.candidate.path), job.sets, snippet_seconds, params)
         return
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["musicdb.worker_preload"])  # warmed once, then forked
-    pending: dict[Future, Job] = {}
     # Largest files first: a long file started last would leave the other workers idle.
-    queue = iter(sorted(jobs, key=lambda job: -job.candidate.size))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        try:
-            def submit_next() -> None:
-                job = next(queue, None)
-                if job is not None:
-                    fut = pool.submit(analyse_file, str(job.candidate.path), job.sets,
-                                      snippet_seconds, params)
-                    pending[fut] = job
+    queue = deque(sorted(jobs, key=lambda job: -job.candidate.size))
+    suspects: list[Job] = []
+    while queue:
+        suspects += yield from _run_pool(ctx, queue, workers, analyse, snippet_seconds, params)
+    for job in suspects:
+        for crashed in (yield from _run_pool(ctx, deque([job]), 1, analyse, snippet_seconds,
+                                             params)):
+            yield crashed, Analysis(str(crashed.candidate.path), False, error=WORKER_CRASH)
 
+
+def _run_pool(ctx: multiprocessing.context.BaseContext, queue: deque[Job], workers: int,
+              analyse: Analyse, snippet_seconds: float, params: FrameParams
+              ) -> Generator[tuple[Job, Analysis], None, list[Job]]:
+    """Run queued jobs in one pool until the queue is empty or the pool breaks.
+
+    Returns the jobs in flight when it broke (none if it did not).
+    """
+    pending: dict[Future, Job] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        def submit_next() -> None:
+            if queue:
+                job = queue.popleft()
+                pending[pool.submit(analyse, str(job.candidate.path), job.sets,
+                                    snippet_seconds, params)] = job
+
+        try:
             for _ in range(2 * workers):  # a few in flight; results stay small
                 submit_next()
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                broken: list[Job] = []
                 for fut in done:
                     job = pending.pop(fut)
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        broken.append(job)
+                        continue
+                    yield job, result
+                if broken:
+                    return broken + list(pending.values())
+                for _ in done:
                     submit_next()
-                    yield job, fut.result()
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+    return []
 
 
 def _write_batch(con: duckdb.DuckDBPyConnection, batch: list[tuple[Job, Analysis]],
@@ -304,9 +341,12 @@ def _write_batch(con: duckdb.DuckDBPyConnection, batch: list[tuple[Job, Analysis
 def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
            sets: tuple[str, ...] = DEFAULT_SETS, snippet_seconds: float = 30.0,
            workers: int | None = None, retry_errors: bool = False,
-           progress: Progress | None = None,
-           params: FrameParams = FrameParams()) -> IngestSummary:
-    """Bring the database up to date with the audio files under `paths`."""
+           progress: Progress | None = None, params: FrameParams = FrameParams(),
+           analyse: Analyse = analyse_file) -> IngestSummary:
+    """Bring the database up to date with the audio files under `paths`.
+
+    `analyse` turns one file into an Analysis (analyse_file; tests swap in one that crashes).
+    """
     started, wall0 = datetime.now(), time.perf_counter()
     progress = progress or _Quiet()
     workers = max(1, workers or os.cpu_count() or 1)
@@ -319,7 +359,7 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
     batch: list[tuple[Job, Analysis]] = []
     last_write = time.perf_counter()
     try:
-        for job, result in _run_jobs(jobs, workers, snippet_seconds, params):
+        for job, result in _run_jobs(jobs, workers, snippet_seconds, params, analyse):
             batch.append((job, result))
             summary.cpu_s += result.cpu_s
             if result.ok:
