@@ -231,7 +231,7 @@ Analyse = Callable[..., Analysis]  # analyse_file's signature
 
 
 def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float, params: FrameParams,
-              analyse: Analyse = analyse_file) -> Iterator[tuple[Job, Analysis]]:
+              analyse: Analyse) -> Iterator[tuple[Job, Analysis]]:
     """Analyse jobs, in this process for one worker, else in a pool; yields as they finish.
 
     A worker that dies (a segfault in a decoder) breaks the pool. The files in flight then are
@@ -342,11 +342,12 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
            sets: tuple[str, ...] = DEFAULT_SETS, snippet_seconds: float = 30.0,
            workers: int | None = None, retry_errors: bool = False,
            progress: Progress | None = None, params: FrameParams = FrameParams(),
-           analyse: Analyse = analyse_file) -> IngestSummary:
+           analyse: Analyse | None = None) -> IngestSummary:
     """Bring the database up to date with the audio files under `paths`.
 
-    `analyse` turns one file into an Analysis (analyse_file; tests swap in one that crashes).
+    `analyse` turns one file into an Analysis (default: analyse_file, looked up at call time).
     """
+    analyse = analyse or analyse_file
     started, wall0 = datetime.now(), time.perf_counter()
     progress = progress or _Quiet()
     workers = max(1, workers or os.cpu_count() or 1)
