@@ -1,4 +1,4 @@
-"""Ingest speed, measured honestly: musicdb vs the study's plain librosa script, same files, one run.
+"""Ingest speed, measured honestly: musicdb vs the study's plain librosa script, one run.
 
     python benchmarks/ingest.py ~/Music/some-folder --workers 1 --baseline 5
     python benchmarks/ingest.py                      # a generated 10-minute library

@@ -14,7 +14,8 @@ def export(con: duckdb.DuckDBPyConnection, out_dir: Path, fmt: str) -> list[tupl
     if fmt not in ("parquet", "csv"):
         raise ValueError(f"format {fmt!r}: use parquet or csv")
     out_dir.mkdir(parents=True, exist_ok=True)
-    sets = [r[0] for r in con.execute("SELECT DISTINCT name FROM feature_sets ORDER BY 1").fetchall()]
+    sets = [r[0] for r in con.execute(
+        "SELECT DISTINCT name FROM feature_sets ORDER BY 1").fetchall()]
     views = ["library", "song_labels", "feature_set_summary"]
     views += [f"{kind}_{s}" for s in sets for kind in ("features", "snippets")]
     written = []

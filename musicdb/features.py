@@ -8,6 +8,7 @@ snippet's statistics are a slice of it and cost almost nothing.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import asdict, dataclass, field
 
 import librosa
@@ -42,7 +43,8 @@ class FrameParams:
 
     def __post_init__(self) -> None:
         if self.n_fft < 64 or self.hop_length <= 0:
-            raise ValueError(f"n_fft={self.n_fft} must be >= 64 and hop_length={self.hop_length} > 0")
+            raise ValueError(f"n_fft={self.n_fft} must be >= 64 and hop_length="
+                             f"{self.hop_length} > 0")
         if self.band_edges is None:
             edges = tuple(round(hz * self.n_fft / self.sample_rate) for hz in BAND_EDGES_HZ)
             object.__setattr__(self, "band_edges", edges)
@@ -155,7 +157,7 @@ def _bank(sr: int, n_fft: int, band_edges: tuple[int, ...]) -> _Bank:
     if n_fft % 2 == 0:
         rms[-1] *= 0.5
     bands = np.zeros((N_BANDS, freqs.size))
-    for i, (lo, hi) in enumerate(zip(band_edges, band_edges[1:])):
+    for i, (lo, hi) in enumerate(itertools.pairwise(band_edges)):
         bands[i, lo:hi] = 1.0 / (hi - lo)
     return _Bank(
         window=scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32),

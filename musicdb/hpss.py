@@ -80,7 +80,7 @@ def median_filter(X: np.ndarray, size: int, axis: int) -> np.ndarray:
 
 @numba.njit(cache=True, nogil=True)
 def _soft_masks(S: np.ndarray, harm: np.ndarray, perc: np.ndarray) -> None:
-    """In place: harm <- S * h^2 / (h^2 + p^2), perc <- S * p^2 / (h^2 + p^2); 0 where both are 0."""
+    """In place: harm <- S h^2 / (h^2 + p^2), perc <- S p^2 / (h^2 + p^2); 0 where both are 0."""
     tiny = np.finfo(np.float32).tiny
     for i in range(S.shape[0]):
         s_row, h_row, p_row = S[i], harm[i], perc[i]

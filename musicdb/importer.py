@@ -57,7 +57,7 @@ def _columns(con: duckdb.DuckDBPyConnection, source: str, params: list) -> list[
 
 def _numeric_report(con: duckdb.DuckDBPyConnection, source: str, params: list,
                     columns: list[str]) -> dict[str, tuple[int, int, str | None]]:
-    """Per column: (values that are finite numbers, values that are not, an example of the latter)."""
+    """Per column: (finite numbers, values that are not, an example of the latter)."""
     parts = []
     for c in columns:
         num = f"TRY_CAST({q(c)} AS DOUBLE)"

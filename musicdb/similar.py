@@ -233,18 +233,16 @@ def explain(con: duckdb.DuckDBPyConnection, answer: Similar, *, top: int = 3) ->
     if answer.key is None:
         return []  # a file analysed on the fly: no stored vector to compare
     a = vector(answer.key)
+    def describe(i: int, b: np.ndarray) -> dict:
+        return {"feature": names[i], "query": float(means[i] + a[i] * stds[i]),
+                "result": float(means[i] + b[i] * stds[i]), "z_gap": float(abs(a[i] - b[i]))}
+
     out = []
     for result in answer.results:
         b = vector(result["name"] if answer.kind == "artists" else result["song_id"])
-        gap = np.abs(a - b)
-        order = np.argsort(gap, kind="stable")
-
-        def describe(i: int) -> dict:
-            return {"feature": names[i], "query": float(means[i] + a[i] * stds[i]),
-                    "result": float(means[i] + b[i] * stds[i]), "z_gap": float(gap[i])}
-
-        out.append({"closest": [describe(i) for i in order[:top]],
-                    "apart": [describe(i) for i in order[::-1][:top]]})
+        order = np.argsort(np.abs(a - b), kind="stable")
+        out.append({"closest": [describe(i, b) for i in order[:top]],
+                    "apart": [describe(i, b) for i in order[::-1][:top]]})
     return out
 
 

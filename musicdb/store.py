@@ -177,7 +177,8 @@ def connect(db: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyCon
     """Open the database. Writers migrate it and refresh its views; readers only check it."""
     db = Path(db)
     if read_only and not db.exists():
-        raise StoreError(f"no database at {db}; create one with `musicdb ingest` or `musicdb import`")
+        raise StoreError(f"no database at {db}; create one with `musicdb ingest` or "
+                         "`musicdb import`")
     try:
         con = duckdb.connect(str(db), read_only=read_only)
     except duckdb.Error as exc:
@@ -217,7 +218,8 @@ class FeatureSetDef:
 def find_feature_set(con: duckdb.DuckDBPyConnection, name: str) -> tuple[int, str] | None:
     """(id, kind) of the latest version of a set, or None."""
     row = con.execute(
-        "SELECT feature_set_id, kind FROM feature_sets WHERE name = ? ORDER BY version DESC LIMIT 1",
+        "SELECT feature_set_id, kind FROM feature_sets WHERE name = ? "
+        "ORDER BY version DESC LIMIT 1",
         [name],
     ).fetchone()
     return (row[0], row[1]) if row else None

@@ -123,11 +123,12 @@ def _check(frames: np.ndarray) -> None:
 
 # --- seed55: the study's 55 features --------------------------------------------------------
 
-SEED55_NAMES = (
-    "rmseP_a,rmseP_std,rmseH_a,rmseH_std,centroid_a,centroid_std,bw_a,bw_std,contrast_a,"
-    "contrast_std,polyfeat_a,polyfeat_std,tonnetz_a,tonnetz_std,zcr_a,zcr_std,onset_a,onset_std,"
-    "bpm,rmseP_skew,rmseP_kurtosis,rmseH_skew,rmseH_kurtosis"
-).split(",") + [
+SEED55_NAMES = [
+    "rmseP_a", "rmseP_std", "rmseH_a", "rmseH_std", "centroid_a", "centroid_std", "bw_a", "bw_std",
+    "contrast_a", "contrast_std", "polyfeat_a", "polyfeat_std", "tonnetz_a", "tonnetz_std",
+    "zcr_a", "zcr_std", "onset_a", "onset_std", "bpm", "rmseP_skew", "rmseP_kurtosis",
+    "rmseH_skew", "rmseH_kurtosis",
+] + [
     f"5band_{stat}_{part}{i}"
     for i in range(N_BANDS)
     for stat in ("rms", "std", "skew", "kurtosis")

@@ -86,7 +86,8 @@ def render_summary(console: Console, s: IngestSummary, db: Path) -> None:
         console.print(f"  ... and {len(s.failed) - 20} more (SELECT path, error FROM songs "
                       "WHERE status = 'error')")
     if any("ffmpeg, which is not on PATH" in reason for _, reason in s.failed):
-        console.print("[yellow]Some files need ffmpeg (m4a/AAC/...), which is not on PATH.[/yellow]")
+        console.print("[yellow]Some files need ffmpeg (m4a/AAC/...), which is not on PATH."
+                      "[/yellow]")
     if s.interrupted:
         console.print("[yellow]Interrupted.[/yellow] Finished files are saved; run the same "
                       "command again to resume.")

@@ -11,8 +11,8 @@ from threadpoolctl import threadpool_limits
 
 threadpool_limits(1)
 
-from musicdb.analyse import summarise_sets
-from musicdb.features import FrameParams, frame_features
+from musicdb.analyse import summarise_sets  # noqa: E402 - after the BLAS limit, on purpose
+from musicdb.features import FrameParams, frame_features  # noqa: E402
 
 summarise_sets(frame_features(np.random.default_rng(0).uniform(-0.1, 0.1, 22050)
                               .astype(np.float32)), ("default",), [], FrameParams())

@@ -107,7 +107,7 @@ def test_silence_has_no_beat_and_the_loudness_floor():
     assert v["dynamic_range_db"] == 0.0
 
 
-@pytest.mark.parametrize("freq, pitch", [(440.0, "A"), (261.63, "C"), (392.0, "G")])
+@pytest.mark.parametrize(("freq", "pitch"), [(440.0, "A"), (261.63, "C"), (392.0, "G")])
 def test_chroma_peak_of_a_tone(freq, pitch):
     v = default(synth.tone(freq, 3, sr=SR))
     chroma = {n.removeprefix("chroma_mean_"): x for n, x in v.items()
@@ -147,7 +147,8 @@ def test_snippet_values_match_a_direct_computation_on_the_cut_out_audio():
     rng = np.random.default_rng(5)
     y = np.concatenate([synth.tone(f, 10, sr=SR) + synth.clicks(b, 10, sr=SR)
                         + synth.noise(10, sr=SR, amp=0.03, seed=int(s))
-                        for f, b, s in zip([220, 330, 550], [90, 120, 140], rng.integers(0, 99, 3))])
+                        for f, b, s in zip([220, 330, 550], [90, 120, 140],
+                                           rng.integers(0, 99, 3), strict=True)])
     params = FrameParams()
     frames = frame_features(y, params=params)
     start, end = 10.0, 20.0
@@ -189,7 +190,8 @@ def test_adding_a_set_touches_no_existing_rows(run, shell, library, tmp_path, ca
     assert sorted(calls) == ["a.flac", "b.ogg"]  # extracted once more, for the new set only
     after = shell(db, fingerprint)
     assert after[: len(before)] == before
-    assert [r[0] for r in after] == ["1", "2"] and after[1][1] == "4"  # 2 songs x (whole + 1)
+    assert [r[0] for r in after] == ["1", "2"]
+    assert after[1][1] == "4"
     assert shell(db, "SELECT song_id, path, content_hash FROM songs ORDER BY 1") == songs_before
     # Same parameters as the seed55 values: the default set's seed55 columns agree with them.
     assert shell(db, "SELECT count(*) FROM features_seed55 s JOIN features_default d "

@@ -51,8 +51,10 @@ def geo_db(run, tmp_path) -> Path:
 
 def test_nearest_artist_in_the_cli_and_in_the_shell(run, shell, geo_db):
     answer = similar_json(run, geo_db, "A", "-n", "3")
-    assert answer["query"] == "A" and answer["label_from"] == "auto"
-    assert answer["feature_set"] == "geo" and answer["method"] == "centroid"
+    assert answer["query"] == "A"
+    assert answer["label_from"] == "auto"
+    assert answer["feature_set"] == "geo"
+    assert answer["method"] == "centroid"
     assert [r["name"] for r in answer["results"]] == ["B", "Sigur Rós", "Guns N' Roses"]
     assert all(r["songs"] == 8 for r in answer["results"])
     macro = shell(geo_db, "SELECT name, round(distance, 6) FROM similar_artists('A', 3)")
@@ -116,7 +118,8 @@ def test_filters_methods_and_min_songs(run, tmp_path):
     assert names("--where", "title LIKE 'C song%'") == ["C"]
     for method in ("cosine", "songs"):
         answer = similar_json(run, db, "A", "--method", method)
-        assert answer["method"] == method and len(answer["results"]) == 2
+        assert answer["method"] == method
+        assert len(answer["results"]) == 2
     bad = run("similar", "A", "--where", "no_such_column = 1", "--db", db, code=1)
     assert "--where" in bad.output
 
@@ -140,7 +143,8 @@ def test_the_study_table_taylor_swift(run, shell, tmp_path):
     assert raw == [["MichaelJackson"]]
     explained = json.loads(run("similar", "TaylorSwift", "-n", "1", "--explain", "--json",
                                "--db", db).stdout)["results"][0]["explain"]
-    assert len(explained["closest"]) == 3 and len(explained["apart"]) == 3
+    assert len(explained["closest"]) == 3
+    assert len(explained["apart"]) == 3
     assert explained["closest"][0]["z_gap"] <= explained["apart"][0]["z_gap"]
 
 
@@ -161,7 +165,7 @@ def audio_db(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_songs_playlist_and_filters(run, shell, audio_db, tmp_path):
-    db, lib = audio_db
+    db, _lib = audio_db
     query = "Click Machine - Song 1"
     answer = similar_json(run, db, query, "--songs", "-n", "4")
     assert answer["feature_set"] == "default"
@@ -174,7 +178,8 @@ def test_songs_playlist_and_filters(run, shell, audio_db, tmp_path):
     assert [int(r[0]) for r in macro] == [r["song_id"] for r in answer["results"]]
 
     other = similar_json(run, db, query, "--songs", "--no-same-artist")["results"]
-    assert other and all(r["artist"] != "Click Machine" for r in other)
+    assert other
+    assert all(r["artist"] != "Click Machine" for r in other)
     no_album = similar_json(run, db, query, "--songs", "--no-same-album")["results"]
     assert all(r["artist"] != "Click Machine" for r in no_album)  # one album per artist
     excluded = similar_json(run, db, query, "--songs", "--exclude-label", "noise garden")
@@ -185,7 +190,8 @@ def test_songs_playlist_and_filters(run, shell, audio_db, tmp_path):
     lines = playlist.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "#EXTM3U"
     entries = [line for line in lines if not line.startswith("#")]
-    assert len(entries) == 5 and all(Path(e).is_absolute() and Path(e).is_file()
+    assert len(entries) == 5
+    assert all(Path(e).is_absolute() and Path(e).is_file()
                                      for e in entries)
 
 
