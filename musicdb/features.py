@@ -12,6 +12,7 @@ import itertools
 from dataclasses import asdict, dataclass, field
 
 import librosa
+import numba
 import numpy as np
 import scipy.fft
 import scipy.ndimage
@@ -146,6 +147,7 @@ class _Bank:
     energy: np.ndarray  # (bins, 1 + N_BANDS) float32: mean square for RMS, then per band
     mel: scipy.sparse.csc_array  # (bins, N_MELS) float32; each filter spans a few bins
     chroma: np.ndarray  # (bins, 12) float32
+    contrast_bands: np.ndarray  # (N_CONTRAST, 3) int64: first bin, end bin, values per extreme
 
 
 @functools.lru_cache(maxsize=8)
@@ -169,7 +171,88 @@ def _bank(sr: int, n_fft: int, band_edges: tuple[int, ...]) -> _Bank:
             librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=N_MELS).T.astype(np.float32)),
         chroma=np.ascontiguousarray(
             librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0).T.astype(np.float32)),
+        contrast_bands=_contrast_bands(freqs),
     )
+
+
+def _contrast_bands(freqs: np.ndarray, n_bands: int = N_CONTRAST - 1, fmin: float = 200.0,
+                    quantile: float = 0.02) -> np.ndarray:
+    """librosa.feature.spectral_contrast's octave bands, as (first bin, end bin, count) rows.
+
+    Its rules, kept exactly: band k spans [fmin 2^(k-1), fmin 2^k] Hz (band 0 from 0), plus the
+    bin below for k > 0, minus its top bin below the last band, the last band runs to Nyquist;
+    `count` = max(1, rint(quantile x bins counted before the top bin is dropped)).
+    """
+    edges = np.zeros(n_bands + 2)
+    edges[1:] = fmin * 2.0 ** np.arange(n_bands + 1)
+    rows = []
+    for k, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        band = (freqs >= lo) & (freqs <= hi)
+        idx = np.flatnonzero(band)
+        if k > 0:
+            band[idx[0] - 1] = True
+        if k == n_bands:
+            band[idx[-1] + 1 :] = True
+        bins = np.flatnonzero(band)
+        count = max(1, int(np.rint(quantile * band.sum())))
+        end = bins[-1] + 1 if k == n_bands else bins[-1]
+        rows.append((bins[0], end, count))
+    return np.array(rows, dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _band_extremes(S: np.ndarray, bands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the `count` smallest and of the `count` largest magnitudes per band and frame.
+
+    What librosa gets by sorting each band; a running selection of a few values costs one pass.
+    """
+    frames, n = S.shape[0], bands.shape[0]
+    valley = np.empty((n, frames))
+    peak = np.empty((n, frames))
+    widest = bands[:, 2].max()
+    low = np.empty(widest, dtype=S.dtype)  # ascending: the smallest seen so far
+    high = np.empty(widest, dtype=S.dtype)  # descending: the largest seen so far
+    for t in range(frames):
+        row = S[t]
+        for k in range(n):
+            first, end, count = bands[k, 0], bands[k, 1], bands[k, 2]
+            filled = 0
+            for i in range(first, end):
+                v = row[i]
+                if filled < count:
+                    j = filled
+                    while j > 0 and low[j - 1] > v:
+                        low[j] = low[j - 1]
+                        j -= 1
+                    low[j] = v
+                    j = filled
+                    while j > 0 and high[j - 1] < v:
+                        high[j] = high[j - 1]
+                        j -= 1
+                    high[j] = v
+                    filled += 1
+                    continue
+                if v < low[count - 1]:
+                    j = count - 1
+                    while j > 0 and low[j - 1] > v:
+                        low[j] = low[j - 1]
+                        j -= 1
+                    low[j] = v
+                if v > high[count - 1]:
+                    j = count - 1
+                    while j > 0 and high[j - 1] < v:
+                        high[j] = high[j - 1]
+                        j -= 1
+                    high[j] = v
+            valley[k, t] = low[:count].mean()
+            peak[k, t] = high[:count].mean()
+    return valley, peak
+
+
+def _spectral_contrast(S: np.ndarray, bank: _Bank) -> np.ndarray:
+    """librosa.feature.spectral_contrast(S=S.T) (dB, 80 dB range per block as librosa clips)."""
+    valley, peak = _band_extremes(S, bank.contrast_bands)
+    return librosa.power_to_db(peak) - librosa.power_to_db(valley)
 
 
 def _magnitude_spectrogram(segment: np.ndarray, n_fft: int, hop: int,
@@ -272,7 +355,7 @@ def _segment_features(segment: np.ndarray, params: FrameParams) -> np.ndarray:
         rms_h,
         centroid[np.newaxis],
         bandwidth[np.newaxis],
-        librosa.feature.spectral_contrast(S=S.T, sr=sr, n_fft=n_fft),
+        _spectral_contrast(S, bank),
         (H @ bank.slope)[np.newaxis],
         tonnetz,
         _zero_crossing_rate(segment, S.shape[0], params)[np.newaxis],

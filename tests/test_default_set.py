@@ -219,3 +219,16 @@ def test_a_parameter_change_is_a_new_version_and_old_values_stay(run, shell, lib
     assert [round(float(r[2]) / 440, 1) for r in latest if r[0] == "a"] == [1.0]
     assert shell(db, "SELECT replace(params::JSON->>'band_edges', ',', ' ') FROM feature_sets "
                      "ORDER BY version") == [["[1 9 44 211 1000]"], ["[2 18 88 422 2000]"]]
+
+
+def test_spectral_contrast_equals_librosa():
+    from musicdb.features import _bank, _spectral_contrast
+
+    rng = np.random.default_rng(3)
+    S = rng.gamma(0.5, 1.0, (300, 1025)).astype(np.float32)  # (frames, bins), heavy-tailed
+    S[:, 700:] = np.round(S[:, 700:], 1)  # ties
+    S[:20] = 0.0  # silent frames
+    bank = _bank(SR, 2048, FrameParams().band_edges)
+    ours = _spectral_contrast(S, bank)
+    theirs = librosa.feature.spectral_contrast(S=S.T, sr=SR, n_fft=2048)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
