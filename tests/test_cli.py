@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from musicdb.cli import app
 from tests.conftest import REPO, SEED_CSV
 
-COMMANDS = {"ingest", "import", "export", "info", "demo", "similar", "heatmap"}
+COMMANDS = {"ingest", "import", "export", "info", "demo", "similar", "heatmap", "map",
+            "experiment", "evaluate", "evaluations", "predict", "sql"}
 
 
 def flat(text: str) -> str:

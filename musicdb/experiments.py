@@ -1,0 +1,178 @@
+"""Experiments as rows: create, list, show, delete, and the data an evaluation trains on."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from musicdb.errors import MusicdbError
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+LABEL_RULES = ("auto", "artist", "albumartist", "genre", "folder", "imported")
+UNITS = ("song", "snippet")
+SPLITS = ("hash", "album")
+MODELS = ("ensemble", "rf", "hgb", "svc", "logreg")
+
+
+class ExperimentError(MusicdbError):
+    """An experiment cannot be defined, found or evaluated."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    labels: list[str]
+    label_from: str = "auto"
+    feature_set: str | None = None  # None: the library's default set
+    unit: str = "song"
+    split: str = "hash"
+    test_fraction: float = 0.4
+    seed: int = 0
+    model: str = "ensemble"
+    preset: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+COLUMNS = "name, labels, label_from, feature_set, unit, split, test_fraction, seed, model, preset"
+
+
+def _check(exp: Experiment) -> None:
+    if not NAME.match(exp.name):
+        raise ExperimentError(f"experiment name {exp.name!r}: use lower-case letters, digits, "
+                              "'-' and '_'")
+    for value, allowed, option in ((exp.label_from, LABEL_RULES, "--label-from"),
+                                   (exp.unit, UNITS, "--unit"), (exp.split, SPLITS, "--split"),
+                                   (exp.model, MODELS, "--model")):
+        if value not in allowed:
+            raise ExperimentError(f"{option} must be one of {', '.join(allowed)}, not {value!r}")
+    if len(set(exp.labels)) < 2:
+        raise ExperimentError(f"an experiment needs at least two labels, got {exp.labels}")
+    if not 0 < exp.test_fraction < 1:
+        raise ExperimentError(f"--test-fraction {exp.test_fraction} must be between 0 and 1")
+
+
+def create(con: duckdb.DuckDBPyConnection, exp: Experiment) -> Experiment:
+    _check(exp)
+    if con.execute("SELECT 1 FROM experiments WHERE name = ?", [exp.name]).fetchone():
+        raise ExperimentError(f"experiment {exp.name!r} exists already; delete it first")
+    con.execute(f"INSERT INTO experiments ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, false)",
+                [exp.name, list(dict.fromkeys(exp.labels)), exp.label_from, exp.feature_set,
+                 exp.unit, exp.split, exp.test_fraction, exp.seed, exp.model])
+    return get(con, exp.name)
+
+
+def list_all(con: duckdb.DuckDBPyConnection) -> list[Experiment]:
+    rows = con.execute(f"SELECT {COLUMNS} FROM experiments ORDER BY preset DESC, created_at, name"
+                       ).fetchall()
+    return [Experiment(*row) for row in rows]
+
+
+def get(con: duckdb.DuckDBPyConnection, name: str) -> Experiment:
+    row = con.execute(f"SELECT {COLUMNS} FROM experiments WHERE name = ?", [name]).fetchone()
+    if row is None:
+        known = ", ".join(e.name for e in list_all(con))
+        raise ExperimentError(f"no experiment {name!r}; known: {known or 'none'} "
+                              "(create one with `musicdb experiment create`)")
+    return Experiment(*row)
+
+
+def delete(con: duckdb.DuckDBPyConnection, name: str, models_dir: Path) -> int:
+    """Delete an experiment, its evaluations and its model files; returns evaluations removed."""
+    get(con, name)
+    paths = [r[0] for r in con.execute("SELECT path FROM models WHERE experiment = ?",
+                                       [name]).fetchall()]
+    ids = "SELECT evaluation_id FROM evaluations WHERE experiment = ?"
+    con.begin()
+    try:
+        n = con.execute(f"SELECT count(*) FROM ({ids})", [name]).fetchone()[0]
+        for table in ("evaluation_classes", "evaluation_confusion", "evaluation_importances",
+                      "models"):
+            con.execute(f"DELETE FROM {table} WHERE evaluation_id IN ({ids})", [name])
+        con.execute("DELETE FROM evaluations WHERE experiment = ?", [name])
+        con.execute("DELETE FROM experiments WHERE name = ?", [name])
+    except duckdb.Error:
+        con.rollback()
+        raise
+    con.commit()
+    for path in paths:
+        (models_dir.parent / path).unlink(missing_ok=True)
+    return n
+
+
+def resolve_feature_set(con: duckdb.DuckDBPyConnection, exp: Experiment,
+                        override: str | None = None) -> tuple[str, int]:
+    """(name, id) of the latest version of the experiment's set, else the library's default."""
+    name = override or exp.feature_set
+    if name is None:
+        row = con.execute("SELECT feature_set, feature_set_id FROM default_feature_set").fetchone()
+    else:
+        row = con.execute("SELECT feature_set, feature_set_id FROM latest_feature_sets "
+                          "WHERE feature_set = ?", [name]).fetchone()
+    if row is None:
+        known = [r[0] for r in con.execute("SELECT feature_set FROM latest_feature_sets "
+                                           "ORDER BY 1").fetchall()]
+        what = f"no feature set {name!r}" if name else "the database holds no features yet"
+        raise ExperimentError(f"{what}; known: {', '.join(known) or 'none'}")
+    return row[0], row[1]
+
+
+@dataclass
+class Dataset:
+    """Rows to train on: songs, or snippets with their song ids, and the split."""
+
+    song_ids: np.ndarray  # (n_rows,) the song of each row
+    X: np.ndarray  # (n_rows, n_features)
+    y: np.ndarray  # (n_rows,) labels as strings
+    groups: np.ndarray  # (n_rows,) split group: song identity or album
+    test: np.ndarray  # (n_rows,) bool: the row's song is on the test side
+    feature_names: list[str]
+    feature_set: str
+    feature_set_id: int
+    albums: np.ndarray  # (n_rows,) the row's album group (its song's identity without one)
+
+    @property
+    def n_songs(self) -> int:
+        return len(np.unique(self.song_ids))
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for part in (self.song_ids.astype(np.int64), self.X.astype(np.float32)):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        digest.update("\n".join(self.y.tolist()).encode())
+        return digest.hexdigest()
+
+
+def dataset(con: duckdb.DuckDBPyConnection, exp: Experiment,
+            feature_set: str | None = None) -> Dataset:
+    """The experiment's songs (or snippets) with their features, labels and split side."""
+    set_name, set_id = resolve_feature_set(con, exp, feature_set)
+    present = {r[0] for r in con.execute(
+        "SELECT DISTINCT label FROM splits JOIN features f USING (song_id) "
+        "WHERE experiment = ? AND f.feature_set_id = ?", [exp.name, set_id]).fetchall()}
+    missing = [label for label in exp.labels if label not in present]
+    if missing:
+        raise ExperimentError(
+            f"experiment {exp.name!r}: no songs with {set_name} features for label(s) "
+            f"{', '.join(missing)} under the {exp.label_from!r} rule; define your own with "
+            "`musicdb experiment create NAME --labels A,B --label-from RULE --feature-set SET`")
+    rows = con.execute(
+        "SELECT sp.song_id, sp.label, sp.split_group, sp.side = 'test', f.vals, sp.album_group "
+        "FROM splits sp JOIN features f USING (song_id) "
+        "WHERE sp.experiment = ? AND f.feature_set_id = ? AND (f.snippet >= 0) = ? "
+        "ORDER BY sp.song_id, f.snippet", [exp.name, set_id, exp.unit == "snippet"]).fetchall()
+    if not rows:
+        raise ExperimentError(f"experiment {exp.name!r}: no {exp.unit} rows in {set_name} "
+                              "(snippets need an ingest with --snippet-seconds > 0)")
+    names = [r[0] for r in con.execute("SELECT name FROM feature_names WHERE feature_set_id = ? "
+                                       "ORDER BY position", [set_id]).fetchall()]
+    song_ids, labels, groups, test, vals, albums = zip(*rows, strict=True)
+    return Dataset(np.array(song_ids), np.array(vals, dtype=np.float64), np.array(labels),
+                   np.array(groups), np.array(test, dtype=bool), names, set_name, set_id,
+                   np.array(albums))

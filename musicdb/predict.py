@@ -1,0 +1,161 @@
+"""Predictions from an experiment's stored skops model: songs in the library, new audio files,
+and the predict_label / predict_proba SQL functions of `musicdb sql`."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from musicdb import models
+from musicdb.experiments import ExperimentError
+
+
+@dataclass
+class StoredModel:
+    experiment: str
+    evaluation_id: int
+    model: object
+    labels: list[str]
+    columns: np.ndarray  # 0-based columns of the feature set's vals
+    feature_set: str
+    feature_set_id: int
+    unit: str
+
+
+def load(con: duckdb.DuckDBPyConnection, db: Path, experiment: str) -> StoredModel:
+    """The experiment's latest stored model, checked against its recorded SHA-256."""
+    row = con.execute(
+        "SELECT m.evaluation_id, m.path, m.sha256, m.labels, m.positions, e.feature_set, "
+        "e.feature_set_id, e.unit FROM models m JOIN evaluations e USING (evaluation_id) "
+        "WHERE m.experiment = ? ORDER BY m.evaluation_id DESC LIMIT 1", [experiment]).fetchone()
+    if row is None:
+        raise ExperimentError(f"no stored model for experiment {experiment!r}: run "
+                              f"`musicdb evaluate --experiment {experiment}` first")
+    eid, path, digest, labels, positions, set_name, set_id, unit = row
+    model = models.load(Path(db).parent / path, digest)
+    return StoredModel(experiment, eid, model, list(labels), np.array(positions) - 1, set_name,
+                       set_id, unit)
+
+
+def _rank(sm: StoredModel, proba: np.ndarray) -> list[dict]:
+    order = np.argsort(-proba, kind="stable")
+    return [{"label": sm.labels[i], "probability": float(proba[i])} for i in order.tolist()]
+
+
+def stored_probabilities(con: duckdb.DuckDBPyConnection, sm: StoredModel,
+                         song_ids: list[int] | None = None) -> dict[int, np.ndarray]:
+    """song_id -> class probabilities, from stored features (snippets averaged for that unit)."""
+    snippet = "f.snippet >= 0" if sm.unit == "snippet" else "f.snippet = -1"
+    sql = (f"SELECT f.song_id, f.vals FROM features f WHERE f.feature_set_id = ? AND {snippet}"
+           + (" AND list_contains(?, f.song_id)" if song_ids is not None else "")
+           + " ORDER BY f.song_id, f.snippet")
+    rows = con.execute(sql, [sm.feature_set_id] + ([song_ids] if song_ids is not None else [])
+                       ).fetchall()
+    if not rows:
+        return {}
+    ids = np.array([r[0] for r in rows])
+    X = np.array([r[1] for r in rows], dtype=np.float64)[:, sm.columns]
+    with models.one_openmp_thread():
+        proba = sm.model.predict_proba(X)
+    songs, inverse = np.unique(ids, return_inverse=True)
+    sums = np.zeros((len(songs), proba.shape[1]))
+    np.add.at(sums, inverse, proba)
+    means = sums / np.bincount(inverse)[:, None]
+    return dict(zip(songs.tolist(), means, strict=True))
+
+
+def _analyse(con: duckdb.DuckDBPyConnection, sm: StoredModel, path: Path) -> np.ndarray:
+    from musicdb.analyse import EXTRACTORS, analyse_file
+    from musicdb.features import FrameParams
+
+    kind, params_json = con.execute("SELECT kind, params FROM feature_sets "
+                                    "WHERE feature_set_id = ?", [sm.feature_set_id]).fetchone()
+    if kind != "extracted" or sm.feature_set not in EXTRACTORS:
+        raise ExperimentError(f"{path}: the model of {sm.experiment!r} reads feature set "
+                              f"{sm.feature_set!r}, which was imported, not extracted; "
+                              "predict stored songs by id instead")
+    p = json.loads(params_json)
+    params = FrameParams(sample_rate=p["sample_rate"], n_fft=p["n_fft"],
+                         hop_length=p["hop_length"], hpss_kernel=p["hpss_kernel"],
+                         band_edges=tuple(p["band_edges"]))
+    seconds = p.get("snippet_seconds", 0.0) if sm.unit == "snippet" else 0.0
+    result = analyse_file(str(path), (sm.feature_set,), seconds, params)
+    if not result.ok:
+        raise ExperimentError(f"cannot analyse {path}: {result.error}")
+    values = result.values[sm.feature_set]
+    rows = values.snippets if sm.unit == "snippet" and len(values.snippets) else \
+        values.whole[None, :]
+    with models.one_openmp_thread():
+        return sm.model.predict_proba(rows.astype(np.float64)[:, sm.columns]).mean(axis=0)
+
+
+def predict(con: duckdb.DuckDBPyConnection, sm: StoredModel, items: list[str]) -> list[dict]:
+    """Per item (a song id in the library, or an audio file): labels by probability."""
+    out = []
+    for item in items:
+        if item.isdigit():
+            found = stored_probabilities(con, sm, [int(item)]).get(int(item))
+            if found is None:
+                raise ExperimentError(f"song {item} has no {sm.feature_set} features")
+            out.append({"query": item, "song_id": int(item), "labels": _rank(sm, found)})
+        else:
+            path = Path(item)
+            if not path.is_file():
+                raise ExperimentError(f"{item} is neither a song id nor an audio file")
+            out.append({"query": item, "song_id": None,
+                        "labels": _rank(sm, _analyse(con, sm, path))})
+    return out
+
+
+UDF_CALL = re.compile(r"predict_(?:label|proba)\s*\(\s*'((?:[^']|'')+)'", re.I)
+
+
+def register_udfs(con: duckdb.DuckDBPyConnection, db: Path, query: str) -> None:
+    """predict_label(experiment, song_id) and predict_proba(experiment, song_id, label).
+
+    The experiments named in the query are loaded (hash-checked) and every song with their
+    features is scored once, before the query runs; the functions then look the answers up.
+    """
+    cache: dict[str, tuple[list[str], dict[int, np.ndarray]]] = {}
+    for name in {m.replace("''", "'") for m in UDF_CALL.findall(query)}:
+        sm = load(con, db, name)
+        cache[name] = (sm.labels, stored_probabilities(con, sm))
+
+    def lookup(experiment: str, song_id: int) -> tuple[list[str], np.ndarray] | None:
+        if experiment not in cache:
+            raise ExperimentError(f"predict_*: write the experiment as a literal "
+                                  f"('{experiment}') so its model is loaded before the query")
+        labels, probs = cache[experiment]
+        return (labels, probs[song_id]) if song_id in probs else None
+
+    def predict_label(experiment: str, song_id: int) -> str | None:
+        found = lookup(experiment, song_id)
+        return None if found is None else found[0][int(found[1].argmax())]
+
+    def predict_proba(experiment: str, song_id: int, label: str) -> float | None:
+        found = lookup(experiment, song_id)
+        if found is None or label not in found[0]:
+            return None
+        return float(found[1][found[0].index(label)])
+
+    con.create_function("predict_label", predict_label, ["VARCHAR", "INTEGER"], "VARCHAR",
+                        null_handling="special", side_effects=False)
+    con.create_function("predict_proba", predict_proba, ["VARCHAR", "INTEGER", "VARCHAR"],
+                        "DOUBLE", null_handling="special", side_effects=False)
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, db: Path, query: str) -> tuple[list[str], list]:
+    """Run a query with the UDFs registered: (column names, rows)."""
+    register_udfs(con, db, query)
+    try:
+        result = con.execute(query)
+    except duckdb.Error as exc:
+        raise ExperimentError(str(exc).splitlines()[0]) from exc
+    if result.description is None:
+        return [], []
+    return [d[0] for d in result.description], result.fetchall()

@@ -1,0 +1,263 @@
+"""`musicdb map`: stored runs, stable colours, and the page itself in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from musicdb.cli import app
+from musicdb.colors import label_color, label_symbol
+from musicdb.synth import demo_library, tag
+from tests.browser import Browser, chromium
+from tests.conftest import SEED_CSV
+from tests.test_heatmap import STUDY_COUNTS
+
+GRAPH = "document.getElementById('map')"
+DRAWN = f"{GRAPH} && {GRAPH}._fullData && {GRAPH}._fullData.length > 0"
+# What plotly drew (plotly >= 6 ships arrays as typed 'bdata': decode through _fullData).
+READ_TRACES = f"""
+return {GRAPH}._fullData.map(t => ({{
+    name: t.name, type: t.type, color: t.marker.color, symbol: t.marker.symbol,
+    x: Array.from(t.x), y: Array.from(t.y), index: t.customdata.map(c => c[0]),
+    hover: t.customdata.map(c => c.slice(1).join('|'))}}));
+"""
+
+
+def invoke(*args: object) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def run_id(output: str) -> int:
+    return int(re.search(r"map run (\d+)", output)[1])
+
+
+def points(db: Path, run: int) -> dict[str, np.ndarray]:
+    """label -> (n, 2) coordinates in the order the page draws them."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT label, x, y FROM map_points WHERE run_id = ? "
+                           "ORDER BY label, song_id, snippet", [run]).fetchall()
+    out: dict[str, list] = {}
+    for label, x, y in rows:
+        out.setdefault(label, []).append((x, y))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def study_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("maps") / "music.duckdb"
+    invoke("import", SEED_CSV, "--feature-set", "study55", "--db", db)
+    return db
+
+
+@pytest.fixture(scope="module")
+def audio_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 synthetic songs by 4 artists, 10 s snippets; Click Machine's third song on a
+    second album."""
+    tmp = tmp_path_factory.mktemp("maps-audio")
+    files = demo_library(tmp / "lib", songs_per_artist=3, seconds=35.0)
+    tag(next(p for p in files if "Click Machine" in str(p) and p.name.startswith("03")),
+        album="Second Album")
+    db = tmp / "music.duckdb"
+    invoke("ingest", tmp / "lib", "--db", db, "--workers", "1", "--snippet-seconds", "10",
+           "--feature-set", "seed55")
+    return db
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as b:
+        yield b
+
+
+def show(browser: Browser, page: Path) -> list[dict]:
+    browser.open(page, ready=DRAWN)
+    assert browser.errors() == []
+    assert browser.resources() == []  # plotly.js is inline: nothing fetched, works offline
+    return browser.js(READ_TRACES)
+
+
+def test_study_map_in_a_headless_browser(study_db, browser, tmp_path, shell):
+    page = tmp_path / "study.html"
+    output = invoke("map", "--method", "svd", "-o", page, "--db", study_db)
+    run = run_id(output)
+    traces = show(browser, page)
+
+    # One trace per label: the legend toggles (click) and isolates (double click) a label.
+    assert sorted(t["name"] for t in traces) == sorted(STUDY_COUNTS)
+    assert browser.js("return document.querySelectorAll('.legend .traces').length") == 13
+    assert {t["type"] for t in traces} == {"scatter"}  # 2,333 points: SVG is fine
+    for t in traces:
+        assert len(t["x"]) == STUDY_COUNTS[t["name"]]
+        assert t["color"] == label_color(t["name"])
+        assert t["symbol"] == label_symbol(t["name"])
+        assert t["hover"][0].split("|")[4] == t["name"]  # title|artist|album|file|label|...
+    title = browser.js(f"return {GRAPH}._fullLayout.title.text")
+    assert all(s in title for s in ("SVD", "2,333 songs", "study55", "seed 0", f"run {run}"))
+
+    # The coordinates stored are the ones drawn, and join to the library in SQL.
+    stored = points(study_db, run)
+    for t in traces:
+        np.testing.assert_allclose(np.column_stack([t["x"], t["y"]]), stored[t["name"]])
+    assert shell(study_db, f"SELECT count(*), count(title) FROM map_coordinates "
+                           f"WHERE run_id = {run}") == [["2333", "2333"]]
+
+    # The screenshot is not blank: a drawn map compresses far worse than an empty page.
+    drawn = len(base64.b64decode(browser.driver.get_screenshot_as_base64()))
+    browser.driver.get("about:blank")
+    blank = len(base64.b64decode(browser.driver.get_screenshot_as_base64()))
+    assert drawn > 5 * blank
+
+
+def test_same_seed_same_map_and_colours_stay(study_db, browser, tmp_path, monkeypatch):
+    labels = "Zero7,ImogenHeap"  # 92 songs: t-SNE in a second
+    runs = [run_id(invoke("map", "--labels", labels, "--seed", seed, "-o",
+                          tmp_path / f"{i}.html", "--db", study_db))
+            for i, seed in enumerate((3, 3, 4))]
+    first, again, other = (points(study_db, r) for r in runs)
+    assert sorted(first) == ["ImogenHeap", "Zero7"]
+    for label in first:
+        np.testing.assert_array_equal(first[label], again[label])
+    assert not np.allclose(first["Zero7"], other["Zero7"])
+
+    traces = show(browser, tmp_path / "0.html")
+    assert {t["name"]: t["color"] for t in traces} == {
+        "ImogenHeap": label_color("ImogenHeap"), "Zero7": label_color("Zero7")}
+    title = browser.js(f"return {GRAPH}._fullLayout.title.text")
+    assert all(s in title for s in ("t-SNE", "perplexity 30", "92 songs", "seed 3"))
+
+    # Redrawn from the database: nothing projected, same coordinates, no new run.
+    def no_projection(*args, **kwargs):
+        raise AssertionError("--from-run must not project")
+
+    monkeypatch.setattr("musicdb.maps.project", no_projection)
+    output = invoke("map", "--from-run", runs[0], "-o", tmp_path / "again.html",
+                    "--db", study_db)
+    assert f"map run {runs[0]}" in output
+    redrawn = {t["name"]: np.column_stack([t["x"], t["y"]])
+               for t in show(browser, tmp_path / "again.html")}
+    for label in first:
+        np.testing.assert_allclose(redrawn[label], first[label])
+    with duckdb.connect(str(study_db), read_only=True) as con:
+        assert con.execute("SELECT max(run_id) FROM map_runs").fetchone()[0] == runs[-1]
+
+
+def test_clear_errors(run, study_db, tmp_path):
+    result = run("map", "--labels", "Zero7,MichaelJacksn", "--db", study_db, code=1)
+    assert "no label 'MichaelJacksn'" in result.output
+    assert "MichaelJackson" in result.output
+    small = run("map", "--labels", "zero7", "--db", study_db, "-o", tmp_path / "z.html")
+    assert "Perplexity lowered to 10.0 for 31 points" in small.output
+    assert "no map run 999" in run("map", "--from-run", 999, "--db", study_db, code=1).output
+    assert "--method must be one of" in run("map", "--method", "pca", "--db", study_db,
+                                            code=1).output
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        result = run("map", "--method", "umap", "--db", study_db, code=1)
+        assert "pip install umap-learn" in result.output
+
+
+def click_first_point(browser: Browser, trace: int = 0) -> int:
+    """A real mouse click on a trace's first point; returns that point's index."""
+    x, y, index = browser.js(f"""
+        const gd = {GRAPH}, t = gd._fullData[{trace}], L = gd._fullLayout;
+        const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
+        return [box.left + L.xaxis.l2p(t.x[0]), box.top + L.yaxis.l2p(t.y[0]),
+                t.customdata[0][0]];""")
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    browser.mouse_to(x, y)
+    ActionChains(browser.driver).click().perform()
+    return index
+
+
+def test_click_plays_the_song_and_lists_neighbours(audio_db, browser, tmp_path):
+    page = tmp_path / "songs.html"
+    invoke("map", "--method", "svd", "-o", page, "--db", audio_db)
+    traces = show(browser, page)
+    assert len(traces) == 4
+    index = click_first_point(browser)
+    state = browser.js("""return {selected: window.musicdbSelected,
+        src: document.getElementById('player').src,
+        start: document.getElementById('player').dataset.start,
+        neighbours: Array.from(document.querySelectorAll('#neighbours li'), li => li.textContent),
+        song: MAP.points[window.musicdbSelected].song}""")
+    assert state["selected"] == index
+    with duckdb.connect(str(audio_db), read_only=True) as con:
+        path = con.execute("SELECT path FROM songs WHERE song_id = ?",
+                           [state["song"]]).fetchone()[0]
+    assert state["src"] == Path(path).as_uri()
+    assert state["start"] == "0"
+    assert len(state["neighbours"]) == 5
+    assert browser.errors() == []  # play() refused or not, nothing is thrown
+
+    # A browser that refuses play() without a user gesture: a play button, not an exception.
+    browser.js("""HTMLMediaElement.prototype.play = () =>
+        Promise.reject(new DOMException('no gesture', 'NotAllowedError'));
+        window.musicdbSelect(MAP.points.length - 1);""")
+    browser.js("return new Promise(r => setTimeout(r, 50))")
+    assert browser.js("return document.getElementById('play').hidden") is False
+    assert "Press play" in browser.js("return document.getElementById('note').textContent")
+    assert browser.errors() == []
+
+
+def test_open_opens_the_page(audio_db, tmp_path, monkeypatch):
+    opened = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    invoke("map", "--method", "svd", "--open", "-o", tmp_path / "o.html", "--db", audio_db)
+    assert opened == [(tmp_path / "o.html").resolve().as_uri()]
+
+
+def test_snippets_of_one_artist_by_album(audio_db, browser, tmp_path):
+    page = tmp_path / "snippets.html"
+    output = invoke("map", "--method", "svd", "--unit", "snippet", "--labels", "click machine",
+                    "--color-by", "album", "-o", page, "--db", audio_db)
+    assert "2 albums" in output
+    traces = show(browser, page)
+    assert [t["name"] for t in traces] == ["First Album", "Second Album"]
+    assert [len(t["x"]) for t in traces] == [8, 4]  # 35 s: snippets at 0, 10, 20, 30 s
+    assert {t["color"] for t in traces} == {label_color("First Album"),
+                                            label_color("Second Album")}
+    assert "snippet 3 from 30 s" in " ".join(traces[1]["hover"])
+
+    # A snippet plays from its start; a song whose file is gone still maps, without sound.
+    browser.js("window.musicdbSelect(MAP.points.findIndex(p => p.snippet === 2))")
+    assert browser.js("return document.getElementById('player').dataset.start") == "20"
+    assert browser.js("return document.getElementById('now').textContent").endswith(
+        "snippet 2 from 20 s")
+    with duckdb.connect(str(audio_db), read_only=True) as con:
+        path = Path(con.execute("SELECT path FROM songs WHERE album = 'Second Album'")
+                    .fetchone()[0])
+        run = con.execute("SELECT max(run_id) FROM map_runs").fetchone()[0]
+    path.rename(path.with_suffix(".gone"))
+    try:
+        invoke("map", "--from-run", run, "-o", tmp_path / "gone.html", "--db", audio_db)
+    finally:
+        path.with_suffix(".gone").rename(path)
+    show(browser, tmp_path / "gone.html")
+    browser.js(f"window.musicdbSelect({GRAPH}._fullData[1].customdata[0][0])")
+    assert "No audio file" in browser.js("return document.getElementById('note').textContent")
+    assert browser.errors() == []
+
+
+def test_top_keeps_the_largest_labels_in_webgl(study_db, tmp_path, shell, browser,
+                                               monkeypatch):
+    monkeypatch.setattr("musicdb.mapplot.WEBGL_ABOVE", 1000)  # WebGL without 3,000 points
+    output = invoke("map", "--method", "svd", "--top", 3, "--db", study_db, "-o",
+                    tmp_path / "top.html")
+    traces = show(browser, tmp_path / "top.html")
+    assert {t["type"] for t in traces} == {"scattergl"}
+    assert browser.js("return document.querySelectorAll('.legend .traces').length") == 3
+    assert "(1,350 points, 3 labels)" in output  # TheFlashbulb 560, Classical 467, Xmas 323
+    run = run_id(output)
+    assert shell(study_db, f"SELECT labels FROM map_runs WHERE run_id = {run}") == [
+        ["[TheFlashbulb, Classical, Xmas]"]]
