@@ -65,6 +65,8 @@ CREATE TABLE evaluations (
     versions               VARCHAR NOT NULL,   -- JSON: musicdb, scikit-learn, numpy, ...
     data_fingerprint       VARCHAR NOT NULL,   -- sha256 of song ids, labels and values
     wall_s                 DOUBLE NOT NULL,
+    album_effect           VARCHAR,            -- JSON: scores with whole albums per fold and
+                                               -- the inflation; NULL when not measured
     created_at             TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
 

@@ -512,9 +512,10 @@ def evaluate(
                            ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Keep older model files of this "
                                        "experiment.")] = False,
-    album_effect: Annotated[bool, typer.Option(
-        "--album-effect", help="With --cv: run the CV again with whole albums in one fold and "
-        "report how much splitting albums inflates the scores.")] = False,
+    album_effect: Annotated[bool | None, typer.Option(
+        "--album-effect/--no-album-effect", help="With --cv: run the CV again with whole albums "
+        "in one fold and report how much splitting albums inflates the scores [default: when "
+        "most songs carry album tags].", show_default=False)] = None,
     html: Annotated[Path | None, typer.Option(dir_okay=False, help="Write an HTML report.")
                     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

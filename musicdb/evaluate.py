@@ -200,14 +200,15 @@ def store(con: duckdb.DuckDBPyConnection, ev: Evaluation, data: Dataset, exp: Ex
     con.begin()
     try:
         con.execute(
-            "INSERT INTO evaluations VALUES (" + ", ".join(["?"] * 30) + ", current_timestamp)",
+            "INSERT INTO evaluations VALUES (" + ", ".join(["?"] * 31) + ", current_timestamp)",
             [ev.evaluation_id, exp.name, data.feature_set, data.feature_set_id, exp.label_from,
              exp.unit, exp.split, ev.model, ev.cv, ev.seed, ev.prune,
              None if ev.cv else exp.test_fraction, ev.n_songs, ev.n_rows, ev.n_test,
              ev.n_features, len(ev.kept_features), m["accuracy"], ev.stds["accuracy"],
              m["balanced_accuracy"], ev.stds["balanced_accuracy"], m["macro_f1"],
              ev.stds["macro_f1"], m["log_loss"], ev.stds["log_loss"], ev.kept_features,
-             _params(fitted), json.dumps(_versions()), data.fingerprint(), ev.wall_s])
+             _params(fitted), json.dumps(_versions()), data.fingerprint(), ev.wall_s,
+             json.dumps(ev.extra["album_effect"]) if "album_effect" in ev.extra else None])
         con.executemany("INSERT INTO evaluation_classes VALUES (?, ?, ?, ?, ?, ?)",
                         [[ev.evaluation_id, c["label"], c["precision"], c["recall"], c["f1"],
                           c["support"]] for c in ev.per_class])
@@ -254,12 +255,17 @@ def album_effect(data: Dataset, exp: Experiment, ev: Evaluation, *, model: str,
 def evaluate(con: duckdb.DuckDBPyConnection, exp: Experiment, db: Path, *, cv: int = 0,
              prune: bool = True, seed: int | None = None, model: str | None = None,
              feature_set: str | None = None, keep: bool = False,
-             measure_album_effect: bool = False) -> Evaluation:
+             measure_album_effect: bool | None = None) -> Evaluation:
+    """Train, score, store. The album effect is measured when asked, or (None) whenever CV
+    runs over songs split by song and at least half of them carry album tags."""
     data = dataset(con, exp, feature_set)
     seed = exp.seed if seed is None else seed
     model = model or exp.model
     models.build(model)  # an unknown name fails before any work
     ev, fitted, kept = run(data, exp, cv=cv, prune=prune, seed=seed, model=model)
+    if measure_album_effect is None:
+        tagged = sum(a.startswith("album:") for a in data.albums.tolist())
+        measure_album_effect = bool(cv) and exp.split != "album" and tagged >= len(data.albums) / 2
     if measure_album_effect:
         ev.extra["album_effect"] = album_effect(data, exp, ev, model=model, prune=prune,
                                                 seed=seed)

@@ -37,6 +37,7 @@ SELECT e.evaluation_id, e.experiment, e.feature_set, e.model, e.unit, e.split, e
        e.macro_f1 - lag(e.macro_f1) OVER w AS macro_f1_change,
        rank() OVER (PARTITION BY e.experiment, e.feature_set ORDER BY e.macro_f1 DESC)
            AS rank_in_experiment,
+       (e.album_effect::JSON ->> 'accuracy_inflation')::DOUBLE AS album_inflation,
        m.path AS model_path, e.wall_s, e.created_at
 FROM evaluations e LEFT JOIN models m USING (evaluation_id)
 WINDOW w AS (PARTITION BY e.experiment ORDER BY e.evaluation_id);

@@ -134,6 +134,17 @@ def test_album_effect_is_measured(run, study: Path) -> None:
     assert effect["albums"] == 2 * 8
     assert effect["accuracy_inflation"] == pytest.approx(
         r["accuracy"] - effect["accuracy_album_folds"])
+    # Measured without asking, since these songs carry album tags; stored with the run.
+    auto = json.loads(run("evaluate", "--experiment", "classical-vs-taylor", "--model", "logreg",
+                          "--cv", "3", "--json", "--db", study).stdout)
+    assert auto["album_effect"] == effect
+    with duckdb.connect(str(study), read_only=True) as con:
+        stored = con.execute("SELECT album_effect FROM evaluations WHERE evaluation_id = ?",
+                             [auto["evaluation_id"]]).fetchone()[0]
+    assert json.loads(stored) == effect
+    off = json.loads(run("evaluate", "--experiment", "classical-vs-taylor", "--model", "logreg",
+                         "--cv", "3", "--no-album-effect", "--json", "--db", study).stdout)
+    assert "album_effect" not in off
     no_cv = run("evaluate", "--experiment", "classical-vs-taylor", "--model", "logreg",
                 "--album-effect", "--db", study, code=1)
     assert "--album-effect needs --cv K" in no_cv.output
