@@ -142,7 +142,6 @@ class _Bank:
 
     window: np.ndarray  # (n_fft,) float32 periodic Hann, as librosa.stft uses
     freqs: np.ndarray  # (bins,) Hz
-    moments: np.ndarray  # (bins, 3) float64: 1, f, f^2 -> spectral sums for centroid/bandwidth
     slope: np.ndarray  # (bins,) float32: least-squares slope of a spectrum against frequency
     energy: np.ndarray  # (bins, 1 + N_BANDS) float32: mean square for RMS, then per band
     mel: scipy.sparse.csc_array  # (bins, N_MELS) float32; each filter spans a few bins
@@ -164,7 +163,6 @@ def _bank(sr: int, n_fft: int, band_edges: tuple[int, ...]) -> _Bank:
     return _Bank(
         window=scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32),
         freqs=freqs,
-        moments=np.stack([np.ones_like(freqs), freqs, freqs**2], axis=1),
         slope=(centred / np.sum(centred**2)).astype(np.float32),
         energy=np.vstack([rms, bands]).T.astype(np.float32),
         mel=scipy.sparse.csc_array(
@@ -271,15 +269,41 @@ def _magnitude_spectrogram(segment: np.ndarray, n_fft: int, hop: int,
     return np.abs(scipy.fft.rfft(frames * window, axis=1))
 
 
-def _spectral_shape(S: np.ndarray, bank: _Bank) -> tuple[np.ndarray, np.ndarray]:
-    """Centroid and 2nd-order bandwidth (Hz) as matrix products; 0 for an empty frame."""
-    total, first, second = (S.astype(np.float64) @ bank.moments).T
-    empty = total < np.finfo(np.float32).tiny
-    total[empty] = 1.0
-    centroid = np.where(empty, 0.0, first / total)
-    # E[(f - c)^2] = E[f^2] - c^2, in float64 so the difference keeps its digits.
-    bandwidth = np.sqrt(np.maximum(second / total - centroid**2, 0.0))
-    return centroid, np.where(empty, 0.0, bandwidth)
+@numba.njit(cache=True, nogil=True)
+def _spectral_shape(S: np.ndarray, freqs: np.ndarray,
+                    rolloff_fraction: float = 0.85) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centroid, 2nd-order bandwidth and roll-off frequency (Hz) of each frame of (frames, bins).
+
+    librosa's definitions, in one pass per frame with float64 sums (bandwidth as
+    sqrt(E[f^2] - centroid^2), so no second pass): the centroid is the magnitude-weighted mean
+    frequency, the roll-off the lowest bin whose cumulative magnitude reaches the fraction of
+    the frame's total. An empty frame has all three 0.
+    """
+    frames, bins = S.shape
+    centroid = np.zeros(frames)
+    bandwidth = np.zeros(frames)
+    rolloff = np.zeros(frames)
+    tiny = np.finfo(np.float32).tiny
+    for t in range(frames):
+        row = S[t]
+        total = first = second = 0.0
+        for i in range(bins):
+            v = np.float64(row[i])
+            total += v
+            first += v * freqs[i]
+            second += v * freqs[i] * freqs[i]
+        if total < tiny:
+            continue
+        c = first / total
+        centroid[t] = c
+        bandwidth[t] = np.sqrt(max(second / total - c * c, 0.0))
+        threshold, running = rolloff_fraction * total, 0.0
+        for i in range(bins):
+            running += row[i]
+            if running >= threshold:
+                rolloff[t] = freqs[i]
+                break
+    return centroid, bandwidth, rolloff
 
 
 def _zero_crossing_rate(segment: np.ndarray, n_frames_: int, params: FrameParams) -> np.ndarray:
@@ -320,12 +344,6 @@ def _frame_rms(mean_square: np.ndarray, params: FrameParams, window: np.ndarray)
     return np.sqrt(np.maximum(smoothed, 0.0) / np.mean(window**2))
 
 
-def _rolloff(S: np.ndarray, freqs: np.ndarray, fraction: float = 0.85) -> np.ndarray:
-    """Lowest frequency below which `fraction` of the frame's magnitude lies."""
-    cumulative = np.cumsum(S, axis=1)
-    return freqs[np.argmax(cumulative >= fraction * cumulative[:, -1:], axis=1)]
-
-
 def _flatness(power: np.ndarray, amin: float = 1e-10) -> np.ndarray:
     """Wiener entropy: geometric over arithmetic mean of the power spectrum (0 tonal .. 1 noise)."""
     floored = np.maximum(power, amin)
@@ -345,7 +363,7 @@ def _segment_features(segment: np.ndarray, params: FrameParams) -> np.ndarray:
     mfcc = scipy.fft.dct(log_mel, axis=0, type=2, norm="ortho")[:N_MFCC]
     # Tuning is fixed (A440): estimating it per block would make values depend on the block.
     tonnetz = librosa.feature.tonnetz(chroma=(H2 @ bank.chroma).T, sr=sr)  # normalises chroma
-    centroid, bandwidth = _spectral_shape(S, bank)
+    centroid, bandwidth, rolloff = _spectral_shape(S, bank.freqs)
     # Mean squares: whole spectrum (column 0), then the 4 bands; band RMS stays windowed.
     ms_h, ms_p, ms_s = ((X @ bank.energy).T for X in (H2, P2, S2))
     rms_h, rms_p, rms_s = (_frame_rms(ms[0], params, bank.window)[np.newaxis]
@@ -364,7 +382,7 @@ def _segment_features(segment: np.ndarray, params: FrameParams) -> np.ndarray:
         np.sqrt(ms_p[1:]),
         mfcc,
         librosa.util.normalize((S2 @ bank.chroma).T, norm=np.inf, axis=0),
-        _rolloff(S, bank.freqs)[np.newaxis],
+        rolloff[np.newaxis],
         _flatness(S2)[np.newaxis],
         rms_s,
     ]
