@@ -13,17 +13,14 @@ from typer.testing import CliRunner
 
 from musicdb import models
 from musicdb.cli import app
-from tests.conftest import SEED_CSV
+from tests.conftest import import_study
 
 FAST = ("--model", "logreg", "--cv", "3")
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    db = tmp_path_factory.mktemp("evaluate") / "music.duckdb"
-    result = CliRunner().invoke(app, ["import", str(SEED_CSV), "--feature-set", "study55",
-                                      "--db", str(db)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    db = import_study(tmp_path_factory.mktemp("evaluate"))
     return db
 
 

@@ -8,13 +8,11 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from musicdb import experiments as ex
 from musicdb import store
-from musicdb.cli import app
 from musicdb.evaluate import folds
-from tests.conftest import SEED_CSV
+from tests.conftest import import_study
 
 PRESETS = {"classical-vs-taylor", "taylor-vs-avril", "artists", "with-boc", "xmas"}
 
@@ -22,10 +20,7 @@ PRESETS = {"classical-vs-taylor", "taylor-vs-avril", "artists", "with-boc", "xma
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """study55 imported; every song gets an album (8 per label) and 3 fake snippets."""
-    db = tmp_path_factory.mktemp("experiments") / "music.duckdb"
-    result = CliRunner().invoke(app, ["import", str(SEED_CSV), "--feature-set", "study55",
-                                      "--db", str(db)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    db = import_study(tmp_path_factory.mktemp("experiments"))
     con = duckdb.connect(str(db))
     con.execute("UPDATE songs SET album = 'Album ' || (song_id % 8)")
     con.execute("INSERT INTO features SELECT f.song_id, f.feature_set_id, s.i, s.i * 30.0, "

@@ -12,11 +12,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from typer.testing import CliRunner
 
-from musicdb.cli import app
 from tests.browser import Browser, chromium
-from tests.conftest import SEED_CSV
+from tests.conftest import SEED_CSV, import_study
 
 GRAPH = "document.querySelector('.plotly-graph-div')"
 DRAWN = f"{GRAPH} && {GRAPH}._fullData && {GRAPH}._fullData.length > 0"
@@ -35,10 +33,7 @@ with SEED_CSV.open(newline="", encoding="utf-8") as f:
 @pytest.fixture(scope="module")
 def study_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The study's 2,333 songs (13 labels), imported through the real CLI."""
-    db = tmp_path_factory.mktemp("heatmap") / "music.duckdb"
-    result = CliRunner().invoke(app, ["import", str(SEED_CSV), "--feature-set", "study55",
-                                      "--db", str(db)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    db = import_study(tmp_path_factory.mktemp("heatmap"))
     return db
 
 
