@@ -17,6 +17,7 @@ import numpy as np
 
 from musicdb import models
 from musicdb.experiments import Dataset, Experiment, ExperimentError, dataset
+from musicdb.store import insert_columns
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
 
@@ -209,15 +210,24 @@ def store(con: duckdb.DuckDBPyConnection, ev: Evaluation, data: Dataset, exp: Ex
              ev.stds["macro_f1"], m["log_loss"], ev.stds["log_loss"], ev.kept_features,
              _params(fitted), json.dumps(_versions()), data.fingerprint(), ev.wall_s,
              json.dumps(ev.extra["album_effect"]) if "album_effect" in ev.extra else None])
-        con.executemany("INSERT INTO evaluation_classes VALUES (?, ?, ?, ?, ?, ?)",
-                        [[ev.evaluation_id, c["label"], c["precision"], c["recall"], c["f1"],
-                          c["support"]] for c in ev.per_class])
-        con.executemany("INSERT INTO evaluation_confusion VALUES (?, ?, ?, ?)",
-                        [[ev.evaluation_id, t, p, n] for t, row in ev.confusion.items()
-                         for p, n in row.items()])
-        con.executemany("INSERT INTO evaluation_importances VALUES (?, ?, ?, ?, ?)",
-                        [[ev.evaluation_id, i["feature"], i["importance"], i["rank"],
-                          i["kept"]] for i in ev.importances])
+        classes = ev.per_class
+        insert_columns(con, "evaluation_classes", {
+            "evaluation_id": [ev.evaluation_id] * len(classes),
+            "label": [c["label"] for c in classes],
+            "precision": [c["precision"] for c in classes],
+            "recall": [c["recall"] for c in classes], "f1": [c["f1"] for c in classes],
+            "support": [c["support"] for c in classes]})
+        cells = [(t, p, n) for t, row in ev.confusion.items() for p, n in row.items()]
+        insert_columns(con, "evaluation_confusion", {
+            "evaluation_id": [ev.evaluation_id] * len(cells),
+            "true_label": [c[0] for c in cells], "predicted_label": [c[1] for c in cells],
+            "songs": [c[2] for c in cells]})
+        ranks = ev.importances
+        insert_columns(con, "evaluation_importances", {
+            "evaluation_id": [ev.evaluation_id] * len(ranks),
+            "feature": [i["feature"] for i in ranks],
+            "importance": [i["importance"] for i in ranks], "rank": [i["rank"] for i in ranks],
+            "kept": [i["kept"] for i in ranks]})
         con.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
                     [ev.evaluation_id, exp.name, str(rel), digest, size,
                      [str(c) for c in fitted.classes_], [int(k) + 1 for k in kept]])

@@ -10,10 +10,11 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from musicdb.choices import LABEL_RULES, require_choice
 from musicdb.errors import MusicdbError
+from musicdb.store import resolve_feature_set
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-LABEL_RULES = ("auto", "artist", "albumartist", "genre", "folder", "imported")
 UNITS = ("song", "snippet")
 SPLITS = ("hash", "album")
 MODELS = ("ensemble", "rf", "hgb", "svc", "logreg")
@@ -50,8 +51,7 @@ def _check(exp: Experiment) -> None:
     for value, allowed, option in ((exp.label_from, LABEL_RULES, "--label-from"),
                                    (exp.unit, UNITS, "--unit"), (exp.split, SPLITS, "--split"),
                                    (exp.model, MODELS, "--model")):
-        if value not in allowed:
-            raise ExperimentError(f"{option} must be one of {', '.join(allowed)}, not {value!r}")
+        require_choice(value, allowed, option, ExperimentError)
     if len(set(exp.labels)) < 2:
         raise ExperimentError(f"an experiment needs at least two labels, got {exp.labels}")
     if not 0 < exp.test_fraction < 1:
@@ -106,23 +106,6 @@ def delete(con: duckdb.DuckDBPyConnection, name: str, models_dir: Path) -> int:
     return n
 
 
-def resolve_feature_set(con: duckdb.DuckDBPyConnection, exp: Experiment,
-                        override: str | None = None) -> tuple[str, int]:
-    """(name, id) of the latest version of the experiment's set, else the library's default."""
-    name = override or exp.feature_set
-    if name is None:
-        row = con.execute("SELECT feature_set, feature_set_id FROM default_feature_set").fetchone()
-    else:
-        row = con.execute("SELECT feature_set, feature_set_id FROM latest_feature_sets "
-                          "WHERE feature_set = ?", [name]).fetchone()
-    if row is None:
-        known = [r[0] for r in con.execute("SELECT feature_set FROM latest_feature_sets "
-                                           "ORDER BY 1").fetchall()]
-        what = f"no feature set {name!r}" if name else "the database holds no features yet"
-        raise ExperimentError(f"{what}; known: {', '.join(known) or 'none'}")
-    return row[0], row[1]
-
-
 @dataclass
 class Dataset:
     """Rows to train on: songs, or snippets with their song ids, and the split."""
@@ -152,7 +135,7 @@ class Dataset:
 def dataset(con: duckdb.DuckDBPyConnection, exp: Experiment,
             feature_set: str | None = None) -> Dataset:
     """The experiment's songs (or snippets) with their features, labels and split side."""
-    set_name, set_id = resolve_feature_set(con, exp, feature_set)
+    set_name, set_id = resolve_feature_set(con, feature_set or exp.feature_set)
     present = {r[0] for r in con.execute(
         "SELECT DISTINCT label FROM splits JOIN features f USING (song_id) "
         "WHERE experiment = ? AND f.feature_set_id = ?", [exp.name, set_id]).fetchall()}

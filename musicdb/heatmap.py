@@ -7,8 +7,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from musicdb.choices import LABEL_RULES, require_choice
 from musicdb.errors import SimilarityError
-from musicdb.similar import LABEL_RULES, resolve_feature_set
+from musicdb.store import resolve_feature_set
 
 # method -> (column of the artist_distances view, what it measures)
 METHODS = {
@@ -22,11 +23,8 @@ def write_heatmap(con: duckdb.DuckDBPyConnection, out: Path, *, feature_set: str
                   label_from: str = "auto", method: str = "centroid",
                   min_songs: int = 1) -> int:
     """Write the label-by-label distance matrix, clustered, to `out`; the number of labels."""
-    if method not in METHODS:
-        raise SimilarityError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
-    if label_from not in LABEL_RULES:
-        raise SimilarityError(f"--label-from must be one of {', '.join(LABEL_RULES)}, "
-                              f"not {label_from!r}")
+    require_choice(method, METHODS, "--method", SimilarityError)
+    require_choice(label_from, LABEL_RULES, "--label-from", SimilarityError)
     column, meaning = METHODS[method]
     feature_set, set_id = resolve_feature_set(con, feature_set)
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from musicdb.choices import LABEL_RULES, require_choice
 from musicdb.errors import MusicdbError
-from musicdb.similar import LABEL_RULES, resolve_feature_set
+from musicdb.store import resolve_feature_set
 
 METHODS = ("svd", "tsne", "umap")
 UNITS = ("song", "snippet")
@@ -91,11 +92,6 @@ WHERE p.run_id = ? ORDER BY p.label, p.song_id, p.snippet
 """
 
 
-def _check(value: str, allowed: tuple[str, ...], option: str) -> None:
-    if value not in allowed:
-        raise MapError(f"{option} must be one of {', '.join(allowed)}, not {value!r}")
-
-
 def select_labels(con: duckdb.DuckDBPyConnection, set_id: int, rule: str,
                   labels: list[str] | None, top: int | None) -> list[str]:
     """The labels to draw: those named (matched ignoring case and accents), else all; the
@@ -137,7 +133,7 @@ def project(z: np.ndarray, method: str, *, perplexity: float = 30.0,
     z is already standardised. t-SNE is scikit-learn's Barnes-Hut; its perplexity must stay
     below the number of points, so a small map gets (n - 1) / 3 and says so.
     """
-    _check(method, METHODS, "--method")
+    require_choice(method, METHODS, "--method", MapError)
     n = len(z)
     if n < 3:
         raise MapError(f"a map needs at least 3 points, not {n}")
@@ -198,10 +194,10 @@ def make_map(con: duckdb.DuckDBPyConnection, *, method: str = "tsne",
              color_by: str = "label",
              on_project: Callable[[str], None] | None = None) -> MapRun:
     """Project the chosen labels' songs (or snippets), store the run, return it."""
-    _check(method, METHODS, "--method")
-    _check(unit, UNITS, "--unit")
-    _check(color_by, COLOR_BY, "--color-by")
-    _check(label_from, LABEL_RULES, "--label-from")
+    require_choice(method, METHODS, "--method", MapError)
+    require_choice(unit, UNITS, "--unit", MapError)
+    require_choice(color_by, COLOR_BY, "--color-by", MapError)
+    require_choice(label_from, LABEL_RULES, "--label-from", MapError)
     set_name, set_id = resolve_feature_set(con, feature_set)
     names = select_labels(con, set_id, label_from, labels, top)
     sql = _SELECT_SONGS if unit == "song" else _SELECT_SNIPPETS

@@ -14,9 +14,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from musicdb.choices import LABEL_RULES, require_choice
 from musicdb.errors import SimilarityError
+from musicdb.store import resolve_feature_set
 
-LABEL_RULES = ("auto", "artist", "albumartist", "genre", "folder", "imported")
 METHODS = ("centroid", "cosine", "songs")
 ALL = 2**31 - 1  # "every row" for a macro's k, before our own filters and limit
 
@@ -38,29 +39,6 @@ class Similar:
                 "feature_set": self.feature_set, "method": self.method,
                 "results": self.results}
         return json.dumps(body, ensure_ascii=False, indent=2)
-
-
-def resolve_feature_set(con: duckdb.DuckDBPyConnection, name: str | None) -> tuple[str, int]:
-    """(name, id) of the latest version of a set with statistics; the default set for None."""
-    if name is None:
-        row = con.execute("SELECT feature_set, feature_set_id FROM default_feature_set").fetchone()
-        if row is None:
-            raise SimilarityError("the database holds no features yet: run `musicdb ingest` "
-                                  "or `musicdb import` first")
-        return row[0], row[1]
-    row = con.execute("SELECT feature_set, feature_set_id FROM latest_feature_sets "
-                      "WHERE feature_set = ?", [name]).fetchone()
-    if row is None:
-        known = [r[0] for r in con.execute(
-            "SELECT feature_set FROM latest_feature_sets ORDER BY 1").fetchall()]
-        raise SimilarityError(f"no feature set {name!r}; known: {', '.join(known) or 'none'}")
-    return row[0], row[1]
-
-
-def _check_rule(label_from: str) -> None:
-    if label_from not in LABEL_RULES:
-        raise SimilarityError(f"--label-from must be one of {', '.join(LABEL_RULES)}, "
-                              f"not {label_from!r}")
 
 
 def resolve_label(con: duckdb.DuckDBPyConnection, name: str, set_id: int, rule: str) -> str:
@@ -93,9 +71,8 @@ def similar_artists(con: duckdb.DuckDBPyConnection, name: str, *, k: int = 10,
                     feature_set: str | None = None, label_from: str = "auto",
                     method: str = "centroid", min_songs: int = 1,
                     exclude_labels: tuple[str, ...] = (), where: str | None = None) -> Similar:
-    _check_rule(label_from)
-    if method not in METHODS:
-        raise SimilarityError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    require_choice(label_from, LABEL_RULES, "--label-from", SimilarityError)
+    require_choice(method, METHODS, "--method", SimilarityError)
     set_name, set_id = resolve_feature_set(con, feature_set)
     label = resolve_label(con, name, set_id, label_from)
     rows = con.execute(
@@ -174,7 +151,7 @@ def similar_songs(con: duckdb.DuckDBPyConnection, query: str, *, k: int = 10,
                   feature_set: str | None = None, label_from: str = "auto",
                   exclude_labels: tuple[str, ...] = (), where: str | None = None,
                   no_same_artist: bool = False, no_same_album: bool = False) -> Similar:
-    _check_rule(label_from)
+    require_choice(label_from, LABEL_RULES, "--label-from", SimilarityError)
     set_name, set_id = resolve_feature_set(con, feature_set)
     q = resolve_song(con, query, set_name, set_id)
     conditions, args = [], []

@@ -225,6 +225,23 @@ def find_feature_set(con: duckdb.DuckDBPyConnection, name: str) -> tuple[int, st
     return (row[0], row[1]) if row else None
 
 
+def resolve_feature_set(con: duckdb.DuckDBPyConnection, name: str | None) -> tuple[str, int]:
+    """(name, id) of the latest version of a set; for None the view default_feature_set's."""
+    if name is None:
+        row = con.execute("SELECT feature_set, feature_set_id FROM default_feature_set").fetchone()
+        if row is None:
+            raise StoreError("the database holds no features yet: run `musicdb ingest` or "
+                             "`musicdb import` first")
+        return row[0], row[1]
+    row = con.execute("SELECT feature_set, feature_set_id FROM latest_feature_sets "
+                      "WHERE feature_set = ?", [name]).fetchone()
+    if row is None:
+        known = [r[0] for r in con.execute(
+            "SELECT feature_set FROM latest_feature_sets ORDER BY 1").fetchall()]
+        raise StoreError(f"no feature set {name!r}; known: {', '.join(known) or 'none'}")
+    return row[0], row[1]
+
+
 def feature_names(con: duckdb.DuckDBPyConnection, feature_set_id: int) -> list[str]:
     return [r[0] for r in con.execute(
         "SELECT name FROM feature_names WHERE feature_set_id = ? ORDER BY position",
@@ -262,15 +279,23 @@ def ensure_feature_set(con: duckdb.DuckDBPyConnection, fs: FeatureSetDef) -> int
          fs.params.get("n_fft"), fs.params.get("hop_length"), len(fs.names),
          librosa.__version__, numpy.__version__, __version__, fs.source],
     )
-    import pyarrow as pa
-
-    names_table = pa.table({
-        "feature_set_id": pa.array([set_id] * len(fs.names), pa.int32()),
-        "position": pa.array(range(1, len(fs.names) + 1), pa.int32()),
+    insert_columns(con, "feature_names", {
+        "feature_set_id": [set_id] * len(fs.names),
+        "position": list(range(1, len(fs.names) + 1)),
         "name": fs.names,
         "description": fs.descriptions,
     })
-    con.register("_new_names", names_table)
-    con.execute("INSERT INTO feature_names SELECT * FROM _new_names")
-    con.unregister("_new_names")
     return set_id
+
+
+def insert_columns(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, list]) -> None:
+    """Insert rows given as columns, in one statement through Arrow (not row by row)."""
+    import pyarrow as pa
+
+    if not next(iter(columns.values()), []):
+        return
+    con.register("_new_rows", pa.table(columns))
+    try:
+        con.execute(f"INSERT INTO {quote_ident(table)} BY NAME SELECT * FROM _new_rows")
+    finally:
+        con.unregister("_new_rows")
