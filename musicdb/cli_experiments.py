@@ -1,0 +1,265 @@
+"""The supervised commands of `musicdb`: experiment create/list/show/delete, evaluate,
+evaluations, predict, sql. Registered on musicdb.cli's app when that module is imported; the
+logic lives in experiments.py, evaluate.py, models.py, predict.py and report.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from musicdb.cli import DEFAULT_DB, DbPath, LabelFrom, app, err, out, user_errors
+
+experiment_app = typer.Typer(no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.callback()
+def experiment() -> None:
+    """Define supervised experiments: labels, label rule, feature set, unit, split, model.
+
+    Five presets follow the study: classical-vs-taylor, taylor-vs-avril, artists, with-boc, xmas.
+    """
+
+
+def _models_dir(db: Path) -> Path:
+    return Path(db).parent / "models"
+
+
+@experiment_app.command("create")
+def experiment_create(
+    name: Annotated[str, typer.Argument(help="Lower-case name, e.g. xmas-snippets.")],
+    labels: Annotated[str, typer.Option(help="Comma-separated labels, e.g. Classical,Xmas.")],
+    label_from: LabelFrom = "auto",
+    feature_set: Annotated[str | None, typer.Option(
+        help="Feature set [default: the library's default set when evaluated].")] = None,
+    unit: Annotated[str, typer.Option(help="song, or snippet (train on snippets, score "
+                                      "songs by their snippets' mean probabilities).")] = "song",
+    split: Annotated[str, typer.Option(help="hash (per song) or album (whole albums on one "
+                                       "side).")] = "hash",
+    test_fraction: Annotated[float, typer.Option(help="Share of songs on the test side.")] = 0.4,
+    seed: Annotated[int, typer.Option(help="Seed of the split hash and the model.")] = 0,
+    model: Annotated[str, typer.Option(help="ensemble, rf, hgb, svc or logreg.")] = "ensemble",
+    db: DbPath = DEFAULT_DB,
+) -> None:
+    """Define an experiment (stored in the database's experiments table)."""
+    from musicdb import experiments as ex
+    from musicdb import store
+
+    spec = ex.Experiment(name, [s.strip() for s in labels.split(",") if s.strip()], label_from,
+                         feature_set, unit, split, test_fraction, seed, model)
+    with user_errors(), store.connect(db) as con:
+        made = ex.create(con, spec)
+    err.print(f"Created experiment [bold]{made.name}[/bold] ({len(made.labels)} labels). "
+              f"Try: musicdb evaluate --experiment {made.name} --cv 5")
+
+
+@experiment_app.command("list")
+def experiment_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    db: DbPath = DEFAULT_DB,
+) -> None:
+    """List experiments (presets first)."""
+    import json
+
+    from musicdb import experiments as ex
+    from musicdb import store
+
+    with user_errors(), store.connect(db) as con:
+        found = ex.list_all(con)
+    if as_json:
+        print(json.dumps([e.as_dict() for e in found], indent=2))
+        return
+    table = Table("name", "labels", "rule", "feature set", "unit", "split", "test", "model")
+    table.columns[0].no_wrap = True
+    for e in found:
+        table.add_row(e.name + (" (preset)" if e.preset else ""), str(len(e.labels)),
+                      e.label_from, e.feature_set or "(default)", e.unit, e.split,
+                      f"{e.test_fraction:g}", e.model)
+    out.print(table)
+
+
+@experiment_app.command("show")
+def experiment_show(name: str, db: DbPath = DEFAULT_DB) -> None:
+    """Show an experiment's definition as JSON."""
+    import json
+
+    from musicdb import experiments as ex
+    from musicdb import store
+
+    with user_errors(), store.connect(db) as con:
+        found = ex.get(con, name)
+    print(json.dumps(found.as_dict(), indent=2))
+
+
+@experiment_app.command("delete")
+def experiment_delete(name: str, db: DbPath = DEFAULT_DB) -> None:
+    """Delete an experiment with its stored evaluations and model files."""
+    from musicdb import experiments as ex
+    from musicdb import store
+
+    with user_errors(), store.connect(db) as con:
+        n = ex.delete(con, name, _models_dir(db))
+    err.print(f"Deleted experiment {name} and {n} evaluation(s).")
+
+
+@app.command()
+def evaluate(
+    experiment: Annotated[str, typer.Option(help="Experiment name (see `experiment list`).")],
+    cv: Annotated[int, typer.Option(min=0, help="K-fold grouped, stratified cross-validation "
+                                    "over every song; 0 = the experiment's train/test split.")
+                  ] = 0,
+    prune: Annotated[bool, typer.Option(help="Keep the features a random forest ranks at least "
+                                        "mean-important, then refit the model on them.")] = True,
+    seed: Annotated[int | None, typer.Option(help="Model and fold seed [default: the "
+                                             "experiment's].")] = None,
+    model: Annotated[str | None, typer.Option(help="ensemble (default), rf (the study's "
+                                              "1,000-tree forest), hgb, svc or logreg.")] = None,
+    feature_set: Annotated[str | None, typer.Option(help="Override the experiment's set.")
+                           ] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep older model files of this "
+                                       "experiment.")] = False,
+    album_effect: Annotated[bool | None, typer.Option(
+        "--album-effect/--no-album-effect", help="With --cv: run the CV again with whole albums "
+        "in one fold and report how much splitting albums inflates the scores [default: when "
+        "most songs carry album tags].", show_default=False)] = None,
+    html: Annotated[Path | None, typer.Option(dir_okay=False, help="Write an HTML report.")
+                    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    db: DbPath = DEFAULT_DB,
+) -> None:
+    """Train and score an experiment's model; store the evaluation and the model (skops)."""
+    import json
+
+    from musicdb import experiments as ex
+    from musicdb import store
+    from musicdb.evaluate import evaluate as run_evaluate
+
+    with user_errors(), store.connect(db) as con:
+        result = run_evaluate(con, ex.get(con, experiment), db, cv=cv, prune=prune, seed=seed,
+                              model=model, feature_set=feature_set, keep=keep,
+                              measure_album_effect=album_effect)
+    if html is not None:
+        from musicdb.report import write_report
+
+        write_report(html, result)
+        err.print(f"Wrote {html}")
+    if as_json:
+        print(json.dumps(result.as_json(), indent=2))
+        return
+    _render_evaluation(result)
+
+
+def _render_evaluation(r) -> None:  # r: evaluate.Evaluation
+    how = f"{r.cv}-fold CV (mean ± std)" if r.cv else "train/test split"
+    out.print(f"[bold]{r.experiment}[/bold] · {r.feature_set} · {r.model} · {how} · "
+              f"{r.n_songs:,} songs · {len(r.kept_features)}/{r.n_features} features · "
+              f"evaluation {r.evaluation_id} · {r.wall_s:.1f} s", highlight=False, soft_wrap=True)
+    table = Table("metric", "value")
+    for k, v in r.metrics.items():
+        std = r.stds[k]
+        table.add_row(k, f"{v:.3f}" + (f" ± {std:.3f}" if std is not None else ""))
+    out.print(table)
+    per = Table("label", "precision", "recall", "F1", "support")
+    for c in r.per_class:
+        per.add_row(escape(c["label"]), f"{c['precision']:.2f}", f"{c['recall']:.2f}",
+                    f"{c['f1']:.2f}", str(c["support"]))
+    out.print(per)
+    out.print("top features: " + ", ".join(
+        f"{i['feature']} {i['importance']:.3f}" for i in r.importances[:8]), soft_wrap=True)
+    out.print(f"model: {r.model_path}")
+    if "album_effect" in r.extra:
+        a = r.extra["album_effect"]
+        out.print(f"album effect ({a['albums']} albums): accuracy "
+                  f"{a['accuracy_album_folds']:.3f} with whole albums per fold, "
+                  f"{a['accuracy_inflation']:+.3f} inflation from split albums; macro-F1 "
+                  f"{a['macro_f1_album_folds']:.3f} ({a['macro_f1_inflation']:+.3f})",
+                  soft_wrap=True, highlight=False)
+
+
+@app.command()
+def evaluations(
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    db: DbPath = DEFAULT_DB,
+) -> None:
+    """List stored evaluations (the evaluation_comparison view)."""
+    import json
+
+    from musicdb import store
+    from musicdb.evaluate import list_evaluations
+
+    with user_errors(), store.connect(db, read_only=True) as con:
+        rows = list_evaluations(con, experiment)
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table("id", "experiment", "set", "model", "cv", "prune", "accuracy", "macro-F1",
+                  "log-loss", "kept", "s")
+    for r in rows:
+        table.add_row(str(r["evaluation_id"]), r["experiment"], r["feature_set"], r["model"],
+                      str(r["cv"]), "yes" if r["prune"] else "no", f"{r['accuracy']:.3f}",
+                      f"{r['macro_f1']:.3f}", f"{r['log_loss']:.3f}",
+                      f"{r['n_kept']}/{r['n_features']}", f"{r['wall_s']:.1f}")
+    out.print(table)
+
+
+@app.command()
+def predict(
+    items: Annotated[list[str], typer.Argument(help="Audio files, or song ids in the library.")],
+    experiment: Annotated[str, typer.Option(help="Whose stored model to use.")],
+    top: Annotated[int, typer.Option(min=1, help="Labels shown per item.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    db: DbPath = DEFAULT_DB,
+) -> None:
+    """Top labels with probabilities from an experiment's stored (hash-checked) model."""
+    import json
+
+    from musicdb import predict as pr
+    from musicdb import store
+
+    with user_errors(), store.connect(db, read_only=True) as con:
+        results = pr.predict(con, pr.load(con, db, experiment), items)
+    for r in results:
+        r["labels"] = r["labels"][:top]
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    for r in results:
+        out.print(f"[bold]{escape(r['query'])}[/bold]: " + ", ".join(
+            f"{escape(x['label'])} {x['probability']:.2f}" for x in r["labels"]), soft_wrap=True)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL; may call predict_label(experiment, song_id) "
+                                         "and predict_proba(experiment, song_id, label).")],
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
+    db: DbPath = DEFAULT_DB,
+) -> None:
+    """Run SQL with musicdb's Python functions (stored models' predictions) registered."""
+    import csv
+    import json
+
+    from musicdb import predict as pr
+    from musicdb import store
+
+    with user_errors(), store.connect(db, read_only=True) as con:
+        names, rows = pr.run_sql(con, db, query)
+    if as_json:
+        print(json.dumps([dict(zip(names, r, strict=True)) for r in rows], default=str))
+    elif as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(names)
+        writer.writerows(rows)
+    else:
+        table = Table(*names)
+        for r in rows:
+            table.add_row(*(escape("" if v is None else str(v)) for v in r))
+        out.print(table)
