@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
-import multiprocessing.context
 import os
 import time
-from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
@@ -15,7 +13,6 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -65,6 +62,12 @@ class IngestSummary:
     interrupted: bool = False
 
     unchanged_failed: int = 0  # unchanged files that failed before (--retry-errors retries)
+
+    @property
+    def library_changed(self) -> bool:
+        """Anything the similarity tables read changed: songs, paths, labels, features."""
+        return bool(self.new or self.changed or self.moved or self.missing or self.tags_updated
+                    or self.extracted_sets or self.failed)
 
     @property
     def nothing_ingested(self) -> bool:
@@ -225,19 +228,12 @@ def _refresh(con: duckdb.DuckDBPyConnection, rows: list[dict], columns: list[str
     return int(changed)
 
 
-WORKER_CRASH = ("the analysis crashed its worker process (a decoder or library bug, e.g. a "
-                "segfault); file skipped")
 Analyse = Callable[..., Analysis]  # analyse_file's signature
 
 
 def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float, params: FrameParams,
               analyse: Analyse) -> Iterator[tuple[Job, Analysis]]:
-    """Analyse jobs, in this process for one worker, else in a pool; yields as they finish.
-
-    A worker that dies (a segfault in a decoder) breaks the pool. The files in flight then are
-    suspects: each is retried alone in a fresh pool, and the one that crashes again becomes an
-    error row. Every other file is analysed as usual.
-    """
+    """Analyse jobs, in this process for one worker, else in a pool; yields as they finish."""
     if workers <= 1:
         from threadpoolctl import threadpool_limits
 
@@ -247,54 +243,29 @@ def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float, params: Fra
         return
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["musicdb.worker_preload"])  # warmed once, then forked
-    # Largest files first: a long file started last would leave the other workers idle.
-    queue = deque(sorted(jobs, key=lambda job: -job.candidate.size))
-    suspects: list[Job] = []
-    while queue:
-        suspects += yield from _run_pool(ctx, queue, workers, analyse, snippet_seconds, params)
-    for job in suspects:
-        for crashed in (yield from _run_pool(ctx, deque([job]), 1, analyse, snippet_seconds,
-                                             params)):
-            yield crashed, Analysis(str(crashed.candidate.path), False, error=WORKER_CRASH)
-
-
-def _run_pool(ctx: multiprocessing.context.BaseContext, queue: deque[Job], workers: int,
-              analyse: Analyse, snippet_seconds: float, params: FrameParams
-              ) -> Generator[tuple[Job, Analysis], None, list[Job]]:
-    """Run queued jobs in one pool until the queue is empty or the pool breaks.
-
-    Returns the jobs in flight when it broke (none if it did not).
-    """
     pending: dict[Future, Job] = {}
+    # Largest files first: a long file started last would leave the other workers idle.
+    queue = iter(sorted(jobs, key=lambda job: -job.candidate.size))
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        def submit_next() -> None:
-            if queue:
-                job = queue.popleft()
-                pending[pool.submit(analyse, str(job.candidate.path), job.sets,
-                                    snippet_seconds, params)] = job
-
         try:
+            def submit_next() -> None:
+                job = next(queue, None)
+                if job is not None:
+                    fut = pool.submit(analyse, str(job.candidate.path), job.sets,
+                                      snippet_seconds, params)
+                    pending[fut] = job
+
             for _ in range(2 * workers):  # a few in flight; results stay small
                 submit_next()
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                broken: list[Job] = []
                 for fut in done:
                     job = pending.pop(fut)
-                    try:
-                        result = fut.result()
-                    except BrokenProcessPool:
-                        broken.append(job)
-                        continue
-                    yield job, result
-                if broken:
-                    return broken + list(pending.values())
-                for _ in done:
                     submit_next()
+                    yield job, fut.result()
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-    return []
 
 
 def _write_batch(con: duckdb.DuckDBPyConnection, batch: list[tuple[Job, Analysis]],
@@ -377,9 +348,9 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
     except KeyboardInterrupt:
         summary.interrupted = True
     _write_batch(con, batch, set_ids)  # finished results are never thrown away
-    if not summary.interrupted:
+    if summary.library_changed and not summary.interrupted:
         progress.stage("updating similarity tables")
-        refresh_similarity(con)  # labels, songs or features may have changed
+        refresh_similarity(con)  # an unchanged re-scan skips this (8 s at 100,000 songs)
     summary.wall_s = time.perf_counter() - wall0
     _record_run(con, started, paths, sets, summary)
     return summary

@@ -174,6 +174,24 @@ def test_second_ingest_changes_nothing(run, db, library, calls):
     assert sql(db, "SELECT count(*) FROM ingest_runs") == [(2,)]
 
 
+def test_similarity_tables_follow_changes_only(run, db, library, calls, monkeypatch):
+    first_ingest(run, library, db, calls)
+    refreshes: list[int] = []
+    real = musicdb.ingest.refresh_similarity
+    monkeypatch.setattr(musicdb.ingest, "refresh_similarity",
+                        lambda con: refreshes.append(1) or real(con))
+    ingest(run, library, db)
+    assert refreshes == []  # an unchanged re-scan rebuilds nothing
+    d = library / "B" / "d.flac"
+    old = d.stat()
+    synth.tag(d, artist="New Artist")
+    os.utime(d, ns=(old.st_atime_ns, old.st_mtime_ns))
+    ingest(run, library, db)
+    assert refreshes == [1]
+    assert sql(db, "SELECT songs FROM artist_centroids WHERE label_from = 'auto' "
+                   "AND label = 'New Artist'") == [(1,)]
+
+
 def test_changed_file_alone_is_reextracted(run, db, library, calls):
     before = first_ingest(run, library, db, calls)
     a = library / "A" / "a.wav"
@@ -509,26 +527,3 @@ def test_interrupt_during_a_write_keeps_the_batch(run, db, tmp_path, monkeypatch
     assert sorted(songs(db)) == [f"{i}.flac" for i in range(4)]
     assert sql(db, "SELECT count(*) FROM features") == [(4,)]
     assert_no_duplicates(db)
-
-
-def test_a_worker_crash_costs_only_its_file(tmp_path):
-    from musicdb import store
-    from musicdb.ingest import WORKER_CRASH
-    from musicdb.ingest import ingest as run_ingest
-    from tests.crashing import analyse_or_crash
-
-    root = tmp_path / "lib"
-    root.mkdir()
-    for n in range(5):
-        synth.write_audio(root / f"song{n}.wav", synth.tone(200 + 100 * n, 3))
-    synth.write_audio(root / "crash.wav", synth.noise(3))
-    with store.connect(tmp_path / "m.duckdb") as con:
-        summary = run_ingest(con, [root], workers=2, snippet_seconds=0, sets=("seed55",),
-                             analyse=analyse_or_crash)
-        rows = con.execute("SELECT regexp_extract(path, '[^/]+$'), status, error FROM songs "
-                           "ORDER BY path").fetchall()
-    assert summary.new == 5
-    assert [(name, status) for name, status, _ in rows] == [
-        ("crash.wav", "error")] + [(f"song{n}.wav", "ok") for n in range(5)]
-    assert rows[0][2] == WORKER_CRASH
-    assert [Path(p).name for p, _ in summary.failed] == ["crash.wav"]
