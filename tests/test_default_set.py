@@ -15,6 +15,7 @@ from musicdb.summaries import (
     DEFAULT_NAMES,
     FEATURE_SETS,
     SEED55_NAMES,
+    mean_tempograms,
     summarise_default,
 )
 from tests.test_ingest import ingest
@@ -87,6 +88,18 @@ def test_default_contains_seed55_with_the_same_values():
     full = dict(zip(DEFAULT_NAMES, summarise_default(frames).tolist(), strict=True))
     assert DEFAULT_NAMES[:55] == list(SEED55_NAMES)
     assert {n: full[n] for n in SEED55_NAMES} == seed
+
+
+def test_mean_tempograms_equal_librosa():
+    rng = np.random.default_rng(7)
+    env = np.abs(rng.normal(size=9000)).astype(np.float32)
+    env[::25] += 5.0  # a beat every 25 frames
+    env[5000:5600] = 0.0  # a silent stretch: windows with no energy stay zero, as in librosa
+    parts = [slice(None), slice(0, 1500), slice(4100, 4300), slice(5000, 5600), slice(8999, 9000)]
+    whole = librosa.feature.tempogram(onset_envelope=env.astype(np.float64), win_length=384)
+    ours = mean_tempograms(env, 384, parts)
+    for part, mean in zip(parts, ours, strict=True):
+        np.testing.assert_allclose(mean, whole[:, part].mean(axis=1), atol=1e-6)
 
 
 @pytest.mark.parametrize("bpm", [90, 120, 150])

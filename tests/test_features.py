@@ -152,7 +152,7 @@ def test_snippet_frames_are_consecutive():
 
 # --- the same signals through a real ingest, in four codecs -----------------------------------
 
-CODECS = {".wav": "wav/pcm_16", ".flac": "flac/pcm_16", ".ogg": "ogg/vorbis",
+CODECS = {".wav": "wav/pcm_16", ".flac": "flac/flac", ".ogg": "ogg/vorbis",
           ".mp3": "mp3/mpeg_layer_iii"}
 SIGNALS = {  # at synth.SR (44.1 kHz): the decoder resamples them to 22,050 Hz
     "tone1k": lambda: synth.tone(1000, 3),

@@ -388,7 +388,7 @@ def test_bad_files_become_error_rows(run, db, tmp_path, calls, no_ffmpeg):
             assert word in row["error"], (name, row["error"])
     for name in ("good.flac", "good.mp3", "mislabelled.dat", "noextension"):
         assert (rows[name]["status"], rows[name]["error"]) == ("ok", None), name
-    assert rows["mislabelled.dat"]["codec"] == rows["noextension"]["codec"] == "flac/pcm_16"
+    assert rows["mislabelled.dat"]["codec"] == rows["noextension"]["codec"] == "flac/flac"
     centroids = dict(sql(db, "SELECT regexp_extract(path, '[^/]*$'), centroid_a "
                              "FROM features_seed55 WHERE status = 'ok'"))
     assert centroids.keys() == {"good.flac", "good.mp3", "mislabelled.dat", "noextension"}
