@@ -15,6 +15,9 @@ files in one run:
     bliss      bliss_audio.Song(path)                  (pip install bliss-audio), if installed
     essentia   essentia.standard.MusicExtractor()      (pip install essentia), if installed
 
+floor and musicdb run with musicdb's allocator settings (musicdb.allocator), as every
+`musicdb ingest` analysis process does; the reference and the peers run as they come.
+
 Speed is x realtime per core: seconds of audio per CPU second (time.process_time, which counts
 every thread of the process) of the per-file work; start-up (interpreter + imports) is reported
 apart. "x reference" and "of floor" compare CPU on the files both methods analysed. Fidelity:
@@ -66,6 +69,10 @@ def _musicdb_note() -> dict:
 def _floor() -> tuple[Callable, dict]:
     import reference
 
+    from musicdb.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as musicdb's own analysis processes run
+
     def run(path: str) -> None:
         reference.floor(path)
 
@@ -79,8 +86,10 @@ def _reference() -> tuple[Callable, dict]:
 
 
 def _musicdb() -> tuple[Callable, dict]:
+    from musicdb.allocator import keep_freed_memory
     from musicdb.analyse import EXTRACTORS, analyse_file
 
+    keep_freed_memory()  # as `musicdb ingest` does in every analysis process
     sets = tuple(EXTRACTORS)
 
     def run(path: str) -> list[float]:

@@ -39,8 +39,10 @@ def write_long_file(path: Path, minutes: float) -> None:
 
 
 def child(path: str) -> None:
+    from musicdb.allocator import keep_freed_memory
     from musicdb.analyse import DEFAULT_SETS, analyse_file
 
+    keep_freed_memory()  # as an ingest worker runs
     started = time.process_time()
     result = analyse_file(path, DEFAULT_SETS, 30.0)
     print(json.dumps({

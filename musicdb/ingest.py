@@ -21,6 +21,7 @@ from typing import Protocol
 import duckdb
 
 from musicdb import catalog
+from musicdb.allocator import keep_freed_memory
 from musicdb.analyse import DEFAULT_SETS, EXTRACTORS, Analysis, analyse_file, set_params
 from musicdb.errors import StoreError
 from musicdb.features import FrameParams
@@ -237,7 +238,8 @@ def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float, params: Fra
     if workers <= 1:
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(1):  # one worker, one core (see worker_preload)
+        keep_freed_memory()  # as the pool's workers do (see worker_preload)
+        with threadpool_limits(1):  # one worker, one core
             for job in jobs:
                 yield job, analyse(str(job.candidate.path), job.sets, snippet_seconds, params)
         return
