@@ -12,14 +12,13 @@ import itertools
 from dataclasses import asdict, dataclass, field
 
 import librosa
-import numba
 import numpy as np
 import scipy.fft
 import scipy.ndimage
 import scipy.signal
-import scipy.sparse
 
 from musicdb.hpss import hpss
+from musicdb.kernels import band_extremes, bank_sums, spectral_shape
 
 SAMPLE_RATE = 22050
 
@@ -143,8 +142,13 @@ class _Bank:
     window: np.ndarray  # (n_fft,) float32 periodic Hann, as librosa.stft uses
     freqs: np.ndarray  # (bins,) Hz
     slope: np.ndarray  # (bins,) float32: least-squares slope of a spectrum against frequency
-    energy: np.ndarray  # (bins, 1 + N_BANDS) float32: mean square for RMS, then per band
-    mel: scipy.sparse.csc_array  # (bins, N_MELS) float32; each filter spans a few bins
+    rms_weights: np.ndarray  # (bins,) float32: a power spectrum's mean square for RMS
+    band_edges: np.ndarray  # (N_BANDS + 1,) int64 STFT bins
+    # Mel filters (librosa's, N_MELS): filter m is mel_weights[mel_offsets[m]:mel_offsets[m+1]]
+    # over the bins from mel_first[m]; each spans a few bins, so it is kept as its span only.
+    mel_first: np.ndarray  # (N_MELS,) int64
+    mel_offsets: np.ndarray  # (N_MELS + 1,) int64
+    mel_weights: np.ndarray  # float32
     chroma: np.ndarray  # (bins, 12) float32
     contrast_bands: np.ndarray  # (N_CONTRAST, 3) int64: first bin, end bin, values per extreme
 
@@ -157,16 +161,18 @@ def _bank(sr: int, n_fft: int, band_edges: tuple[int, ...]) -> _Bank:
     rms[0] *= 0.5  # DC and (for even n_fft) Nyquist appear once in a one-sided spectrum
     if n_fft % 2 == 0:
         rms[-1] *= 0.5
-    bands = np.zeros((N_BANDS, freqs.size))
-    for i, (lo, hi) in enumerate(itertools.pairwise(band_edges)):
-        bands[i, lo:hi] = 1.0 / (hi - lo)
+    mel = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=N_MELS).astype(np.float32)
+    spans = [np.flatnonzero(row) for row in mel]
+    spans = [(nz[0], nz[-1] + 1) if nz.size else (0, 0) for nz in spans]
     return _Bank(
         window=scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32),
         freqs=freqs,
         slope=(centred / np.sum(centred**2)).astype(np.float32),
-        energy=np.vstack([rms, bands]).T.astype(np.float32),
-        mel=scipy.sparse.csc_array(
-            librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=N_MELS).T.astype(np.float32)),
+        rms_weights=rms.astype(np.float32),
+        band_edges=np.asarray(band_edges, dtype=np.int64),
+        mel_first=np.array([lo for lo, _ in spans], dtype=np.int64),
+        mel_offsets=np.cumsum([0] + [hi - lo for lo, hi in spans]).astype(np.int64),
+        mel_weights=np.concatenate([row[lo:hi] for row, (lo, hi) in zip(mel, spans, strict=True)]),
         chroma=np.ascontiguousarray(
             librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0).T.astype(np.float32)),
         contrast_bands=_contrast_bands(freqs),
@@ -198,58 +204,9 @@ def _contrast_bands(freqs: np.ndarray, n_bands: int = N_CONTRAST - 1, fmin: floa
     return np.array(rows, dtype=np.int64)
 
 
-@numba.njit(cache=True, nogil=True)
-def _band_extremes(S: np.ndarray, bands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of the `count` smallest and of the `count` largest magnitudes per band and frame.
-
-    What librosa gets by sorting each band; a running selection of a few values costs one pass.
-    """
-    frames, n = S.shape[0], bands.shape[0]
-    valley = np.empty((n, frames))
-    peak = np.empty((n, frames))
-    widest = bands[:, 2].max()
-    low = np.empty(widest, dtype=S.dtype)  # ascending: the smallest seen so far
-    high = np.empty(widest, dtype=S.dtype)  # descending: the largest seen so far
-    for t in range(frames):
-        row = S[t]
-        for k in range(n):
-            first, end, count = bands[k, 0], bands[k, 1], bands[k, 2]
-            filled = 0
-            for i in range(first, end):
-                v = row[i]
-                if filled < count:
-                    j = filled
-                    while j > 0 and low[j - 1] > v:
-                        low[j] = low[j - 1]
-                        j -= 1
-                    low[j] = v
-                    j = filled
-                    while j > 0 and high[j - 1] < v:
-                        high[j] = high[j - 1]
-                        j -= 1
-                    high[j] = v
-                    filled += 1
-                    continue
-                if v < low[count - 1]:
-                    j = count - 1
-                    while j > 0 and low[j - 1] > v:
-                        low[j] = low[j - 1]
-                        j -= 1
-                    low[j] = v
-                if v > high[count - 1]:
-                    j = count - 1
-                    while j > 0 and high[j - 1] < v:
-                        high[j] = high[j - 1]
-                        j -= 1
-                    high[j] = v
-            valley[k, t] = low[:count].mean()
-            peak[k, t] = high[:count].mean()
-    return valley, peak
-
-
 def _spectral_contrast(S: np.ndarray, bank: _Bank) -> np.ndarray:
     """librosa.feature.spectral_contrast(S=S.T) (dB, 80 dB range per block as librosa clips)."""
-    valley, peak = _band_extremes(S, bank.contrast_bands)
+    valley, peak = band_extremes(S, bank.contrast_bands)
     return librosa.power_to_db(peak) - librosa.power_to_db(valley)
 
 
@@ -267,43 +224,6 @@ def _magnitude_spectrogram(segment: np.ndarray, n_fft: int, hop: int,
     frames = np.lib.stride_tricks.as_strided(segment, shape=(count, n_fft),
                                              strides=(step * hop, step), writeable=False)
     return np.abs(scipy.fft.rfft(frames * window, axis=1))
-
-
-@numba.njit(cache=True, nogil=True)
-def _spectral_shape(S: np.ndarray, freqs: np.ndarray,
-                    rolloff_fraction: float = 0.85) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centroid, 2nd-order bandwidth and roll-off frequency (Hz) of each frame of (frames, bins).
-
-    librosa's definitions, in one pass per frame with float64 sums (bandwidth as
-    sqrt(E[f^2] - centroid^2), so no second pass): the centroid is the magnitude-weighted mean
-    frequency, the roll-off the lowest bin whose cumulative magnitude reaches the fraction of
-    the frame's total. An empty frame has all three 0.
-    """
-    frames, bins = S.shape
-    centroid = np.zeros(frames)
-    bandwidth = np.zeros(frames)
-    rolloff = np.zeros(frames)
-    tiny = np.finfo(np.float32).tiny
-    for t in range(frames):
-        row = S[t]
-        total = first = second = 0.0
-        for i in range(bins):
-            v = np.float64(row[i])
-            total += v
-            first += v * freqs[i]
-            second += v * freqs[i] * freqs[i]
-        if total < tiny:
-            continue
-        c = first / total
-        centroid[t] = c
-        bandwidth[t] = np.sqrt(max(second / total - c * c, 0.0))
-        threshold, running = rolloff_fraction * total, 0.0
-        for i in range(bins):
-            running += row[i]
-            if running >= threshold:
-                rolloff[t] = freqs[i]
-                break
-    return centroid, bandwidth, rolloff
 
 
 def _zero_crossing_rate(segment: np.ndarray, n_frames_: int, params: FrameParams) -> np.ndarray:
@@ -356,16 +276,18 @@ def _segment_features(segment: np.ndarray, params: FrameParams) -> np.ndarray:
     bank = _bank(sr, n_fft, tuple(params.band_edges))
     S = _magnitude_spectrogram(segment, n_fft, params.hop_length, bank.window)
     H, P = hpss(S, params.hpss_kernel)  # magnitudes, H + P = S
-    S2, H2, P2 = S * S, H * H, P * P
+    mel_s, mel_p, (ms_h, ms_p, ms_s) = bank_sums(
+        S, H, P, bank.mel_first, bank.mel_offsets, bank.mel_weights, bank.rms_weights,
+        bank.band_edges)
+    S2, H2 = S * S, H * H
     # top_db=None: the default clips relative to the array's maximum, i.e. to the block.
-    log_mel = librosa.power_to_db((S2 @ bank.mel).T, top_db=None)
-    log_mel_p = librosa.power_to_db(P2 @ bank.mel, top_db=None)
+    log_mel = librosa.power_to_db(mel_s.T, top_db=None)
+    log_mel_p = librosa.power_to_db(mel_p, top_db=None)
     mfcc = scipy.fft.dct(log_mel, axis=0, type=2, norm="ortho")[:N_MFCC]
     # Tuning is fixed (A440): estimating it per block would make values depend on the block.
     tonnetz = librosa.feature.tonnetz(chroma=(H2 @ bank.chroma).T, sr=sr)  # normalises chroma
-    centroid, bandwidth, rolloff = _spectral_shape(S, bank.freqs)
-    # Mean squares: whole spectrum (column 0), then the 4 bands; band RMS stays windowed.
-    ms_h, ms_p, ms_s = ((X @ bank.energy).T for X in (H2, P2, S2))
+    centroid, bandwidth, rolloff = spectral_shape(S, bank.freqs)
+    # Mean squares (ms_*): whole spectrum (row 0), then the 4 bands; band RMS stays windowed.
     rms_h, rms_p, rms_s = (_frame_rms(ms[0], params, bank.window)[np.newaxis]
                            for ms in (ms_h, ms_p, ms_s))
     rows = [
