@@ -232,3 +232,19 @@ def test_stored_values_are_the_functions_values(encoded, name):
     expected = summarise_seed55(frame_features(decode(path).y))
     stored = np.array([encoded["values"][name, ".flac"][n] for n in SEED55_NAMES], np.float32)
     np.testing.assert_allclose(stored, expected, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("ext", [".wav", ".flac", ".ogg", ".opus", ".mp3"])
+def test_stereo_is_mixed_down_to_the_mean_of_its_channels(tmp_path, ext):
+    """Left 0.6 and right 0.2 of one 440 Hz tone decode to 0.4 of it, at 22,050 Hz."""
+    rate = 48000 if ext == ".opus" else synth.SR  # Opus allows 48 kHz, not 44.1
+    tone = np.sin(2 * np.pi * 440 * np.arange(2 * rate) / rate)
+    path = synth.write_audio(tmp_path / f"stereo{ext}",
+                             np.stack([0.6 * tone, 0.2 * tone], axis=1).astype(np.float32),
+                             sr=rate)
+    decoded = decode(path)
+    assert (decoded.channels, decoded.sample_rate) == (2, SR)
+    assert decoded.duration_s == pytest.approx(2.0, abs=0.06)
+    middle = decoded.y[SR // 2 : 3 * SR // 2]  # clear of codec start-up and padding
+    peak = np.sqrt(2) * np.sqrt(np.mean(middle.astype(np.float64) ** 2))
+    assert peak == pytest.approx(0.4, rel=0.03)
