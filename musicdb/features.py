@@ -276,10 +276,9 @@ def _segment_features(segment: np.ndarray, params: FrameParams) -> np.ndarray:
     bank = _bank(sr, n_fft, tuple(params.band_edges))
     S = _magnitude_spectrogram(segment, n_fft, params.hop_length, bank.window)
     H, P = hpss(S, params.hpss_kernel)  # magnitudes, H + P = S
-    mel_s, mel_p, (ms_h, ms_p, ms_s) = bank_sums(
+    S2, H2, mel_s, mel_p, (ms_h, ms_p, ms_s) = bank_sums(
         S, H, P, bank.mel_first, bank.mel_offsets, bank.mel_weights, bank.rms_weights,
         bank.band_edges)
-    S2, H2 = S * S, H * H
     # top_db=None: the default clips relative to the array's maximum, i.e. to the block.
     log_mel = librosa.power_to_db(mel_s.T, top_db=None)
     log_mel_p = librosa.power_to_db(mel_p, top_db=None)

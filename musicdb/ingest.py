@@ -6,13 +6,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
-)
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +19,7 @@ from musicdb.allocator import keep_freed_memory
 from musicdb.analyse import DEFAULT_SETS, EXTRACTORS, Analysis, analyse_file, set_params
 from musicdb.errors import StoreError
 from musicdb.features import FrameParams
+from musicdb.pool import JobFailed, run_in_workers
 from musicdb.scan import Candidate, content_hash, find_audio
 from musicdb.store import FeatureSetDef, create_views, ensure_feature_set, refresh_similarity
 from musicdb.tags import read_tags
@@ -245,29 +240,15 @@ def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float, params: Fra
         return
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["musicdb.worker_preload"])  # warmed once, then forked
-    pending: dict[Future, Job] = {}
     # Largest files first: a long file started last would leave the other workers idle.
-    queue = iter(sorted(jobs, key=lambda job: -job.candidate.size))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        try:
-            def submit_next() -> None:
-                job = next(queue, None)
-                if job is not None:
-                    fut = pool.submit(analyse, str(job.candidate.path), job.sets,
-                                      snippet_seconds, params)
-                    pending[fut] = job
-
-            for _ in range(2 * workers):  # a few in flight; results stay small
-                submit_next()
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    job = pending.pop(fut)
-                    submit_next()
-                    yield job, fut.result()
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    ordered = sorted(jobs, key=lambda job: -job.candidate.size)
+    tasks = ((i, (str(job.candidate.path), job.sets, snippet_seconds, params))
+             for i, job in enumerate(ordered))
+    for i, result in run_in_workers(analyse, tasks, workers, ctx):
+        job = ordered[i]
+        if isinstance(result, JobFailed):  # e.g. a decoder crashed: this file, not the run
+            result = Analysis(str(job.candidate.path), False, error=result.reason)
+        yield job, result
 
 
 def _write_batch(con: duckdb.DuckDBPyConnection, batch: list[tuple[Job, Analysis]],

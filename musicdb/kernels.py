@@ -14,28 +14,31 @@ import numpy as np
 @numba.njit(cache=True, nogil=True, fastmath=True)  # fastmath: sums may be reordered (SIMD)
 def bank_sums(S: np.ndarray, H: np.ndarray, P: np.ndarray, mel_first: np.ndarray,
               mel_offsets: np.ndarray, mel_weights: np.ndarray, rms_weights: np.ndarray,
-              band_edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mel power spectra of S and P, and mean squares of H, P and S, from magnitudes.
+              band_edges: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Power spectra of S and H; mel spectra of S and P; mean squares of H, P and S.
 
-    Equal to (X**2) @ mel and (X**2) @ energy with the dense banks, without the squared
-    arrays: mel filter m covers bins mel_first[m] onwards with the weights
+    Equal to X**2, (X**2) @ mel and (X**2) @ energy with the dense banks, in one pass over
+    each frame: mel filter m covers bins mel_first[m] onwards with the weights
     mel_weights[mel_offsets[m] : mel_offsets[m + 1]] (a few bins each, so ~2 multiplies per
-    bin instead of 128). Returns mel_s, mel_p (frames, mels) and ms (3, 1 + bands, frames):
-    for H, P and S, the weighted total (rms_weights: librosa.feature.rms(S=...)**2) then the
-    plain mean over each band [band_edges[i], band_edges[i + 1]).
+    bin instead of 128). Returns S2, H2 (frames, bins), mel_s, mel_p (frames, mels) and ms
+    (3, 1 + bands, frames): for H, P and S, the weighted total (rms_weights:
+    librosa.feature.rms(S=...)**2) then the plain mean over each band [band_edges[i],
+    band_edges[i + 1]).
     """
     frames, bins = S.shape
     n_mels, n_bands = mel_first.size, band_edges.size - 1
+    S2 = np.empty((frames, bins), np.float32)
+    H2 = np.empty((frames, bins), np.float32)
     mel_s = np.empty((frames, n_mels), np.float32)
     mel_p = np.empty((frames, n_mels), np.float32)
     ms = np.empty((3, 1 + n_bands, frames), np.float32)
-    squares = np.empty((3, bins), np.float32)  # H, P, S of one frame
+    p2 = np.empty(bins, np.float32)  # P's power spectrum, one frame at a time
     for t in range(frames):
+        s2, h2 = S2[t], H2[t]
         for i in range(bins):
-            squares[0, i] = H[t, i] * H[t, i]
-            squares[1, i] = P[t, i] * P[t, i]
-            squares[2, i] = S[t, i] * S[t, i]
-        s2, p2 = squares[2], squares[1]
+            h2[i] = H[t, i] * H[t, i]
+            p2[i] = P[t, i] * P[t, i]
+            s2[i] = S[t, i] * S[t, i]
         for m in range(n_mels):
             first, lo, hi = mel_first[m], mel_offsets[m], mel_offsets[m + 1]
             acc_s = acc_p = np.float32(0.0)
@@ -46,7 +49,7 @@ def bank_sums(S: np.ndarray, H: np.ndarray, P: np.ndarray, mel_first: np.ndarray
             mel_s[t, m] = acc_s
             mel_p[t, m] = acc_p
         for part in range(3):
-            x2 = squares[part]
+            x2 = h2 if part == 0 else (p2 if part == 1 else s2)
             total = np.float32(0.0)
             for i in range(bins):
                 total += rms_weights[i] * x2[i]
@@ -57,7 +60,7 @@ def bank_sums(S: np.ndarray, H: np.ndarray, P: np.ndarray, mel_first: np.ndarray
                 for i in range(lo, hi):
                     acc += x2[i]
                 ms[part, 1 + b, t] = acc / (hi - lo)
-    return mel_s, mel_p, ms
+    return S2, H2, mel_s, mel_p, ms
 
 
 @numba.njit(cache=True, nogil=True)

@@ -18,6 +18,7 @@ import pytest
 import musicdb.ingest
 from musicdb import synth
 from musicdb.summaries import SEED55_NAMES
+from tests import crashing
 
 CENTROID = SEED55_NAMES.index("centroid_a") + 1  # 1-based, like features.vals[i] in SQL
 
@@ -461,6 +462,37 @@ def test_two_workers_give_the_same_values_as_one(run, tmp_path):
     for key in a:
         assert a[key][:2] == b[key][:2], key
         np.testing.assert_allclose(b[key][2], a[key][2], rtol=1e-5, atol=1e-6, err_msg=str(key))
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3])  # a hang at shutdown showed in 1 of 3 runs
+def test_a_worker_that_dies_costs_its_file_not_the_run(run, db, tmp_path, monkeypatch, attempt):
+    """A decoder segfault (simulated: tests/crashing.py) becomes that file's error row."""
+    root = tmp_path / "lib"
+    root.mkdir()
+    for i in range(4):
+        synth.write_audio(root / f"tone{i}.flac", synth.tone(300 + 100 * i, 2))
+    synth.write_audio(root / "crash-first.flac", synth.tone(1000, 3))  # largest: taken first
+    synth.write_audio(root / "crash-last.wav", synth.noise(1, sr=22050), sr=22050)
+    synth.write_audio(root / "bug.flac", synth.tone(500, 2))
+    monkeypatch.setattr(musicdb.ingest, "analyse_file", crashing.analyse_or_crash)
+    sets = ("--feature-set", "seed55")
+    result = run("ingest", root, "--db", db, "--workers", "2", *sets)
+    counts = summary_counts(result.output)
+    assert (counts["found"], counts["new"], counts["failed"]) == (7, 4, 3)
+    rows = songs(db)
+    for name in ("crash-first.flac", "crash-last.wav"):
+        assert rows[name]["status"] == "error"
+        assert "analysis process died" in rows[name]["error"]
+        assert "SIGSEGV" in rows[name]["error"]
+    assert (rows["bug.flac"]["status"], rows["bug.flac"]["error"]) == (
+        "error", "KeyError: 'a key no file should miss'")
+    assert sql(db, "SELECT count(*) FROM features_seed55 WHERE status = 'ok'") == [(4,)]
+    # Retried, they fail again, and the run still ends (no hang) with the same rows.
+    result = run("ingest", root, "--db", db, "--workers", "2", "--retry-errors", *sets)
+    assert summary_counts(result.output)["failed"] == 3
+    assert sorted(n for n, r in songs(db).items() if r["status"] == "error") == [
+        "bug.flac", "crash-first.flac", "crash-last.wav"]
+    assert_no_duplicates(db)
 
 
 @pytest.mark.parametrize("batch_files", [1, 64])  # written as they finish / only at the end

@@ -1,0 +1,21 @@
+"""An analysis that crashes its process on files named *crash* (a decoder segfault, simulated)
+and raises an unexpected exception on files named *bug*.
+
+Module-level, so ingest's worker processes can import it by name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from musicdb.analyse import analyse_file
+
+
+def analyse_or_crash(path: str, *args, **kwargs):
+    if "crash" in Path(path).name:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if "bug" in Path(path).name:
+        raise KeyError("a key no file should miss")
+    return analyse_file(path, *args, **kwargs)
