@@ -15,7 +15,6 @@ import librosa
 import numpy as np
 import scipy.fft
 import scipy.ndimage
-import scipy.signal
 
 from musicdb.hpss import hpss
 from musicdb.kernels import band_extremes, bank_sums, spectral_shape
@@ -131,6 +130,15 @@ def _padded_slice(y: np.ndarray, start: int, stop: int) -> np.ndarray:
     return segment
 
 
+def hann_window(n: int) -> np.ndarray:
+    """Periodic Hann window as float32: scipy.signal.get_window("hann", n), which librosa uses.
+
+    Written out so that importing this module does not import scipy.signal (0.6 s), which a
+    parent process that only schedules the analysis never needs.
+    """
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class _Bank:
     """Constant matrices over STFT bins, built once per (sample rate, n_fft, band edges).
@@ -165,7 +173,7 @@ def _bank(sr: int, n_fft: int, band_edges: tuple[int, ...]) -> _Bank:
     spans = [np.flatnonzero(row) for row in mel]
     spans = [(nz[0], nz[-1] + 1) if nz.size else (0, 0) for nz in spans]
     return _Bank(
-        window=scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32),
+        window=hann_window(n_fft),
         freqs=freqs,
         slope=(centred / np.sum(centred**2)).astype(np.float32),
         rms_weights=rms.astype(np.float32),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from musicdb.allocator import keep_freed_memory
 from musicdb.analyse import DEFAULT_SETS, EXTRACTORS, Analysis, analyse_file, set_params
 from musicdb.errors import StoreError
 from musicdb.features import FrameParams
-from musicdb.pool import JobFailed, run_in_workers
+from musicdb.pool import JobFailed, analysis_context, run_in_workers
 from musicdb.scan import Candidate, content_hash, find_audio
 from musicdb.store import FeatureSetDef, create_views, ensure_feature_set, refresh_similarity
 from musicdb.tags import read_tags
@@ -118,8 +117,23 @@ def _keep_broader_root(c: Candidate, known_root: str | None) -> Candidate:
     return c
 
 
+def _work_ahead(candidates: list[Candidate], known: dict, present: dict, wanted: set,
+                retry_errors: bool) -> bool:
+    """Whether some file will surely or likely need analysis (new, changed, sets missing)."""
+    for c in candidates:
+        row = known.get(str(c.path))
+        if row is None or (row.size_bytes, row.mtime_ns) != (c.size, c.mtime_ns):
+            return True
+        if row.status == "error" and retry_errors:
+            return True
+        if row.status != "error" and wanted - present.get(row.song_id, set()):
+            return True
+    return False
+
+
 def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, int],
-         summary: IngestSummary, progress: Progress, retry_errors: bool) -> list[Job]:
+         summary: IngestSummary, progress: Progress, retry_errors: bool,
+         workers: int = 1) -> list[Job]:
     """Classify every file found and apply the cheap changes (tags, moves, missing) at once."""
     progress.stage("scanning")
     candidates = list(find_audio(paths))
@@ -130,6 +144,8 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
     present = catalog.sets_present(con, set_ids.values())
     wanted = set(set_ids.values())
     by_id = {v: k for k, v in set_ids.items()}
+    if workers > 1 and _work_ahead(candidates, known, present, wanted, retry_errors):
+        analysis_context()  # its warm-up overlaps tag reading and hashing
 
     progress.stage(f"reading tags of {len(candidates)} files")
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -238,8 +254,7 @@ def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float, params: Fra
             for job in jobs:
                 yield job, analyse(str(job.candidate.path), job.sets, snippet_seconds, params)
         return
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["musicdb.worker_preload"])  # warmed once, then forked
+    ctx = analysis_context()
     # Largest files first: a long file started last would leave the other workers idle.
     ordered = sorted(jobs, key=lambda job: -job.candidate.size)
     tasks = ((i, (str(job.candidate.path), job.sets, snippet_seconds, params))
@@ -307,7 +322,7 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
     workers = max(1, workers or os.cpu_count() or 1)
     summary = IngestSummary(workers=workers)
     set_ids = _set_ids(con, sets, snippet_seconds, params)
-    jobs = plan(con, paths, set_ids, summary, progress, retry_errors)
+    jobs = plan(con, paths, set_ids, summary, progress, retry_errors, workers)
     workers = summary.workers = min(workers, max(1, len(jobs)))
 
     progress.start(len(jobs))

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 import scipy.fft
-import scipy.signal
-import scipy.stats
 
 from musicdb.features import (
     FRAME_ROWS,
@@ -27,6 +25,7 @@ from musicdb.features import (
     ROW,
     SAMPLE_RATE,
     FrameParams,
+    hann_window,
 )
 
 
@@ -36,6 +35,8 @@ def moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     A row without spread (silence, a single frame) has no shape: its skewness and kurtosis
     are defined as 0 rather than NaN, so every stored value is finite.
     """
+    import scipy.stats  # here, not at the top: 0.6 s a scheduling-only process never needs
+
     X = np.asarray(X, dtype=np.float64)
     mean, std = X.mean(axis=1), X.std(axis=1)
     flat = std <= np.maximum(np.abs(mean) * 1e-6, 1e-12)
@@ -64,7 +65,7 @@ def mean_tempograms(onset_envelope: np.ndarray, win: int,
     half = win // 2
     padded = np.pad(env, half, mode="linear_ramp", end_values=0)  # as librosa's center=True
     windows = np.lib.stride_tricks.sliding_window_view(padded, win)[: env.size]
-    hann = scipy.signal.get_window("hann", win, fftbins=True).astype(np.float32)
+    hann = hann_window(win)
     n_fft = scipy.fft.next_fast_len(2 * win - 1, real=True)
     ranges = [part.indices(env.size)[:2] for part in parts]
     totals = [np.zeros(win) for _ in parts]
