@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -72,6 +73,10 @@ def ingest(
         min=1, help="STFT hop in samples at 22,050 Hz (441 = 20 ms); a new version too.")] = 441,
     retry_errors: Annotated[bool, typer.Option(
         help="Try again files that failed before and have not changed.")] = False,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Analyse on a Dask cluster (e.g. tcp://host:8786) instead of local workers; "
+        "every worker must see the files at the same paths and have musicdb installed.")
+    ] = None,
 ) -> None:
     """Scan folders for audio, extract features of songs and snippets, store them.
 
@@ -81,7 +86,7 @@ def ingest(
     """
     from musicdb.pool import analysis_context
 
-    if (workers or os.cpu_count() or 1) > 1:
+    if scheduler is None and (workers or os.cpu_count() or 1) > 1:
         analysis_context()  # workers' warm-up (~1.6 s) overlaps the imports and the scan
 
     from musicdb import store
@@ -91,10 +96,17 @@ def ingest(
 
     sets = tuple(s.strip() for s in feature_set.split(",") if s.strip())
     params = FrameParams(n_fft=n_fft, hop_length=hop_length)
-    with user_errors(), store.connect(db) as con, IngestProgress(err) as progress:
+    with user_errors(), contextlib.ExitStack() as stack:
+        cluster = None
+        if scheduler is not None:
+            from musicdb.cluster import Cluster
+
+            cluster = stack.enter_context(Cluster(scheduler))
+        con = stack.enter_context(store.connect(db))
+        progress = stack.enter_context(IngestProgress(err))
         summary = run_ingest(con, paths, sets=sets, snippet_seconds=snippet_seconds,
                              workers=workers, retry_errors=retry_errors, progress=progress,
-                             params=params)
+                             params=params, cluster=cluster)
     render_summary(err, summary, db)
     if summary.interrupted:
         raise typer.Exit(code=130)

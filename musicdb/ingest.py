@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import duckdb
 
@@ -18,10 +18,13 @@ from musicdb.allocator import keep_freed_memory
 from musicdb.analyse import DEFAULT_SETS, EXTRACTORS, Analysis, analyse_file, set_params
 from musicdb.errors import StoreError
 from musicdb.features import FrameParams
-from musicdb.pool import JobFailed, analysis_context, run_in_workers
+from musicdb.pool import JobFailed, analysis_context, call, run_in_workers
 from musicdb.scan import Candidate, content_hash, find_audio
 from musicdb.store import FeatureSetDef, create_views, ensure_feature_set, refresh_similarity
 from musicdb.tags import read_tags
+
+if TYPE_CHECKING:  # imported by the caller only when a scheduler is given (distributed: ~1 s)
+    from musicdb.cluster import Cluster
 
 BATCH_FILES = 64  # results per write transaction
 BATCH_SECONDS = 5.0  # ...or sooner, so an interrupted run loses little
@@ -244,22 +247,31 @@ Analyse = Callable[..., Analysis]  # analyse_file's signature
 
 
 def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float, params: FrameParams,
-              analyse: Analyse) -> Iterator[tuple[Job, Analysis]]:
-    """Analyse jobs, in this process for one worker, else in a pool; yields as they finish."""
-    if workers <= 1:
+              analyse: Analyse, cluster: Cluster | None = None
+              ) -> Iterator[tuple[Job, Analysis]]:
+    """Analyse jobs: on a Dask cluster if given, in this process for one worker, else in a
+    pool of local processes; yields as they finish."""
+    if workers <= 1 and cluster is None:
         from threadpoolctl import threadpool_limits
 
         keep_freed_memory()  # as the pool's workers do (see worker_preload)
         with threadpool_limits(1):  # one worker, one core
             for job in jobs:
-                yield job, analyse(str(job.candidate.path), job.sets, snippet_seconds, params)
+                path = str(job.candidate.path)
+                result = call(analyse, (path, job.sets, snippet_seconds, params))
+                if isinstance(result, JobFailed):
+                    result = Analysis(path, False, error=result.reason)
+                yield job, result
         return
-    ctx = analysis_context()
     # Largest files first: a long file started last would leave the other workers idle.
     ordered = sorted(jobs, key=lambda job: -job.candidate.size)
     tasks = ((i, (str(job.candidate.path), job.sets, snippet_seconds, params))
              for i, job in enumerate(ordered))
-    for i, result in run_in_workers(analyse, tasks, workers, ctx):
+    if cluster is not None:
+        results = cluster.run(analyse, tasks)
+    else:
+        results = run_in_workers(analyse, tasks, workers, analysis_context())
+    for i, result in results:
         job = ordered[i]
         if isinstance(result, JobFailed):  # e.g. a decoder crashed: this file, not the run
             result = Analysis(str(job.candidate.path), False, error=result.reason)
@@ -311,25 +323,28 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
            sets: tuple[str, ...] = DEFAULT_SETS, snippet_seconds: float = 30.0,
            workers: int | None = None, retry_errors: bool = False,
            progress: Progress | None = None, params: FrameParams = FrameParams(),
-           analyse: Analyse | None = None) -> IngestSummary:
+           analyse: Analyse | None = None, cluster: Cluster | None = None) -> IngestSummary:
     """Bring the database up to date with the audio files under `paths`.
 
     `analyse` turns one file into an Analysis (default: analyse_file, looked up at call time).
+    `cluster` (musicdb.cluster.Cluster): analyse on a Dask cluster instead of local workers.
     """
     analyse = analyse or analyse_file
     started, wall0 = datetime.now(), time.perf_counter()
     progress = progress or _Quiet()
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = cluster.threads if cluster else max(1, workers or os.cpu_count() or 1)
     summary = IngestSummary(workers=workers)
     set_ids = _set_ids(con, sets, snippet_seconds, params)
-    jobs = plan(con, paths, set_ids, summary, progress, retry_errors, workers)
+    jobs = plan(con, paths, set_ids, summary, progress, retry_errors,
+                1 if cluster else workers)
     workers = summary.workers = min(workers, max(1, len(jobs)))
 
     progress.start(len(jobs))
     batch: list[tuple[Job, Analysis]] = []
     last_write = time.perf_counter()
     try:
-        for job, result in _run_jobs(jobs, workers, snippet_seconds, params, analyse):
+        for job, result in _run_jobs(jobs, workers, snippet_seconds, params, analyse,
+                                     cluster):
             batch.append((job, result))
             summary.cpu_s += result.cpu_s
             if result.ok:

@@ -67,13 +67,19 @@ def _serve(conn: Connection, work: Callable[..., Any]) -> None:
         if message is None:
             return
         key, args = message
-        try:
-            result = work(*args)
-        # A bug met on one file becomes that file's error (traceback on stderr), not the run's end.
-        except Exception as exc:  # noqa: BLE001
-            traceback.print_exc()
-            result = JobFailed(f"{type(exc).__name__}: {exc}".splitlines()[0])
-        conn.send((key, result))
+        conn.send((key, call(work, args)))
+
+
+def call(work: Callable[..., Any], args: tuple) -> Any:
+    """work(*args), or a JobFailed naming the exception it raised (traceback on stderr).
+
+    A bug met on one strange file becomes that file's error, not the end of an hours-long run.
+    """
+    try:
+        return work(*args)
+    except Exception as exc:  # noqa: BLE001 - reported, not hidden: see above
+        traceback.print_exc()
+        return JobFailed(f"{type(exc).__name__}: {exc}".splitlines()[0])
 
 
 class _Worker:

@@ -464,6 +464,53 @@ def test_two_workers_give_the_same_values_as_one(run, tmp_path):
         np.testing.assert_allclose(b[key][2], a[key][2], rtol=1e-5, atol=1e-6, err_msg=str(key))
 
 
+def test_a_dask_cluster_gives_the_same_values_as_local_analysis(run, tmp_path, monkeypatch):
+    """`--scheduler`: files analysed by Dask workers (two processes here), written here."""
+    from distributed import LocalCluster
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    synth.write_audio(root / "tone.flac", synth.tone(1000, 4))
+    synth.write_audio(root / "clicks.ogg", synth.clicks(120, 4))
+    synth.write_audio(root / "mix.mp3", synth.tone(200, 4) + synth.clicks(100, 4, amp=0.3))
+    synth.write_audio(root / "bug.flac", synth.tone(500, 2))
+    local, dask = tmp_path / "local.duckdb", tmp_path / "dask.duckdb"
+    sets = ("--feature-set", "seed55", "--snippet-seconds", "2")
+    monkeypatch.setattr(musicdb.ingest, "analyse_file", crashing.analyse_or_crash)
+    run("ingest", root, "--db", local, "--workers", "1", *sets)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        result = run("ingest", root, "--db", dask, "--scheduler", cluster.scheduler_address,
+                     *sets)
+    counts = summary_counts(result.output)
+    assert (counts["new"], counts["failed"]) == (3, 1)
+    assert "2 workers" in " ".join(result.output.split())
+    bug = songs(dask)["bug.flac"]
+    assert (bug["status"], bug["error"]) == (
+        "error", "on the Dask cluster: KeyError: 'a key no file should miss'")
+    bug = songs(local)["bug.flac"]  # in-process analysis: the same rule
+    assert (bug["status"], bug["error"]) == ("error", "KeyError: 'a key no file should miss'")
+
+    def values(db: Path) -> dict:
+        return {(Path(p).name, k): np.array(v) for p, k, v in sql(
+            db, "SELECT path, snippet, vals FROM features JOIN songs USING (song_id)")}
+
+    a, b = values(local), values(dask)
+    assert len(a) == 3 * 3  # whole song + snippets 0-2, 2-4
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6, err_msg=str(key))
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(run, db, tmp_path, monkeypatch):
+    monkeypatch.setattr("musicdb.cluster.CONNECT_TIMEOUT_S", 1)
+    synth.write_audio(tmp_path / "tone.flac", synth.tone(440, 1))
+    result = run("ingest", tmp_path / "tone.flac", "--db", db, "--scheduler",
+                 "tcp://127.0.0.1:9", code=1)
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in " ".join(
+        result.output.split())
+
+
 @pytest.mark.parametrize("attempt", [1, 2, 3])  # a hang at shutdown showed in 1 of 3 runs
 def test_a_worker_that_dies_costs_its_file_not_the_run(run, db, tmp_path, monkeypatch, attempt):
     """A decoder segfault (simulated: tests/crashing.py) becomes that file's error row."""

@@ -1,0 +1,100 @@
+"""Analysis on a Dask cluster, for libraries bigger than one machine: `ingest --scheduler ADDR`.
+
+The writer stays in this process; each file's analysis runs on whichever Dask worker is free.
+Workers open the files themselves (the scheduler is sent paths, not audio), so the library
+must be mounted at the same path on every machine, and musicdb installed there. Start
+workers as processes with one thread each (`dask worker ADDR --nthreads 1 --nworkers N`):
+the analysis is CPU-bound Python around numpy, so threads of one process would share a GIL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from distributed import Client, WorkerPlugin, as_completed
+
+from musicdb.errors import MusicdbError
+from musicdb.pool import JobFailed
+
+CONNECT_TIMEOUT_S = 10
+IN_FLIGHT_PER_THREAD = 2  # jobs handed to the scheduler ahead, per worker thread
+
+
+class AnalysisSetup(WorkerPlugin):
+    """Every worker process: BLAS held to one thread, freed arrays kept (as local workers)."""
+
+    name = "musicdb-analysis-setup"
+
+    def setup(self, worker: Any) -> None:
+        from threadpoolctl import threadpool_limits
+
+        from musicdb.allocator import keep_freed_memory
+
+        threadpool_limits(1)
+        keep_freed_memory()
+
+
+class Cluster:
+    """A connection to a Dask scheduler; `threads` is how many jobs run at once over there."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        try:
+            self.client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s",
+                                 set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise MusicdbError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
+        self.client.register_plugin(AnalysisSetup())
+        self.threads = sum(self.client.nthreads().values())
+        if self.threads == 0:
+            self.client.close()
+            raise MusicdbError(f"the Dask scheduler at {address} has no workers")
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.client.close()
+
+    def run(self, work: Callable[..., Any], jobs: Iterable[tuple[Any, tuple]]
+            ) -> Iterator[tuple[Any, Any]]:
+        """work(*args) for each (key, args) on the cluster; yields (key, result) as done.
+
+        A job that raised, or whose worker kept dying (Dask retries it elsewhere first),
+        yields (key, JobFailed). Leaving the loop early cancels what is still queued.
+        """
+        queue = iter(jobs)
+        keys: dict[str, Any] = {}
+        run_id = uuid.uuid4().hex[:8]
+
+        def submit_next() -> list:
+            job = next(queue, None)
+            if job is None:
+                return []
+            key, args = job
+            future = self.client.submit(work, *args, pure=False,
+                                        key=f"musicdb-{run_id}-{len(keys)}")
+            keys[future.key] = key
+            return [future]
+
+        first = [f for _ in range(IN_FLIGHT_PER_THREAD * self.threads) for f in submit_next()]
+        if not first:
+            return
+        done = as_completed(first, loop=self.client.loop)
+        try:
+            for future in done:
+                key = keys[future.key]
+                if future.status == "finished":
+                    result = future.result()
+                else:
+                    exc = future.exception()
+                    result = JobFailed(f"on the Dask cluster: {type(exc).__name__}: {exc}"
+                                       .splitlines()[0])
+                future.release()
+                for queued in submit_next():
+                    done.add(queued)
+                yield key, result
+        finally:
+            self.client.cancel([f for f in done.futures if not f.done()])
