@@ -11,7 +11,7 @@ import html
 import json
 from pathlib import Path
 
-from musicdb.colors import label_color, label_symbol
+from musicdb.colors import label_styles
 from musicdb.maps import MapError, MapRun
 
 WEBGL_ABOVE = 3000  # points; SVG scatter gets sluggish beyond a few thousand
@@ -37,6 +37,7 @@ def figure(run: MapRun):
     Trace = go.Scattergl if len(run.xy) > WEBGL_ABOVE else go.Scatter
     groups = run.groups
     fig = go.Figure()
+    styles = label_styles(groups)
     for name in sorted(set(groups), key=str.casefold):
         members = [i for i, g in enumerate(groups) if g == name]
         custom = [[i, run.title[i] or "", run.artist[i] or "", run.album[i] or "",
@@ -46,7 +47,7 @@ def figure(run: MapRun):
         fig.add_trace(Trace(
             x=run.xy[members, 0], y=run.xy[members, 1], mode="markers", name=name,
             customdata=custom,
-            marker={"color": label_color(name), "symbol": label_symbol(name), "size": 7,
+            marker={"color": styles[name][0], "symbol": styles[name][1], "size": 7,
                     "opacity": 0.8, "line": {"width": 0}},
             hovertemplate="<b>%{customdata[1]}</b><br>artist %{customdata[2]}<br>"
                           "album %{customdata[3]}<br>file %{customdata[4]}<br>"

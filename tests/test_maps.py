@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from musicdb.cli import app
-from musicdb.colors import label_color, label_symbol
+from musicdb.colors import label_color, label_styles, label_symbol
 from musicdb.synth import demo_library, tag
 from tests.browser import Browser, chromium
 from tests.conftest import SEED_CSV
@@ -95,10 +95,11 @@ def test_study_map_in_a_headless_browser(study_db, browser, tmp_path, shell):
     assert sorted(t["name"] for t in traces) == sorted(STUDY_COUNTS)
     assert browser.js("return document.querySelectorAll('.legend .traces').length") == 13
     assert {t["type"] for t in traces} == {"scatter"}  # 2,333 points: SVG is fine
+    styles = label_styles(STUDY_COUNTS)
+    assert len({colour for colour, _ in styles.values()}) == len(STUDY_COUNTS)  # all distinct
     for t in traces:
         assert len(t["x"]) == STUDY_COUNTS[t["name"]]
-        assert t["color"] == label_color(t["name"])
-        assert t["symbol"] == label_symbol(t["name"])
+        assert (t["color"], t["symbol"]) == styles[t["name"]]
         assert t["hover"][0].split("|")[4] == t["name"]  # title|artist|album|file|label|...
     title = browser.js(f"return {GRAPH}._fullLayout.title.text")
     assert all(s in title for s in ("SVD", "2,333 songs", "study55", "seed 0", f"run {run}"))
@@ -261,3 +262,18 @@ def test_top_keeps_the_largest_labels_in_webgl(study_db, tmp_path, shell, browse
     run = run_id(output)
     assert shell(study_db, f"SELECT labels FROM map_runs WHERE run_id = {run}") == [
         ["[TheFlashbulb, Classical, Xmas]"]]
+
+
+def test_label_styles_move_a_colour_only_when_two_labels_share_it():
+    names = list(STUDY_COUNTS)
+    styles = label_styles(names)
+    assert len({colour for colour, _ in styles.values()}) == len(names)
+    hashed = {n: label_color(n) for n in names}
+    moved = [n for n in names if styles[n][0] != hashed[n]]
+    assert moved  # the study's 13 names do collide (e.g. TheFlashbulb and PinkFloyd)
+    for name in moved:
+        assert any(hashed[other] == hashed[name] for other in names if other != name)
+    assert all(symbol == label_symbol(n) for n, (_, symbol) in styles.items())
+    assert label_styles(reversed(names)) == styles  # the order they come in does not matter
+    pair = ["ImogenHeap", "Zero7"]  # no collision: both keep their own colours
+    assert label_styles(pair) == {n: (label_color(n), label_symbol(n)) for n in pair}
