@@ -51,6 +51,22 @@ def sets_present(con: duckdb.DuckDBPyConnection, set_ids: Iterable[int]) -> dict
     return present
 
 
+def stored_values(con: duckdb.DuckDBPyConnection, song_id: int, set_ids: Iterable[int]
+                  ) -> tuple[tuple, dict[int, list[tuple]]]:
+    """A song's (codec, sample_rate, channels, duration_s) and, per feature set, its rows
+    (snippet, start_s, end_s, vals) in snippet order, the whole song (-1) first."""
+    head = con.execute("SELECT codec, sample_rate, channels, duration_s FROM songs "
+                       "WHERE song_id = ?", [song_id]).fetchone()
+    rows = con.execute(
+        "SELECT feature_set_id, snippet, start_s, end_s, vals FROM features "
+        "WHERE song_id = ? AND list_contains(?, feature_set_id) ORDER BY feature_set_id, snippet",
+        [song_id, list(set_ids)]).fetchall()
+    per_set: dict[int, list[tuple]] = {}
+    for set_id, *row in rows:
+        per_set.setdefault(set_id, []).append(tuple(row))
+    return head, per_set
+
+
 def reserve_song_ids(con: duckdb.DuckDBPyConnection, n: int) -> list[int]:
     if n == 0:
         return []

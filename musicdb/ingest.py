@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -12,10 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import duckdb
+import numpy as np
 
 from musicdb import catalog
 from musicdb.allocator import keep_freed_memory
-from musicdb.analyse import DEFAULT_SETS, EXTRACTORS, Analysis, analyse_file, set_params
+from musicdb.analyse import (
+    DEFAULT_SETS,
+    EXTRACTORS,
+    Analysis,
+    SetValues,
+    analyse_file,
+    set_params,
+)
 from musicdb.errors import StoreError
 from musicdb.features import FrameParams
 from musicdb.pool import JobFailed, analysis_context, call, run_in_workers
@@ -60,6 +69,7 @@ class IngestSummary:
     interrupted: bool = False
 
     unchanged_failed: int = 0  # unchanged files that failed before (--retry-errors retries)
+    copied: int = 0  # files whose content was analysed already: values copied, not recomputed
 
     @property
     def library_changed(self) -> bool:
@@ -86,6 +96,12 @@ class Job:
     tags: dict
     content_hash: str | None
     song_id: int | None = None
+    copy_from: int | None = None  # a song with the same content and every set: copy, not analyse
+    twin: bool = False  # same content as another job of this run, which is analysed instead
+
+    @property
+    def content_key(self) -> tuple:
+        return self.content_hash or str(self.candidate.path), self.sets
 
 
 def _set_ids(con: duckdb.DuckDBPyConnection, sets: tuple[str, ...],
@@ -186,6 +202,9 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
     vanished = {s.content_hash: s for s in known.values()
                 if s.content_hash and s.status != "error" and s.path not in found_paths
                 and not os.path.exists(s.path)}
+    # Content already in the library with every wanted set (a copy in a second folder).
+    analysed = {s.content_hash: s.song_id for s in known.values()
+                if s.content_hash and s.status == "ok" and wanted <= present.get(s.song_id, set())}
     moved_ids = set()
     for (c, t, row), digest in zip(to_hash, digests, strict=True):
         if row is not None:
@@ -201,7 +220,7 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
                 sets = tuple(by_id[i] for i in sorted(lacking))
                 jobs.append(Job(c, "sets", sets, t, digest, old.song_id))
         else:
-            jobs.append(Job(c, "new", tuple(set_ids), t, digest))
+            jobs.append(Job(c, "new", tuple(set_ids), t, digest, copy_from=analysed.get(digest)))
 
     dirs = [Path(p).expanduser().absolute() for p in paths if Path(p).is_dir()]
     gone = [s.song_id for s in known.values()
@@ -278,6 +297,36 @@ def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float, params: Fra
         yield job, result
 
 
+def _once_per_content(jobs: list[Job], run: Callable[[list[Job]], Iterator[tuple[Job, Analysis]]]
+                      ) -> Iterator[tuple[Job, Analysis]]:
+    """Run the analysis once per distinct content: identical files share one result."""
+    twins: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        twins.setdefault(job.content_key, []).append(job)
+    for group in twins.values():
+        for twin in group[1:]:
+            twin.twin = True
+    for job, result in run([group[0] for group in twins.values()]):
+        for twin in twins[job.content_key]:
+            yield twin, result
+
+
+def _copied(con: duckdb.DuckDBPyConnection, job: Job, set_ids: dict[str, int]) -> Analysis:
+    """The analysis of a file whose content the library holds already: read, not recomputed."""
+    (codec, rate, channels, duration), per_set = catalog.stored_values(
+        con, job.copy_from, [set_ids[name] for name in job.sets])
+    values = {}
+    for name in job.sets:
+        rows = per_set[set_ids[name]]
+        whole = np.asarray(rows[0][3], dtype=np.float32)  # snippet -1 sorts first
+        snippets = rows[1:]
+        values[name] = SetValues(
+            whole, np.array([r[3] for r in snippets], np.float32).reshape(len(snippets), -1),
+            [(r[1], r[2]) for r in snippets])
+    return Analysis(str(job.candidate.path), True, codec=codec, sample_rate=rate,
+                    channels=channels, duration_s=duration, values=values)
+
+
 def _write_batch(con: duckdb.DuckDBPyConnection, batch: list[tuple[Job, Analysis]],
                  set_ids: dict[str, int]) -> None:
     if not batch:
@@ -342,13 +391,20 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
     progress.start(len(jobs))
     batch: list[tuple[Job, Analysis]] = []
     last_write = time.perf_counter()
+    copies = [job for job in jobs if job.copy_from is not None]
+    fresh = [job for job in jobs if job.copy_from is None]
+    summary.copied = len(copies) + len(fresh) - len({job.content_key for job in fresh})
+    results = itertools.chain(
+        ((job, _copied(con, job, set_ids)) for job in copies),
+        _once_per_content(fresh, lambda todo: _run_jobs(
+            todo, workers, snippet_seconds, params, analyse, cluster)))
     try:
-        for job, result in _run_jobs(jobs, workers, snippet_seconds, params, analyse,
-                                     cluster):
+        for job, result in results:
             batch.append((job, result))
-            summary.cpu_s += result.cpu_s
+            analysed = job.copy_from is None and not job.twin  # counted once, for the speed
+            summary.cpu_s += result.cpu_s if analysed else 0.0
             if result.ok:
-                summary.audio_s += result.duration_s or 0.0
+                summary.audio_s += (result.duration_s or 0.0) if analysed else 0.0
                 kind = {"new": "new", "changed": "changed", "retry": "changed",
                         "sets": "extracted_sets"}[job.kind]
                 setattr(summary, kind, getattr(summary, kind) + 1)

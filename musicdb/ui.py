@@ -73,6 +73,9 @@ def render_summary(console: Console, s: IngestSummary, db: Path) -> None:
         + (f" ({s.unchanged_failed:,} known failures skipped; --retry-errors retries them)"
            if s.unchanged_failed else "")
     )
+    if s.copied:
+        console.print(f"{s.copied:,} files have the same content as another file: "
+                      "its values were copied, not computed again")
     if s.extracted_sets or s.tags_updated:
         console.print(f"{s.extracted_sets:,} files got a missing feature set; "
                       f"{s.tags_updated:,} songs had new tags or labels")

@@ -464,6 +464,37 @@ def test_two_workers_give_the_same_values_as_one(run, tmp_path):
         np.testing.assert_allclose(b[key][2], a[key][2], rtol=1e-5, atol=1e-6, err_msg=str(key))
 
 
+def test_identical_files_are_analysed_once(run, db, tmp_path, calls):
+    """A copy of a song already in the library, and two copies of a new one: one analysis each."""
+    root = tmp_path / "lib"
+    (root / "A").mkdir(parents=True)
+    (root / "B").mkdir()
+    first = synth.write_audio(root / "A" / "first.flac", synth.tone(440, 3))
+    ingest(run, root, db, "--snippet-seconds", "1")
+    assert calls == ["first.flac"]
+    calls.clear()
+    shutil.copy(first, root / "B" / "first-copy.flac")
+    new = synth.write_audio(root / "A" / "new.ogg", synth.clicks(120, 3))
+    shutil.copy(new, root / "B" / "new-copy.ogg")
+    result = ingest(run, root, db, "--snippet-seconds", "1")
+    assert len(calls) == 1
+    assert calls[0] in ("new.ogg", "new-copy.ogg")
+    assert summary_counts(result.output)["new"] == 3
+    assert "2 files have the same content as another file" in " ".join(result.output.split())
+    rows = songs(db)
+    for a, b in [("first.flac", "first-copy.flac"), ("new.ogg", "new-copy.ogg")]:
+        assert rows[a]["content_hash"] == rows[b]["content_hash"]
+        assert (rows[b]["status"], rows[b]["codec"], rows[b]["duration_s"]) == (
+            rows[a]["status"], rows[a]["codec"], rows[a]["duration_s"])
+        values = {name: sql(db, "SELECT snippet, start_s, end_s, vals FROM features JOIN songs "
+                                f"USING (song_id) WHERE path LIKE '%/{name}' ORDER BY snippet")
+                  for name in (a, b)}
+        assert len(values[a]) == 4  # the whole song and three 1-s snippets
+        assert values[a] == values[b]
+    assert sql(db, "SELECT song_id, feature_set_id, snippet FROM features "
+                   "GROUP BY ALL HAVING count(*) > 1") == []
+
+
 def test_a_dask_cluster_gives_the_same_values_as_local_analysis(run, tmp_path, monkeypatch):
     """`--scheduler`: files analysed by Dask workers (two processes here), written here."""
     from distributed import LocalCluster
@@ -473,7 +504,7 @@ def test_a_dask_cluster_gives_the_same_values_as_local_analysis(run, tmp_path, m
     synth.write_audio(root / "tone.flac", synth.tone(1000, 4))
     synth.write_audio(root / "clicks.ogg", synth.clicks(120, 4))
     synth.write_audio(root / "mix.mp3", synth.tone(200, 4) + synth.clicks(100, 4, amp=0.3))
-    synth.write_audio(root / "bug.flac", synth.tone(500, 2))
+    synth.write_audio(root / "bug.flac", synth.tone(550, 2))  # unlike any other file
     local, dask = tmp_path / "local.duckdb", tmp_path / "dask.duckdb"
     sets = ("--feature-set", "seed55", "--snippet-seconds", "2")
     monkeypatch.setattr(musicdb.ingest, "analyse_file", crashing.analyse_or_crash)
@@ -520,7 +551,7 @@ def test_a_worker_that_dies_costs_its_file_not_the_run(run, db, tmp_path, monkey
         synth.write_audio(root / f"tone{i}.flac", synth.tone(300 + 100 * i, 2))
     synth.write_audio(root / "crash-first.flac", synth.tone(1000, 3))  # largest: taken first
     synth.write_audio(root / "crash-last.wav", synth.noise(1, sr=22050), sr=22050)
-    synth.write_audio(root / "bug.flac", synth.tone(500, 2))
+    synth.write_audio(root / "bug.flac", synth.tone(550, 2))  # unlike any other file
     monkeypatch.setattr(musicdb.ingest, "analyse_file", crashing.analyse_or_crash)
     sets = ("--feature-set", "seed55")
     result = run("ingest", root, "--db", db, "--workers", "2", *sets)
