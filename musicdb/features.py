@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 from dataclasses import asdict, dataclass, field
 
 import librosa
@@ -89,6 +90,22 @@ def _block_margin(params: FrameParams) -> int:
     # Frames whose HPSS sees a block edge must not reach a kept frame through the RMS span.
     span = max(1, round(params.n_fft / params.hop_length))
     return params.hpss_kernel // 2 + span // 2 + 1
+
+
+def kernels_cached() -> bool:
+    """Whether numba's disk cache holds the compiled analysis kernels already.
+
+    False on a machine's first run, which compiles them (~20 s with librosa's own) before the
+    first file is analysed. Reads numba internals; if they change, says True (no message).
+    """
+    from musicdb import hpss as hpss_module
+    from musicdb import kernels
+
+    try:
+        return all(os.path.exists(f._cache._cache_file._index_path)
+                   for f in (hpss_module._median_down_columns, kernels.bank_sums))
+    except AttributeError:
+        return True
 
 
 def n_frames(n_samples: int, params: FrameParams) -> int:

@@ -26,7 +26,7 @@ from musicdb.analyse import (
     set_params,
 )
 from musicdb.errors import StoreError
-from musicdb.features import FrameParams
+from musicdb.features import FrameParams, kernels_cached
 from musicdb.pool import JobFailed, analysis_context, call, run_in_workers
 from musicdb.scan import Candidate, content_hash, find_audio
 from musicdb.store import FeatureSetDef, create_views, ensure_feature_set, refresh_similarity
@@ -388,6 +388,8 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
                 1 if cluster else workers)
     workers = summary.workers = min(workers, max(1, len(jobs)))
 
+    if jobs and cluster is None and not kernels_cached():
+        progress.stage("compiling the analysis kernels: the first run only, ~20 s")
     progress.start(len(jobs))
     batch: list[tuple[Job, Analysis]] = []
     last_write = time.perf_counter()
