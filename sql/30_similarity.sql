@@ -123,7 +123,8 @@ ORDER BY distance, name
 LIMIT k;
 
 -- Nearest songs to one song: its song_id, its path, or 'Artist - Title' (ignoring case and
--- accents). The song itself is never returned.
+-- accents). The song itself, and copies of its file elsewhere (same content), are never
+-- returned.
 --   SELECT * FROM similar_songs('Click Machine - Click Machine 1', 5);
 CREATE OR REPLACE MACRO similar_songs(song, k := 10, set_name := NULL) AS TABLE
 WITH fs AS (
@@ -143,5 +144,8 @@ SELECT v.song_id, v.path, v.title, v.artist, v.label, v.album,
 FROM target t
 JOIN song_vectors v ON v.feature_set_id = (SELECT feature_set_id FROM fs)
                    AND v.song_id <> t.song_id
+-- Copies of the song itself (same file content at another path) are not neighbours.
+WHERE NOT EXISTS (SELECT 1 FROM songs a JOIN songs b ON a.content_hash = b.content_hash
+                  WHERE a.song_id = t.song_id AND b.song_id = v.song_id)
 ORDER BY distance, v.song_id
 LIMIT k;

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,19 @@ def test_a_file_not_in_the_library_is_analysed(run, audio_db, tmp_path):
     assert answer["query"] == str(outsider.resolve())
     assert Path(answer["results"][0]["path"]) == source.resolve()
     assert answer["results"][0]["distance"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_a_copy_of_the_song_is_not_its_nearest_neighbour(run, shell, tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i, hz in enumerate((220, 330, 440, 660)):
+        synth.write_audio(lib / f"tone{i}.flac", synth.tone(hz, 4))
+    shutil.copy(lib / "tone0.flac", lib / "tone0-copy.flac")
+    db = tmp_path / "m.duckdb"
+    run("ingest", lib, "--db", db, "--workers", "1", "--snippet-seconds", "0")
+    query = str((lib / "tone0.flac").resolve())
+    answer = similar_json(run, db, query, "--songs", "-n", "4")
+    names = [Path(r["path"]).name for r in answer["results"]]
+    assert sorted(names) == ["tone1.flac", "tone2.flac", "tone3.flac"]  # no tone0-copy.flac
+    assert [r[0] for r in shell(db, f"SELECT path FROM similar_songs('{query}', 4)")] == [
+        r["path"] for r in answer["results"]]
