@@ -46,7 +46,13 @@ class Cluster:
                                  set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise MusicdbError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
-        self.client.register_plugin(AnalysisSetup())
+        try:
+            self.client.register_plugin(AnalysisSetup())  # fails if a worker lacks musicdb
+        except Exception as exc:  # whatever a worker raised: one line, then stop
+            self.client.close()
+            raise MusicdbError(f"the Dask workers at {address} could not be set up (is "
+                               f"musicdb installed on every worker?): {type(exc).__name__}: "
+                               f"{exc}".splitlines()[0]) from exc
         self.threads = sum(self.client.nthreads().values())
         if self.threads == 0:
             self.client.close()
@@ -88,6 +94,9 @@ class Cluster:
                 key = keys[future.key]
                 if future.status == "finished":
                     result = future.result()
+                elif future.status == "cancelled":  # the scheduler went away: not this file
+                    raise MusicdbError(f"lost the Dask scheduler at {self.address}; the "
+                                       "files written so far are kept: run again to go on")
                 else:
                     exc = future.exception()
                     result = JobFailed(f"on the Dask cluster: {type(exc).__name__}: {exc}"

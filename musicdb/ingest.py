@@ -320,9 +320,9 @@ def _copied(con: duckdb.DuckDBPyConnection, job: Job, set_ids: dict[str, int]) -
         rows = per_set[set_ids[name]]
         whole = np.asarray(rows[0][3], dtype=np.float32)  # snippet -1 sorts first
         snippets = rows[1:]
-        values[name] = SetValues(
-            whole, np.array([r[3] for r in snippets], np.float32).reshape(len(snippets), -1),
-            [(r[1], r[2]) for r in snippets])
+        table = np.array([r[3] for r in snippets], np.float32)
+        values[name] = SetValues(whole, table.reshape(len(snippets), whole.size),
+                                 [(r[1], r[2]) for r in snippets])
     return Analysis(str(job.candidate.path), True, codec=codec, sample_rate=rate,
                     channels=channels, duration_s=duration, values=values)
 
@@ -388,14 +388,17 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
                 1 if cluster else workers)
     workers = summary.workers = min(workers, max(1, len(jobs)))
 
-    if jobs and cluster is None and not kernels_cached():
+    copies = [job for job in jobs if job.copy_from is not None]
+    fresh = [job for job in jobs if job.copy_from is None]
+    distinct = len({job.content_key for job in fresh})  # the analyses to run
+    summary.copied = len(copies) + len(fresh) - distinct
+    if not cluster:
+        workers = summary.workers = min(workers, max(1, distinct))
+    if distinct and cluster is None and not kernels_cached():
         progress.stage("compiling the analysis kernels: the first run only, ~20 s")
     progress.start(len(jobs))
     batch: list[tuple[Job, Analysis]] = []
     last_write = time.perf_counter()
-    copies = [job for job in jobs if job.copy_from is not None]
-    fresh = [job for job in jobs if job.copy_from is None]
-    summary.copied = len(copies) + len(fresh) - len({job.content_key for job in fresh})
     results = itertools.chain(
         ((job, _copied(con, job, set_ids)) for job in copies),
         _once_per_content(fresh, lambda todo: _run_jobs(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.forkserver
+import pickle
 import signal
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -67,7 +68,11 @@ def _serve(conn: Connection, work: Callable[..., Any]) -> None:
         if message is None:
             return
         key, args = message
-        conn.send((key, call(work, args)))
+        result = call(work, args)
+        try:
+            conn.send((key, result))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:  # cannot be sent back
+            conn.send((key, JobFailed(f"its result cannot be sent back: {exc}")))
 
 
 def call(work: Callable[..., Any], args: tuple) -> Any:
@@ -93,7 +98,9 @@ class _Worker:
 
     def give(self, key: Any, args: tuple) -> None:
         self.key, self.busy = key, True
-        self.conn.send((key, args))
+        # A worker that died since its last answer (or at start): collect() reports it.
+        with contextlib.suppress(OSError):
+            self.conn.send((key, args))
 
     def collect(self) -> tuple[Any, Any] | None:
         """(key, result) of the job in hand, (key, JobFailed) if the process died, or None."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
 from musicdb.analyse import analyse_file
@@ -19,3 +20,10 @@ def analyse_or_crash(path: str, *args, **kwargs):
     if "bug" in Path(path).name:
         raise KeyError("a key no file should miss")
     return analyse_file(path, *args, **kwargs)
+
+
+def echo_or_unpicklable(value: str):
+    """value back, except for "lock": a result that cannot be pickled back to the parent."""
+    if value == "lock":
+        return threading.Lock()
+    return value

@@ -495,6 +495,34 @@ def test_identical_files_are_analysed_once(run, db, tmp_path, calls):
                    "GROUP BY ALL HAVING count(*) > 1") == []
 
 
+def test_a_copy_of_a_song_without_snippets_is_copied(run, db, tmp_path, calls):
+    root = tmp_path / "lib"
+    root.mkdir()
+    first = synth.write_audio(root / "short.flac", synth.tone(440, 3))
+    ingest(run, root, db, "--snippet-seconds", "0")
+    shutil.copy(first, root / "short-copy.flac")
+    ingest(run, root, db, "--snippet-seconds", "0")
+    assert calls == ["short.flac"]
+    values = sql(db, "SELECT regexp_extract(path, '[^/]*$'), snippet, vals FROM features "
+                     "JOIN songs USING (song_id) ORDER BY 1")
+    assert [(name, snippet) for name, snippet, _ in values] == [
+        ("short-copy.flac", -1), ("short.flac", -1)]
+    assert values[0][2] == values[1][2]
+
+
+def test_a_result_that_cannot_be_sent_back_fails_its_job_only():
+    import multiprocessing
+
+    from musicdb.pool import JobFailed, run_in_workers
+
+    jobs = [(i, (value,)) for i, value in enumerate(["a", "lock", "b", "c"])]
+    results = dict(run_in_workers(crashing.echo_or_unpicklable, jobs, 2,
+                                  multiprocessing.get_context("forkserver")))
+    assert (results[0], results[2], results[3]) == ("a", "b", "c")
+    assert isinstance(results[1], JobFailed)
+    assert "cannot be sent back" in results[1].reason
+
+
 def test_a_dask_cluster_gives_the_same_values_as_local_analysis(run, tmp_path, monkeypatch):
     """`--scheduler`: files analysed by Dask workers (two processes here), written here."""
     from distributed import LocalCluster
