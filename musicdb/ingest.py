@@ -386,14 +386,11 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
     set_ids = _set_ids(con, sets, snippet_seconds, params)
     jobs = plan(con, paths, set_ids, summary, progress, retry_errors,
                 1 if cluster else workers)
-    workers = summary.workers = min(workers, max(1, len(jobs)))
-
     copies = [job for job in jobs if job.copy_from is not None]
     fresh = [job for job in jobs if job.copy_from is None]
     distinct = len({job.content_key for job in fresh})  # the analyses to run
     summary.copied = len(copies) + len(fresh) - distinct
-    if not cluster:
-        workers = summary.workers = min(workers, max(1, distinct))
+    workers = summary.workers = min(workers, max(1, distinct))
     if distinct and cluster is None and not kernels_cached():
         progress.stage("compiling the analysis kernels: the first run only, ~20 s")
     progress.start(len(jobs))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.forkserver
-import pickle
 import signal
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -71,7 +70,7 @@ def _serve(conn: Connection, work: Callable[..., Any]) -> None:
         result = call(work, args)
         try:
             conn.send((key, result))
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:  # cannot be sent back
+        except Exception as exc:  # noqa: BLE001 - a result that cannot be pickled: say so
             conn.send((key, JobFailed(f"its result cannot be sent back: {exc}")))
 
 
