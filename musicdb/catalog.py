@@ -29,11 +29,12 @@ class KnownSong:
     mtime_ns: int | None
     content_hash: str | None
     status: str
+    error: str | None = None
 
 
 def scanned_songs(con: duckdb.DuckDBPyConnection) -> list[KnownSong]:
     rows = con.execute(
-        "SELECT song_id, path, size_bytes, mtime_ns, content_hash, status FROM songs "
+        "SELECT song_id, path, size_bytes, mtime_ns, content_hash, status, error FROM songs "
         "WHERE source = 'scan'"
     ).fetchall()
     return [KnownSong(*r) for r in rows]

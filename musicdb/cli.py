@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from musicdb.errors import MusicdbError
+from musicdb.terminal import one_line
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -77,16 +78,21 @@ def ingest(
         help="Analyse on a Dask cluster (e.g. tcp://host:8786) instead of local workers; "
         "every worker must see the files at the same paths and have musicdb installed.")
     ] = None,
+    file_timeout: Annotated[float, typer.Option(
+        min=1, help="Seconds any one file may take, plus 0.1 s per second of audio it "
+        "declares (a 3-hour file: 120 + 1,080 s); a worker past that is stopped and the file "
+        "becomes an error row.")] = 120.0,
 ) -> None:
     """Scan folders for audio, extract features of songs and snippets, store them.
 
     Incremental: unchanged files are skipped (their tags are still re-read), changed files are
     re-extracted, moved files keep their features, vanished files are marked missing. A bad
-    file becomes a row with status 'error' and the run goes on.
+    file becomes a row with status 'error' and the run goes on. Ctrl-C or SIGTERM stops after
+    writing what is finished; the same command resumes.
     """
     from musicdb.pool import analysis_context
 
-    if scheduler is None and (workers or os.cpu_count() or 1) > 1:
+    if scheduler is None:
         analysis_context()  # workers' warm-up (~1.6 s) overlaps the imports and the scan
 
     from musicdb import store
@@ -96,22 +102,41 @@ def ingest(
 
     sets = tuple(s.strip() for s in feature_set.split(",") if s.strip())
     params = FrameParams(n_fft=n_fft, hop_length=hop_length)
-    with user_errors(), contextlib.ExitStack() as stack:
+    with user_errors(), contextlib.ExitStack() as stack, _terminate_as_interrupt() as stopped:
         cluster = None
         if scheduler is not None:
             from musicdb.cluster import Cluster
 
             cluster = stack.enter_context(Cluster(scheduler))
-        con = stack.enter_context(store.connect(db))
+        con = stack.enter_context(store.connect(db, create=True))
         progress = stack.enter_context(IngestProgress(err))
         summary = run_ingest(con, paths, sets=sets, snippet_seconds=snippet_seconds,
                              workers=workers, retry_errors=retry_errors, progress=progress,
-                             params=params, cluster=cluster)
+                             params=params, cluster=cluster, file_timeout=file_timeout)
     render_summary(err, summary, db)
     if summary.interrupted:
-        raise typer.Exit(code=130)
+        raise typer.Exit(code=128 + (stopped[0] or signal.SIGINT))
     if summary.nothing_ingested:
         raise typer.Exit(code=1)
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[list[int | None]]:
+    """SIGTERM (`kill`, a service manager) and SIGHUP (a closed terminal) stop like Ctrl-C:
+    the finished files are written and the exit code says which signal it was (SIGTERM:
+    143). Yields [the signal, once one came]."""
+    stopped: list[int | None] = [None]
+
+    def interrupt(signum: int, frame: object) -> None:
+        stopped[0] = signum
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield stopped
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command("import")
@@ -131,7 +156,7 @@ def import_(
     from musicdb import store
     from musicdb.importer import import_table
 
-    with user_errors(), store.connect(db) as con:
+    with user_errors(), store.connect(db, create=True) as con:
         s = import_table(con, file, set_name=feature_set, label_column=label_column,
                          title_column=title_column)
     verb = "created" if s.created_set else "updated"
@@ -139,9 +164,9 @@ def import_(
               f"[/bold] ({verb}, {s.n_features} features): {s.new_songs:,} new songs, "
               f"{s.changed:,} with changed values.")
     if s.ignored_columns:
-        err.print(f"Ignored non-numeric columns: {', '.join(s.ignored_columns)}")
-    err.print(f"Try: duckdb {db} -c 'SELECT label, count(*) FROM features_{s.feature_set} "
-              "GROUP BY label'")
+        err.print(f"Ignored non-numeric columns: {escape(', '.join(s.ignored_columns))}")
+    err.print(f"Try: duckdb -readonly {escape(str(db))} -c 'SELECT label, count(*) FROM "
+              f"features_{s.feature_set} GROUP BY label'", soft_wrap=True)
 
 
 @app.command()
@@ -159,7 +184,7 @@ def export(
     with user_errors(), store.connect(db, read_only=True) as con:
         written = run_export(con, out_dir, format)
     for path, rows in written:
-        out.print(f"{path}\t{rows:,} rows")
+        out.print(f"{escape(str(path))}\t{rows:,} rows", soft_wrap=True, highlight=False)
 
 
 LabelFrom = Annotated[str, typer.Option(
@@ -227,7 +252,7 @@ def similar(
             err.print("[yellow]--playlist lists songs: use it with --songs[/yellow]")
         else:
             written = sim.write_playlist(playlist, answer)
-            err.print(f"Wrote {written} songs to {playlist}")
+            err.print(f"Wrote {written} songs to {escape(str(playlist))}", soft_wrap=True)
     if as_json:
         if reasons is not None:
             for result, why in zip(answer.results, reasons, strict=False):
@@ -272,20 +297,22 @@ def info(db: DbPath = DEFAULT_DB) -> None:
 
     with user_errors(), store.connect(db, read_only=True) as con:
         i = library_info(con)
-    out.print(f"[bold]{db}[/bold]  schema version {i.schema_version}")
+    out.print(f"[bold]{escape(str(db))}[/bold]  schema version {i.schema_version}",
+              soft_wrap=True)
     out.print(f"songs: {i.songs['ok']:,} ok, {i.songs['error']:,} error, "
               f"{i.songs['missing']:,} missing; {i.imported:,} imported without audio")
     out.print(f"snippets: {i.snippets:,}   audio: {i.audio_hours:.2f} h")
     sets = Table("feature set", "version", "kind", "features", "songs", "snippets")
     for name, version, kind, n, songs, snippets in i.feature_sets:
-        sets.add_row(name, str(version), kind, str(n), f"{songs:,}", f"{snippets:,}")
+        sets.add_row(escape(name), str(version), kind, str(n), f"{songs:,}", f"{snippets:,}")
     out.print(sets)
     labels = Table("label (auto)", "songs")
     for label, n in i.top_labels:
-        labels.add_row(label, f"{n:,}")
+        labels.add_row(escape(str(label)), f"{n:,}")
     out.print(labels)
     for path, error in i.recent_errors:
-        out.print(f"[red]error[/red] {path}: {error}")
+        out.print(f"[red]error[/red] {one_line(path)}: {one_line(error or '')}",
+                  soft_wrap=True, highlight=False)
 
 
 @app.command()

@@ -27,16 +27,22 @@ from musicdb.analyse import (
 )
 from musicdb.errors import StoreError
 from musicdb.features import FrameParams, kernels_cached
-from musicdb.pool import JobFailed, analysis_context, call, run_in_workers
-from musicdb.scan import Candidate, content_hash, find_audio
+from musicdb.pool import DIED, JobFailed, analysis_context, call, run_in_workers
+from musicdb.scan import Candidate, content_hash, find_audio, shown
 from musicdb.store import FeatureSetDef, create_views, ensure_feature_set, refresh_similarity
-from musicdb.tags import read_tags
+from musicdb.tags import TAG_FIELDS, TagReadError, read_file_info
 
 if TYPE_CHECKING:  # imported by the caller only when a scheduler is given (distributed: ~1 s)
     from musicdb.cluster import Cluster
 
 BATCH_FILES = 64  # results per write transaction
 BATCH_SECONDS = 5.0  # ...or sooner, so an interrupted run loses little
+FILE_TIMEOUT_S = 120.0  # every file's allowance before its worker is stopped, plus...
+TIMEOUT_PER_AUDIO_S = 0.1  # ...this per second of audio: ~27x slower than a normal analysis
+BYTES_PER_AUDIO_S = 16_000  # a 128 kb/s guess when the container declares no length
+# Tests that count or patch analyses in this process set this; real runs always analyse in
+# worker processes, so that a file that hangs a decoder can be stopped.
+RUN_IN_PROCESS = False
 
 
 class Progress(Protocol):
@@ -98,6 +104,12 @@ class Job:
     song_id: int | None = None
     copy_from: int | None = None  # a song with the same content and every set: copy, not analyse
     twin: bool = False  # same content as another job of this run, which is analysed instead
+    failure: str | None = None  # known before any analysis (a FIFO, unreadable): its error row
+    declared_s: float | None = None  # the length its container declares, when it does
+
+    def seconds_allowed(self, floor: float) -> float:
+        audio_s = self.declared_s or self.candidate.size / BYTES_PER_AUDIO_S
+        return floor + TIMEOUT_PER_AUDIO_S * audio_s
 
     @property
     def content_key(self) -> tuple:
@@ -123,16 +135,17 @@ def _set_ids(con: duckdb.DuckDBPyConnection, sets: tuple[str, ...],
 
 
 def _file_row(c: Candidate, tags: dict, digest: str | None) -> dict:
-    return {"path": str(c.path), "root": str(c.root), "folder": c.folder,
+    return {"path": str(c.path), "root": shown(c.root), "folder": c.folder,
             "size_bytes": c.size, "mtime_ns": c.mtime_ns, "content_hash": digest} | tags
 
 
 def _keep_broader_root(c: Candidate, known_root: str | None) -> Candidate:
     """A song first scanned from ~/Music keeps its folder label when ~/Music/Artist is scanned."""
-    if known_root and Path(known_root) != c.root and c.root.is_relative_to(known_root):
+    if (known_root and Path(known_root) != c.root and c.root.is_relative_to(known_root)
+            and c.path.is_relative_to(known_root)):
         parts = c.path.relative_to(known_root).parts
         return Candidate(c.path, Path(known_root), parts[0] if len(parts) > 1 else None,
-                         c.size, c.mtime_ns)
+                         c.size, c.mtime_ns, c.problem)
     return c
 
 
@@ -141,18 +154,49 @@ def _work_ahead(candidates: list[Candidate], known: dict, present: dict, wanted:
     """Whether some file will surely or likely need analysis (new, changed, sets missing)."""
     for c in candidates:
         row = known.get(str(c.path))
+        if c.problem:
+            continue
         if row is None or (row.size_bytes, row.mtime_ns) != (c.size, c.mtime_ns):
             return True
-        if row.status == "error" and retry_errors:
+        if row.status == "error" and (retry_errors or _retry_once(row)):
             return True
         if row.status != "error" and wanted - present.get(row.song_id, set()):
             return True
     return False
 
 
+def _retry_once(row: catalog.KnownSong) -> bool:
+    """A process that died may have been killed from outside: the next run tries once more."""
+    return (row.error or "").startswith(DIED)
+
+
+def _file_info(c: Candidate) -> tuple[dict, float | None, str | None]:
+    """(tags, declared length, why the file cannot be used); never opens a problem file."""
+    if c.problem:
+        return dict.fromkeys(TAG_FIELDS), None, c.problem
+    try:
+        tags, length = read_file_info(c.path)
+    except TagReadError as exc:
+        return dict.fromkeys(TAG_FIELDS), None, str(exc)
+    return tags, length, None
+
+
+def _hash(c: Candidate) -> tuple[str | None, str | None]:
+    """(content hash, or None and why it cannot be read). A file whose size or mtime changes
+    while it is read is still being written: recorded now, picked up by the next run."""
+    try:
+        digest = content_hash(c.path)
+        st = c.path.stat()
+    except OSError as exc:
+        return None, f"cannot read it: {exc.strerror or exc}"
+    if (st.st_size, st.st_mtime_ns) != (c.size, c.mtime_ns):
+        return None, "it changed while being read (still being written?): run again to ingest it"
+    return digest, None
+
+
 def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, int],
          summary: IngestSummary, progress: Progress, retry_errors: bool,
-         workers: int = 1) -> list[Job]:
+         local: bool = True) -> list[Job]:
     """Classify every file found and apply the cheap changes (tags, moves, missing) at once."""
     progress.stage("scanning")
     candidates = list(find_audio(paths))
@@ -163,52 +207,68 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
     present = catalog.sets_present(con, set_ids.values())
     wanted = set(set_ids.values())
     by_id = {v: k for k, v in set_ids.items()}
-    if workers > 1 and _work_ahead(candidates, known, present, wanted, retry_errors):
+    if (local and not RUN_IN_PROCESS
+            and _work_ahead(candidates, known, present, wanted, retry_errors)):
         analysis_context()  # its warm-up overlaps tag reading and hashing
 
     progress.stage(f"reading tags of {len(candidates)} files")
     with ThreadPoolExecutor(max_workers=4) as pool:
-        tags = list(pool.map(read_tags, [c.path for c in candidates]))
+        infos = list(pool.map(_file_info, candidates))
 
     jobs: list[Job] = []
     refresh: list[dict] = []
-    to_hash: list[tuple[Candidate, dict, catalog.KnownSong | None]] = []
-    for c, t in zip(candidates, tags, strict=True):
+    to_hash: list[tuple[Candidate, dict, float | None, catalog.KnownSong | None]] = []
+    for c, (t, length, problem) in zip(candidates, infos, strict=True):
         c = _keep_broader_root(c, roots.get(str(c.path)))
         row = known.get(str(c.path))
-        if row is None or (row.size_bytes, row.mtime_ns) != (c.size, c.mtime_ns):
-            to_hash.append((c, t, row))
+        unchanged = row is not None and (row.size_bytes, row.mtime_ns) == (c.size, c.mtime_ns)
+        if problem and not (unchanged and row.status == "error"):
+            if unchanged and row.status == "ok":  # e.g. read permission taken away: keep it
+                summary.unchanged += 1
+                continue
+            jobs.append(Job(c, "new" if row is None else "changed", tuple(set_ids), t, None,
+                            None if row is None else row.song_id, failure=problem))
             continue
-        refresh.append({"song_id": row.song_id, "root": str(c.root), "folder": c.folder,
+        if not unchanged:
+            to_hash.append((c, t, length, row))
+            continue
+        refresh.append({"song_id": row.song_id, "root": shown(c.root), "folder": c.folder,
                         "status": "error" if row.status == "error" else "ok"} | t)
         if row.status == "error":
-            if retry_errors:
-                jobs.append(Job(c, "retry", tuple(set_ids), t, row.content_hash, row.song_id))
+            if (retry_errors or _retry_once(row)) and not problem:
+                jobs.append(Job(c, "retry", tuple(set_ids), t, row.content_hash, row.song_id,
+                                declared_s=length))
             else:
                 summary.unchanged_failed += 1
             continue
         lacking = wanted - present.get(row.song_id, set())
         if lacking:
             sets = tuple(by_id[i] for i in sorted(lacking))
-            jobs.append(Job(c, "sets", sets, t, row.content_hash, row.song_id))
+            jobs.append(Job(c, "sets", sets, t, row.content_hash, row.song_id,
+                            declared_s=length))
         else:
             summary.unchanged += 1
 
     progress.stage(f"hashing {len(to_hash)} new or changed files")
     with ThreadPoolExecutor(max_workers=4) as pool:
-        digests = list(pool.map(lambda item: content_hash(item[0].path), to_hash))
+        hashed = list(pool.map(lambda item: _hash(item[0]), to_hash))
     found_paths = {str(c.path) for c in candidates}
     # A known hash whose file has vanished from its old path: the same song, moved.
     vanished = {s.content_hash: s for s in known.values()
                 if s.content_hash and s.status != "error" and s.path not in found_paths
-                and not os.path.exists(s.path)}
+                and (not os.path.exists(s.path)  # gone, or spelled through a link or `..`
+                     or os.path.realpath(s.path) in found_paths)}
     # Content already in the library with every wanted set (a copy in a second folder).
     analysed = {s.content_hash: s.song_id for s in known.values()
                 if s.content_hash and s.status == "ok" and wanted <= present.get(s.song_id, set())}
     moved_ids = set()
-    for (c, t, row), digest in zip(to_hash, digests, strict=True):
-        if row is not None:
-            jobs.append(Job(c, "changed", tuple(set_ids), t, digest, row.song_id))
+    for (c, t, length, row), (digest, problem) in zip(to_hash, hashed, strict=True):
+        song_id = None if row is None else row.song_id
+        if problem:
+            jobs.append(Job(c, "new" if row is None else "changed", tuple(set_ids), t, None,
+                            song_id, failure=problem))
+        elif row is not None:
+            jobs.append(Job(c, "changed", tuple(set_ids), t, digest, song_id, declared_s=length))
         elif digest in vanished:
             old = vanished.pop(digest)
             moved_ids.add(old.song_id)
@@ -218,11 +278,12 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
             lacking = wanted - present.get(old.song_id, set())
             if lacking:
                 sets = tuple(by_id[i] for i in sorted(lacking))
-                jobs.append(Job(c, "sets", sets, t, digest, old.song_id))
+                jobs.append(Job(c, "sets", sets, t, digest, old.song_id, declared_s=length))
         else:
-            jobs.append(Job(c, "new", tuple(set_ids), t, digest, copy_from=analysed.get(digest)))
+            jobs.append(Job(c, "new", tuple(set_ids), t, digest, copy_from=analysed.get(digest),
+                            declared_s=length))
 
-    dirs = [Path(p).expanduser().absolute() for p in paths if Path(p).is_dir()]
+    dirs = [Path(p).expanduser().resolve() for p in paths if Path(p).is_dir()]
     gone = [s.song_id for s in known.values()
             if s.status != "missing" and s.song_id not in moved_ids and s.path not in found_paths
             and any(Path(s.path).is_relative_to(d) for d in dirs)]
@@ -266,35 +327,52 @@ Analyse = Callable[..., Analysis]  # analyse_file's signature
 
 
 def _run_jobs(jobs: list[Job], workers: int, snippet_seconds: float, params: FrameParams,
-              analyse: Analyse, cluster: Cluster | None = None
+              analyse: Analyse, cluster: Cluster | None = None, file_timeout: float = FILE_TIMEOUT_S
               ) -> Iterator[tuple[Job, Analysis]]:
-    """Analyse jobs: on a Dask cluster if given, in this process for one worker, else in a
-    pool of local processes; yields as they finish."""
-    if workers <= 1 and cluster is None:
+    """Analyse jobs: on a Dask cluster if given, else in a pool of local processes (each file
+    with its deadline); yields as they finish."""
+    if RUN_IN_PROCESS and cluster is None:
         from threadpoolctl import threadpool_limits
 
         keep_freed_memory()  # as the pool's workers do (see worker_preload)
         with threadpool_limits(1):  # one worker, one core
             for job in jobs:
                 path = str(job.candidate.path)
-                result = call(analyse, (path, job.sets, snippet_seconds, params))
-                if isinstance(result, JobFailed):
-                    result = Analysis(path, False, error=result.reason)
-                yield job, result
+                yield job, _analysis(job, call(analyse, (path, job.sets, snippet_seconds, params)))
         return
     # Largest files first: a long file started last would leave the other workers idle.
     ordered = sorted(jobs, key=lambda job: -job.candidate.size)
-    tasks = ((i, (str(job.candidate.path), job.sets, snippet_seconds, params))
-             for i, job in enumerate(ordered))
+    args = [(str(job.candidate.path), job.sets, snippet_seconds, params) for job in ordered]
     if cluster is not None:
-        results = cluster.run(analyse, tasks)
+        results = cluster.run(analyse, enumerate(args))
     else:
+        tasks = ((i, a, ordered[i].seconds_allowed(file_timeout)) for i, a in enumerate(args))
         results = run_in_workers(analyse, tasks, workers, analysis_context())
     for i, result in results:
-        job = ordered[i]
-        if isinstance(result, JobFailed):  # e.g. a decoder crashed: this file, not the run
-            result = Analysis(str(job.candidate.path), False, error=result.reason)
-        yield job, result
+        yield ordered[i], _analysis(ordered[i], result)
+
+
+def _analysis(job: Job, result: Analysis | JobFailed) -> Analysis:
+    """A JobFailed (a decoder crashed, a file overran its time) as this file's error."""
+    if not isinstance(result, JobFailed):
+        return result
+    reason = result.reason
+    if job.kind == "retry" and reason.startswith(DIED):  # killed twice: no more automatic tries
+        reason = reason.replace(DIED, DIED.replace(" died ", " died again "), 1)
+    return Analysis(str(job.candidate.path), False, error=reason)
+
+
+def _still_there(job: Job, result: Analysis) -> Analysis:
+    """The result, or an error if the file changed while it was analysed (still written)."""
+    try:
+        st = job.candidate.path.stat()
+    except OSError as exc:
+        return Analysis(result.path, False, error=f"it vanished while being analysed: "
+                        f"{exc.strerror or exc}")
+    if (st.st_size, st.st_mtime_ns) != (job.candidate.size, job.candidate.mtime_ns):
+        return Analysis(result.path, False, error="it changed while being analysed (still "
+                        "being written?): run again to ingest it")
+    return result
 
 
 def _once_per_content(jobs: list[Job], run: Callable[[list[Job]], Iterator[tuple[Job, Analysis]]]
@@ -372,11 +450,14 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
            sets: tuple[str, ...] = DEFAULT_SETS, snippet_seconds: float = 30.0,
            workers: int | None = None, retry_errors: bool = False,
            progress: Progress | None = None, params: FrameParams = FrameParams(),
-           analyse: Analyse | None = None, cluster: Cluster | None = None) -> IngestSummary:
+           analyse: Analyse | None = None, cluster: Cluster | None = None,
+           file_timeout: float = FILE_TIMEOUT_S) -> IngestSummary:
     """Bring the database up to date with the audio files under `paths`.
 
     `analyse` turns one file into an Analysis (default: analyse_file, looked up at call time).
     `cluster` (musicdb.cluster.Cluster): analyse on a Dask cluster instead of local workers.
+    `file_timeout`: seconds every file may take, plus TIMEOUT_PER_AUDIO_S per second of audio
+    it declares; a worker past that is stopped and the file becomes an error row.
     """
     analyse = analyse or analyse_file
     started, wall0 = datetime.now(), time.perf_counter()
@@ -384,10 +465,10 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
     workers = cluster.threads if cluster else max(1, workers or os.cpu_count() or 1)
     summary = IngestSummary(workers=workers)
     set_ids = _set_ids(con, sets, snippet_seconds, params)
-    jobs = plan(con, paths, set_ids, summary, progress, retry_errors,
-                1 if cluster else workers)
-    copies = [job for job in jobs if job.copy_from is not None]
-    fresh = [job for job in jobs if job.copy_from is None]
+    jobs = plan(con, paths, set_ids, summary, progress, retry_errors, cluster is None)
+    refused = [job for job in jobs if job.failure is not None]
+    copies = [job for job in jobs if job.copy_from is not None and job.failure is None]
+    fresh = [job for job in jobs if job.copy_from is None and job.failure is None]
     distinct = len({job.content_key for job in fresh})  # the analyses to run
     summary.copied = len(copies) + len(fresh) - distinct
     workers = summary.workers = min(workers, max(1, distinct))
@@ -397,13 +478,16 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
     batch: list[tuple[Job, Analysis]] = []
     last_write = time.perf_counter()
     results = itertools.chain(
+        ((job, Analysis(str(job.candidate.path), False, error=job.failure)) for job in refused),
         ((job, _copied(con, job, set_ids)) for job in copies),
-        _once_per_content(fresh, lambda todo: _run_jobs(
-            todo, workers, snippet_seconds, params, analyse, cluster)))
+        ((job, _still_there(job, result) if result.ok else result)
+         for job, result in _once_per_content(fresh, lambda todo: _run_jobs(
+             todo, workers, snippet_seconds, params, analyse, cluster, file_timeout))))
     try:
         for job, result in results:
             batch.append((job, result))
-            analysed = job.copy_from is None and not job.twin  # counted once, for the speed
+            analysed = (job.copy_from is None and not job.twin  # counted once, for the speed
+                        and job.failure is None)
             summary.cpu_s += result.cpu_s if analysed else 0.0
             if result.ok:
                 summary.audio_s += (result.duration_s or 0.0) if analysed else 0.0

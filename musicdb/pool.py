@@ -6,6 +6,8 @@ did it, and its shutdown can hang on a sibling left blocked (seen once in three 
 each worker has its own pipe and one job at a time, so the parent knows exactly which job a
 dead worker held: that job comes back as a JobFailed, a fresh worker takes the dead one's
 place, and the other jobs go on. An exception a job raises comes back as a JobFailed too.
+A job may carry a deadline: a worker still busy past it (a decoder spinning on a strange
+file) is killed and replaced the same way, and its job comes back as a JobFailed that says so.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.forkserver
 import signal
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -53,7 +56,16 @@ class JobFailed:
                 how = f"killed by signal {-exitcode}"
         else:
             how = f"exit code {exitcode}"
-        return cls(f"the analysis process died while reading this file ({how})")
+        return cls(f"{DIED} ({how})")
+
+    @classmethod
+    def overdue(cls, seconds: float) -> JobFailed:
+        return cls(f"{OVERDUE} {seconds:.0f} s, so its process was stopped (a decoder stuck "
+                   "on a damaged file?); --file-timeout allows more")
+
+
+DIED = "the analysis process died while reading this file"
+OVERDUE = "analysis took longer than"
 
 
 def _serve(conn: Connection, work: Callable[..., Any]) -> None:
@@ -70,8 +82,13 @@ def _serve(conn: Connection, work: Callable[..., Any]) -> None:
         result = call(work, args)
         try:
             conn.send((key, result))
+        except OSError:
+            return  # the parent is gone (killed): nobody to answer, nothing to print
         except Exception as exc:  # noqa: BLE001 - a result that cannot be pickled: say so
-            conn.send((key, JobFailed(f"its result cannot be sent back: {exc}")))
+            try:
+                conn.send((key, JobFailed(f"its result cannot be sent back: {exc}")))
+            except OSError:
+                return
 
 
 def call(work: Callable[..., Any], args: tuple) -> Any:
@@ -94,15 +111,28 @@ class _Worker:
         child_end.close()
         self.key: Any = None
         self.busy = False
+        self.deadline: float | None = None  # time.monotonic() by which the job must be done
+        self.allowed: float | None = None
 
-    def give(self, key: Any, args: tuple) -> None:
+    def give(self, key: Any, args: tuple, seconds: float | None = None) -> None:
         self.key, self.busy = key, True
+        self.allowed = seconds
+        self.deadline = None if seconds is None else time.monotonic() + seconds
         # A worker that died since its last answer (or at start): collect() reports it.
         with contextlib.suppress(OSError):
             self.conn.send((key, args))
 
-    def collect(self) -> tuple[Any, Any] | None:
-        """(key, result) of the job in hand, (key, JobFailed) if the process died, or None."""
+    def overdue(self, now: float) -> bool:
+        return self.busy and self.deadline is not None and now >= self.deadline
+
+    def collect(self, now: float) -> tuple[Any, Any] | None:
+        """(key, result) of the job in hand, (key, JobFailed) if the process died or is past
+        its deadline (then it is killed), or None while it works."""
+        if self.overdue(now) and not self.conn.poll():
+            self.process.kill()
+            self.process.join(STOP_TIMEOUT_S)
+            self.busy = False
+            return self.key, JobFailed.overdue(self.allowed or 0.0)
         if self.conn.poll():  # an answer, or the end of a dead worker's pipe
             try:
                 answer = self.conn.recv()
@@ -128,14 +158,18 @@ class _Worker:
         self.conn.close()
 
 
-def run_in_workers(work: Callable[..., Any], jobs: Iterable[tuple[Any, tuple]], workers: int,
+Job = tuple[Any, tuple] | tuple[Any, tuple, float | None]  # (key, args[, seconds allowed])
+
+
+def run_in_workers(work: Callable[..., Any], jobs: Iterable[Job], workers: int,
                    ctx: BaseContext) -> Iterator[tuple[Any, Any]]:
-    """work(*args) for each (key, args) in `workers` processes; yields (key, result) as done.
+    """work(*args) for each (key, args[, seconds]) in `workers` processes; yields (key, result)
+    as done.
 
     `work` must be importable by name (it is pickled for the workers). A job that raised,
-    or whose worker died, yields (key, JobFailed); a fresh worker replaces a dead one.
-    Leaving the loop early (Ctrl-C, an exception in the caller) stops every worker, killing
-    those still busy.
+    whose worker died, or that ran past its seconds yields (key, JobFailed); a fresh worker
+    replaces a dead or stopped one. Leaving the loop early (Ctrl-C, an exception in the
+    caller) stops every worker, killing those still busy.
     """
     queue = iter(jobs)
     pool = [_Worker(ctx, work) for _ in range(workers)]
@@ -143,9 +177,12 @@ def run_in_workers(work: Callable[..., Any], jobs: Iterable[tuple[Any, tuple]], 
         for worker in pool:
             _feed(worker, queue)
         while busy := [w for w in pool if w.busy]:
-            wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            deadlines = [w.deadline for w in busy if w.deadline is not None]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout)
+            now = time.monotonic()
             for i, worker in enumerate(pool):
-                answer = worker.collect() if worker.busy else None
+                answer = worker.collect(now) if worker.busy else None
                 if answer is None:
                     continue
                 if not worker.process.is_alive():
@@ -158,7 +195,7 @@ def run_in_workers(work: Callable[..., Any], jobs: Iterable[tuple[Any, tuple]], 
             worker.stop()
 
 
-def _feed(worker: _Worker, queue: Iterator[tuple[Any, tuple]]) -> None:
+def _feed(worker: _Worker, queue: Iterator[Job]) -> None:
     job = next(queue, None)
     if job is not None:
         worker.give(*job)

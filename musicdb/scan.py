@@ -1,9 +1,17 @@
-"""Finding audio files under the given paths: by extension or by content, with stat and label."""
+"""Finding audio files under the given paths: by extension or by content, with stat and label.
+
+A music folder holds everything: FIFOs, device files someone symlinked, broken links, files
+nobody may read, names that are not UTF-8. Nothing here opens a file that is not a regular
+file (a FIFO blocks forever, /dev/zero never ends); such a file with an audio extension is
+returned with a `problem`, so it becomes an error row instead of a stall or a silent gap.
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,15 +20,19 @@ AUDIO_EXTENSIONS = {
     ".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".wave", ".aif", ".aiff", ".aifc",
     ".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".webm",
 }
+NOT_UTF8 = "its name is not valid UTF-8 (shown with \\x escapes): rename the file to ingest it"
+_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
 
 
 @dataclass(frozen=True)
 class Candidate:
-    path: Path  # absolute
+    path: Path  # absolute and resolved: one file, one path, however it was reached
     root: Path  # the scanned folder it was found under (its parent for a file given directly)
     folder: str | None  # first folder level below root: ~/Music/Artist/Album/x.mp3 -> "Artist"
     size: int
     mtime_ns: int
+    problem: str | None = None  # why it cannot be read safely: recorded, never opened
 
 
 def looks_like_audio(head: bytes) -> bool:
@@ -37,9 +49,44 @@ def looks_like_audio(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) != 0
 
 
-def is_candidate(path: Path) -> bool:
-    if path.suffix.lower() in AUDIO_EXTENSIONS:
-        return True
+def storable(path: Path) -> str | None:
+    """The path as text the database can hold, or None when its name is not valid UTF-8."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes arrive as lone surrogates
+        return None
+    return text
+
+
+def shown(path: Path) -> str:
+    """The path as printable text; bytes that are not UTF-8 appear as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _problem(path: Path, has_audio_name: bool) -> tuple[str | None, os.stat_result | None]:
+    """(why it must not be opened, or None; its stat). Follows symlinks: the target counts."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if not has_audio_name:
+            return "skip", None
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop: skipped", None
+        if path.is_symlink():
+            return f"a broken symbolic link (to {os.readlink(path)}): skipped", None
+        return f"cannot read it: {exc.strerror or exc}", None
+    if not stat.S_ISREG(st.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+        return (f"{kind}, not an audio file: skipped" if has_audio_name else "skip"), st
+    if storable(Path(os.path.realpath(path))) is None:
+        return NOT_UTF8, st
+    if not os.access(path, os.R_OK):
+        return "cannot read it: permission denied", st
+    return None, st
+
+
+def _is_audio(path: Path) -> bool:
     try:
         with path.open("rb") as f:
             return looks_like_audio(f.read(12))
@@ -52,26 +99,44 @@ def _folder_label(path: Path, root: Path) -> str | None:
     return parts[0] if len(parts) > 1 else None
 
 
+def _walk(given: Path) -> tuple[Path, list[Path]]:
+    """(root, files under it in a stable order); dot-files and dot-folders are skipped.
+
+    Symlinked folders inside are not followed (a link to a parent would loop); the root itself
+    is resolved, so `lib/../lib` and a link to `lib` are the same library.
+    """
+    if not given.is_dir():
+        return Path(os.path.realpath(given.parent)), [given]
+    root = given.resolve()
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files += [Path(dirpath, f) for f in sorted(filenames) if not f.startswith(".")]
+    return root, files
+
+
 def find_audio(paths: list[Path]) -> Iterator[Candidate]:
-    """Audio files under each path, recursively, in a stable order; dot-files are skipped."""
+    """Audio files under each path, recursively, each once (by its resolved path)."""
+    seen: set[Path] = set()
     for given in paths:
-        given = Path(given).expanduser().absolute()
-        if given.is_file():
-            files, root = [given], given.parent
-        else:
-            root = given
-            files = []
-            for dirpath, dirnames, filenames in os.walk(given):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                files += [Path(dirpath, f) for f in sorted(filenames) if not f.startswith(".")]
+        root, files = _walk(Path(given).expanduser().absolute())
         for path in files:
-            if not is_candidate(path):
+            has_audio_name = path.suffix.lower() in AUDIO_EXTENSIONS
+            problem, st = _problem(path, has_audio_name)
+            if problem == "skip":
                 continue
-            try:
-                st = path.stat()
-            except OSError:
+            if problem is None and not has_audio_name and not _is_audio(path):
                 continue
-            yield Candidate(path, root, _folder_label(path, root), st.st_size, st.st_mtime_ns)
+            real = Path(os.path.realpath(path)) if problem is None else path
+            label_root = root if path.is_relative_to(root) else path.parent
+            label = _folder_label(path, label_root)
+            if problem and storable(real) is None:  # recorded under a printable name
+                real, label = Path(shown(real)), label and shown(Path(label))
+            if real in seen:
+                continue
+            seen.add(real)
+            yield Candidate(real, label_root, label, st.st_size if st else 0,
+                            st.st_mtime_ns if st else 0, problem)
 
 
 def content_hash(path: Path) -> str:

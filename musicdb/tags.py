@@ -28,7 +28,8 @@ def _first_text(tags: mutagen.FileType, keys: tuple[str, ...]) -> str | None:
         except (KeyError, ValueError):  # EasyID3 raises for keys it does not map
             continue
         if values:
-            text = str(values[0] if isinstance(values, list) else values).strip().strip("\x00")
+            text = str(values[0] if isinstance(values, list) else values)
+            text = text.replace("\x00", "").strip()  # NUL ends strings in some readers
             if text:
                 return text
     return None
@@ -45,15 +46,37 @@ def read_tags(path: Path) -> dict[str, str | int | None]:
 
     Unreadable or absent tags give all None: whether the audio is usable is decode()'s call.
     """
+    tags, _length = read_file_info(path)
+    return tags
+
+
+class TagReadError(Exception):
+    """mutagen failed in a way it does not declare: the file is damaged or hostile."""
+
+
+def read_file_info(path: Path) -> tuple[dict[str, str | int | None], float | None]:
+    """(tags as read_tags gives them, the length in seconds the container declares or None).
+
+    mutagen's own errors mean "no tags we can read": the audio may still be fine. Anything
+    else it raises (an IndexError on a corrupted Vorbis comment header, found by fuzzing) is
+    a TagReadError, which the caller turns into that file's error row.
+    """
     empty: dict[str, str | int | None] = dict.fromkeys(TAG_FIELDS)
     try:
         audio = mutagen.File(path, easy=True)
     except (mutagen.MutagenError, OSError, ValueError, EOFError):
-        return empty
-    if audio is None or audio.tags is None:
-        return empty
+        return empty, None
+    except Exception as exc:
+        raise TagReadError(f"its tags cannot be read (mutagen: {type(exc).__name__}: {exc}"
+                           .splitlines()[0] + "); the file may be damaged") from exc
+    if audio is None:
+        return empty, None
+    length = getattr(audio.info, "length", None)
+    length = float(length) if isinstance(length, int | float) and length > 0 else None
+    if audio.tags is None:
+        return empty, length
     text = {field: _first_text(audio.tags, keys) for field, keys in _KEYS.items()}
     return text | {
         "track": _leading_int(text["track"], 0, 9999),
         "year": _leading_int(text["year"], 1000, 9999),
-    }
+    }, length

@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from musicdb.ingest import IngestSummary
+from musicdb.terminal import one_line
 
 
 class IngestProgress:
@@ -81,10 +82,11 @@ def render_summary(console: Console, s: IngestSummary, db: Path) -> None:
                       f"{s.tags_updated:,} songs had new tags or labels")
     console.print(
         f"{s.audio_s / 3600:.2f} h of audio analysed in {s.wall_s:.1f} s: {s.realtime:.0f}× "
-        f"realtime ({per_core:.0f}× per core, {s.workers} worker{'s' * (s.workers > 1)}) → {db}"
-    )
+        f"realtime ({per_core:.0f}× per core, {s.workers} worker{'s' * (s.workers > 1)}) → "
+        f"{one_line(str(db))}", soft_wrap=True)
     for path, reason in s.failed[:20]:
-        console.print(f"  [red]failed[/red] {path}: {reason}", highlight=False)
+        console.print(f"  [red]failed[/red] {one_line(path)}: {one_line(reason)}",
+                      highlight=False, soft_wrap=True)
     if len(s.failed) > 20:
         console.print(f"  ... and {len(s.failed) - 20} more (SELECT path, error FROM songs "
                       "WHERE status = 'error')")
@@ -94,3 +96,4 @@ def render_summary(console: Console, s: IngestSummary, db: Path) -> None:
     if s.interrupted:
         console.print("[yellow]Interrupted.[/yellow] Finished files are saved; run the same "
                       "command again to resume.")
+

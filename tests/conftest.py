@@ -74,6 +74,7 @@ def calls(monkeypatch) -> list[str]:
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(musicdb.ingest, "analyse_file", counting)
+    monkeypatch.setattr(musicdb.ingest, "RUN_IN_PROCESS", True)  # counted here, not in workers
     return seen
 
 

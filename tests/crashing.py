@@ -1,5 +1,6 @@
-"""An analysis that crashes its process on files named *crash* (a decoder segfault, simulated)
-and raises an unexpected exception on files named *bug*.
+"""An analysis that crashes its process on files named *crash* (a decoder segfault, simulated),
+raises an unexpected exception on files named *bug* and never returns on files named *hang*
+(a decoder spinning on a damaged file).
 
 Module-level, so ingest's worker processes can import it by name.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 from musicdb.analyse import analyse_file
@@ -19,6 +21,9 @@ def analyse_or_crash(path: str, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGSEGV)
     if "bug" in Path(path).name:
         raise KeyError("a key no file should miss")
+    if "hang" in Path(path).name:
+        while True:  # busy, as a spinning decoder is: only a kill ends it
+            time.sleep(0.01)
     return analyse_file(path, *args, **kwargs)
 
 

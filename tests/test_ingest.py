@@ -618,6 +618,7 @@ def test_interrupted_ingest_resumes_without_duplicates(run, db, tmp_path, monkey
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(musicdb.ingest, "analyse_file", interrupting)
+    monkeypatch.setattr(musicdb.ingest, "RUN_IN_PROCESS", True)
     result = ingest(run, root, db, code=130)
     assert "Interrupted" in result.output
     assert sorted(songs(db)) == ["0.flac", "1.flac"]
@@ -654,6 +655,7 @@ def test_interrupt_during_a_write_keeps_the_batch(run, db, tmp_path, monkeypatch
         return real(con, rows)
 
     monkeypatch.setattr(musicdb.ingest.catalog, "replace_features", interrupting)
+    monkeypatch.setattr(musicdb.ingest, "RUN_IN_PROCESS", True)  # files in a known order
     result = ingest(run, root, db, code=130)
     assert "Interrupted" in result.output
     assert sorted(songs(db)) == ["0.flac", "1.flac"]
