@@ -29,7 +29,16 @@ from musicdb.errors import StoreError
 from musicdb.features import FrameParams, kernels_cached
 from musicdb.pool import DIED, JobFailed, analysis_context, call, run_in_workers
 from musicdb.scan import Candidate, content_hash, find_audio, shown
-from musicdb.store import FeatureSetDef, create_views, ensure_feature_set, refresh_similarity
+from musicdb.store import (
+    FeatureSetDef,
+    create_views,
+    ensure_feature_set,
+    mark_similarity_stale,
+    refresh_similarity,
+    rollback,
+    similarity_stale,
+    write_failure,
+)
 from musicdb.tags import TAG_FIELDS, TagReadError, read_file_info
 
 if TYPE_CHECKING:  # imported by the caller only when a scheduler is given (distributed: ~1 s)
@@ -126,10 +135,13 @@ def _set_ids(con: duckdb.DuckDBPyConnection, sets: tuple[str, ...],
         ids = {name: ensure_feature_set(con, FeatureSetDef(
             name, "extracted", set_params(name, snippet_seconds, params),
             EXTRACTORS[name].names, EXTRACTORS[name].descriptions)) for name in sets}
+        con.commit()
+    except duckdb.Error as exc:
+        rollback(con)
+        raise write_failure(con, exc, "the feature sets") from exc
     except BaseException:
-        con.rollback()
+        rollback(con)
         raise
-    con.commit()
     create_views(con)  # a new set or version gets its wide views now
     return ids
 
@@ -299,10 +311,12 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
         summary.tags_updated = sum(_refresh(con, rows, list(columns))
                                    for columns, rows in groups.items())
         catalog.mark_missing(con, gone)
+        if summary.tags_updated or summary.moved or gone:  # labels and paths changed
+            mark_similarity_stale(con)
+        con.commit()
     except duckdb.Error as exc:
-        con.rollback()
-        raise StoreError(f"could not record the scan: {exc}") from exc
-    con.commit()
+        rollback(con)
+        raise write_failure(con, exc, "the scan's changes") from exc
     return jobs
 
 
@@ -437,13 +451,14 @@ def _write_batch(con: duckdb.DuckDBPyConnection, batch: list[tuple[Job, Analysis
                                                          "imported_from")])
         catalog.delete_features(con, broken)
         catalog.replace_features(con, rows)
+        mark_similarity_stale(con)  # committed with the rows: a kill before the refresh shows
+        con.commit()
     except duckdb.Error as exc:
-        con.rollback()
-        raise StoreError(f"could not write a batch of {len(batch)} files: {exc}") from exc
+        rollback(con)
+        raise write_failure(con, exc, f"a batch of {len(batch)} files") from exc
     except BaseException:  # Ctrl-C mid-write: undo it, so the final write can redo the batch
-        con.rollback()
+        rollback(con)
         raise
-    con.commit()
 
 
 def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
@@ -503,7 +518,7 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
     except KeyboardInterrupt:
         summary.interrupted = True
     _write_batch(con, batch, set_ids)  # finished results are never thrown away
-    if summary.library_changed and not summary.interrupted:
+    if not summary.interrupted and (summary.library_changed or similarity_stale(con)):
         progress.stage("updating similarity tables")
         refresh_similarity(con)  # an unchanged re-scan skips this (8 s at 100,000 songs)
     summary.wall_s = time.perf_counter() - wall0
@@ -513,9 +528,14 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
 
 def _record_run(con: duckdb.DuckDBPyConnection, started: datetime, paths: list[Path],
                 sets: tuple[str, ...], s: IngestSummary) -> None:
-    con.execute(
-        "INSERT INTO ingest_runs (started_at, roots, feature_sets, n_new, n_changed, n_unchanged,"
-        " n_moved, n_failed, n_missing, audio_s, wall_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [started, [str(Path(p).expanduser().absolute()) for p in paths], list(sets), s.new,
-         s.changed, s.unchanged, s.moved, len(s.failed), s.missing, s.audio_s, s.wall_s],
-    )
+    try:
+        con.execute(
+            "INSERT INTO ingest_runs (started_at, roots, feature_sets, n_new, n_changed, "
+            "n_unchanged, n_moved, n_failed, n_missing, audio_s, wall_s) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [started, [shown(Path(p).expanduser().absolute()) for p in paths], list(sets),
+             s.new, s.changed, s.unchanged, s.moved, len(s.failed), s.missing, s.audio_s,
+             s.wall_s],
+        )
+    except duckdb.Error as exc:
+        raise write_failure(con, exc, "the run's record") from exc
