@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
+from musicdb.dbfile import is_write_problem
 from musicdb.errors import ImportTableError
 from musicdb.store import (
     FeatureSetDef,
@@ -14,7 +16,10 @@ from musicdb.store import (
     ensure_feature_set,
     feature_names,
     find_feature_set,
+    mark_similarity_stale,
     refresh_similarity,
+    rollback,
+    write_failure,
 )
 from musicdb.store import quote_ident as q
 
@@ -107,21 +112,35 @@ def import_table(con: duckdb.DuckDBPyConnection, path: Path, *, set_name: str,
             )
         numeric = known  # the set's order, not the file's
 
+    summary = _load_all_or_nothing(con, path, lambda: _load(
+        con, source, params, path, set_name, numeric, label_column, title_column,
+        existing is None))
+    try:
+        create_views(con)
+    except duckdb.Error as exc:
+        raise write_failure(con, exc, f"the views of {set_name!r} (the import is saved)") from exc
+    refresh_similarity(con)  # a failure here is one line too; the next writer refreshes
+    summary.ignored_columns = ignored
+    return summary
+
+
+def _load_all_or_nothing(con: duckdb.DuckDBPyConnection, path: Path,
+                         load: Callable[[], ImportSummary]) -> ImportSummary:
+    """Run load in one transaction that also marks the similarity tables stale."""
     con.begin()
     try:
-        summary = _load(con, source, params, path, set_name, numeric, label_column,
-                        title_column, existing is None)
+        summary = load()
+        mark_similarity_stale(con)
+        con.commit()  # the journal is written here: a full disk fails the commit
     except duckdb.Error as exc:
-        con.rollback()
+        rollback(con)
+        if is_write_problem(str(exc)):
+            raise write_failure(con, exc, f"the import of {path.name}") from exc
         raise ImportTableError(f"import of {path.name} failed: {str(exc).splitlines()[0]}"
                                ) from exc
     except BaseException:
-        con.rollback()
+        rollback(con)
         raise
-    con.commit()
-    create_views(con)
-    refresh_similarity(con)
-    summary.ignored_columns = ignored
     return summary
 
 

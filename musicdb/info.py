@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from musicdb.store import schema_version
+from musicdb.store import schema_version, similarity_stale
 
 
 @dataclass
@@ -19,6 +19,9 @@ class LibraryInfo:
     feature_sets: list[tuple]  # name, version, kind, n_features, songs, snippets
     top_labels: list[tuple[str, int]]
     recent_errors: list[tuple[str, str]]
+    # The similarity tables lag the data (a run stopped before refreshing them): `similar` and
+    # the shell's macros answer from the old numbers until the next write command rebuilds them.
+    similarity_stale: bool = False
 
 
 def library_info(con: duckdb.DuckDBPyConnection, *, top: int = 10) -> LibraryInfo:
@@ -38,4 +41,5 @@ def library_info(con: duckdb.DuckDBPyConnection, *, top: int = 10) -> LibraryInf
                          "ORDER BY updated_at DESC LIMIT 5").fetchall()
     return LibraryInfo(schema_version(con), {k: by_status.get(k, 0) for k in
                                              ("ok", "error", "missing")},
-                       imported, snippets, float(hours), sets, labels, errors)
+                       imported, snippets, float(hours), sets, labels, errors,
+                       similarity_stale(con))

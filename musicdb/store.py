@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from musicdb import dbfile
 from musicdb.errors import MigrationError, StoreError
 
 MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -96,7 +99,9 @@ def migrate(con: duckdb.DuckDBPyConnection, migrations: list[Migration] | None =
                 [m.version, m.name, m.checksum],
             )
         except duckdb.Error as exc:
-            con.rollback()
+            rollback(con)
+            if dbfile.is_write_problem(str(exc)):
+                raise write_failure(con, exc, f"migration {m.version:04d}_{m.name}") from exc
             raise MigrationError(f"migration {m.version:04d}_{m.name} failed: {exc}") from exc
         con.commit()
         ran += 1
@@ -153,50 +158,208 @@ SIMILARITY_TABLES = ("feature_stats", "song_vectors", "artist_centroids")  # ref
 
 
 def refresh_similarity(con: duckdb.DuckDBPyConnection) -> None:
-    """Refill the similarity tables from their *_computed views, in one transaction."""
+    """Refill the similarity tables from their *_computed views and clear the stale flag.
+
+    One transaction: a kill or a full disk midway keeps the old tables and the flag.
+    """
     con.begin()
     try:
         for table in reversed(SIMILARITY_TABLES):
             con.execute(f"DELETE FROM {table}")
         for table in SIMILARITY_TABLES:
             con.execute(f"INSERT INTO {table} SELECT * FROM {table}_computed")
+        con.execute("UPDATE similarity_state SET stale = false, "
+                    "refreshed_at = current_timestamp")
+        con.commit()
+    except duckdb.Error as exc:
+        rollback(con)
+        raise write_failure(con, exc, "the similarity tables (the data is saved; the next "
+                                      "command that writes rebuilds them)") from exc
     except BaseException:
-        con.rollback()
+        rollback(con)
         raise
-    con.commit()
 
 
-def _similarity_stale(con: duckdb.DuckDBPyConnection) -> bool:
-    """Features but no statistics: a file from before the similarity tables existed."""
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Undo the open transaction, if the failure left one to undo."""
+    # After a failed commit, or a write error that invalidated the database, there is no
+    # transaction left (or no usable connection): the error being raised is the one to show.
+    with contextlib.suppress(duckdb.Error):
+        con.rollback()
+
+
+def mark_similarity_stale(con: duckdb.DuckDBPyConnection) -> None:
+    """Record, inside the caller's open transaction, that the similarity tables lag the data.
+
+    Committed with the rows that made them stale, so a kill before refresh_similarity ends
+    leaves the flag set and the next writer rebuilds them.
+    """
+    con.execute("UPDATE similarity_state SET stale = true, marked_at = current_timestamp")
+
+
+def similarity_stale(con: duckdb.DuckDBPyConnection) -> bool:
+    """The flag of migration 0005; before it (a reader on an old file), features without stats."""
+    if _has_table(con, "similarity_state"):
+        return bool(con.execute("SELECT bool_or(stale) FROM similarity_state").fetchone()[0])
+    if not _has_table(con, "feature_stats"):
+        return False
     return con.execute("SELECT (SELECT count(*) FROM feature_stats) = 0 "
                        "AND EXISTS (SELECT 1 FROM features)").fetchone()[0]
 
 
-@contextmanager
-def connect(db: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the database. Writers migrate it and refresh its views; readers only check it."""
-    db = Path(db)
-    if read_only and not db.exists():
-        raise StoreError(f"no database at {db}; create one with `musicdb ingest` or "
-                         "`musicdb import`")
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?",
+                       [name]).fetchone()[0] > 0
+
+
+def write_failure(con: duckdb.DuckDBPyConnection, exc: BaseException, what: str) -> StoreError:
+    """A failed write as one line: a full disk or a file size limit says so and what to do.
+
+    `what` names what was being written ("a batch of 64 files"). Raise the result `from exc`.
+    """
+    return StoreError(dbfile.write_problem(str(exc), _database_path(con), what))
+
+
+def _database_path(con: duckdb.DuckDBPyConnection) -> str:
     try:
-        con = duckdb.connect(str(db), read_only=read_only)
-    except duckdb.Error as exc:
-        raise StoreError(f"cannot open {db}: {exc}") from exc
+        row = con.execute("SELECT path FROM duckdb_databases() "
+                          "WHERE database_name = current_database()").fetchone()
+    except duckdb.Error:  # a failed write can leave the connection unusable
+        return "the database"
+    return row[0] if row and row[0] else "the database"
+
+
+# Every connection: a database file must never make DuckDB download or load an extension.
+NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+@contextmanager
+def connect(db: Path, *, read_only: bool = False,
+            create: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the database. Writers migrate it and refresh its views; readers only check it.
+
+    Only a writer with `create` (ingest, import) makes a new file. Anything that is not a
+    musicdb database (another format, another program's DuckDB file, a damaged or newer one,
+    a read-only file for a writer) is refused with a StoreError before anything is written.
+    """
+    db = Path(db)
+    new = dbfile.check_path(db, writer=not read_only, create=create)
+    if not new:
+        _inspect(db, writer=not read_only, create=create)
+    con = _open(db, read_only=read_only)
+    failed = True
     try:
         if read_only:
-            applied = applied_migrations(con)
-            check_not_newer(applied, load_migrations())
-            if not applied:
-                raise StoreError(f"{db} is not a musicdb database (no schema recorded)")
+            _check_musicdb(con, db, writer=False, create=False)
         else:
-            migrate(con)
-            create_views(con)
-            if _similarity_stale(con):
-                refresh_similarity(con)
+            _prepare_writer(con)
         yield con
+        failed = False
+    finally:
+        _close(con, db, failed)
+
+
+def _open(db: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(db), read_only=read_only, config=NO_EXTENSIONS)
+    except duckdb.Error as exc:
+        raise dbfile.open_failure(db, str(exc), duckdb.__version__) from exc
+
+
+def _inspect(db: Path, *, writer: bool, create: bool) -> None:
+    """Judge an existing file on a read-only connection, so a refusal writes nothing."""
+    con = _open(db, read_only=True)
+    try:
+        _check_musicdb(con, db, writer=writer, create=create)
     finally:
         con.close()
+
+
+def _check_musicdb(con: duckdb.DuckDBPyConnection, db: Path, *, writer: bool,
+                   create: bool) -> None:
+    try:
+        applied = applied_migrations(con)
+    except duckdb.Error as exc:  # a `_migrations` table of some other program
+        raise StoreError(f"{db} is a DuckDB database that is not musicdb's (its _migrations "
+                         f"table is not musicdb's); musicdb leaves it alone: "
+                         f"{dbfile.NEW_DB_HINT}") from exc
+    known = load_migrations()
+    check_not_newer(applied, known)
+    if not applied:
+        _check_empty(con, db, adopt=writer and create)
+        return
+    newest = max(m.version for m in known)
+    if not writer and max(applied) < newest:  # its views and tables are not this musicdb's yet
+        raise StoreError(f"{db} has musicdb schema {max(applied)}, older than this musicdb's "
+                         f"({newest}): run a writing command once (e.g. `musicdb ingest` of its "
+                         "folders, or `musicdb experiment list`) to upgrade it in place")
+    missing = sorted(_expected_tables(tuple(sorted(applied))) - _tables(con))
+    if missing:
+        raise StoreError(
+            f"{db} is a damaged musicdb database: table{'s' * (len(missing) > 1)} "
+            f"{', '.join(missing)} missing (dropped outside musicdb?); restore it from a "
+            "backup, or start a new database with --db NEW.duckdb and ingest again")
+
+
+def _check_empty(con: duckdb.DuckDBPyConnection, db: Path, *, adopt: bool) -> None:
+    """No musicdb schema: another program's DuckDB file, or an empty one that ingest may fill."""
+    # _migrations alone: a first run killed before its first migration committed.
+    objects = [name for name in _user_objects(con) if name != "_migrations"]
+    if objects:
+        shown = ", ".join(objects[:5]) + (", ..." if len(objects) > 5 else "")
+        raise StoreError(f"{db} is a DuckDB database that is not musicdb's (no musicdb "
+                         f"schema; it holds {shown}); musicdb adds nothing to it: "
+                         f"{dbfile.NEW_DB_HINT}")
+    if not adopt:
+        raise StoreError(f"{db} is an empty DuckDB database, not a musicdb one yet; "
+                         f"{dbfile.CREATE_HINT}")
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+    ).fetchall()}
+
+
+def _user_objects(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in con.execute(
+        "SELECT name FROM (SELECT table_name AS name, database_name FROM duckdb_tables() "
+        "UNION ALL SELECT view_name, database_name FROM duckdb_views() WHERE NOT internal "
+        "UNION ALL SELECT sequence_name, database_name FROM duckdb_sequences() "
+        "UNION ALL SELECT function_name, database_name FROM duckdb_functions() "
+        "WHERE NOT internal AND function_type IN ('macro', 'table_macro')) "
+        "WHERE database_name = current_database() ORDER BY name").fetchall()]
+
+
+@functools.cache
+def _expected_tables(versions: tuple[int, ...]) -> frozenset[str]:
+    """The tables these migrations create, found by running them on an empty in-memory file."""
+    con = duckdb.connect(config=NO_EXTENSIONS)
+    try:
+        migrate(con, [m for m in load_migrations() if m.version in versions])
+        return frozenset(_tables(con))
+    finally:
+        con.close()
+
+
+def _prepare_writer(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        migrate(con)
+        create_views(con)
+        if similarity_stale(con):  # a run killed before (or during) its refresh
+            refresh_similarity(con)
+    except duckdb.Error as exc:
+        raise write_failure(con, exc, "the schema and views") from exc
+
+
+def _close(con: duckdb.DuckDBPyConnection, db: Path, failed: bool) -> None:
+    """Close; a checkpoint that fails on a full disk is one line, unless an error is on its way."""
+    try:
+        con.close()
+    except duckdb.Error as exc:
+        if not failed:
+            raise StoreError(dbfile.write_problem(str(exc), db, "the journal into the "
+                                                  "database file")) from exc
 
 
 @dataclass(frozen=True)
