@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.forkserver
+import os
 import signal
 import time
 import traceback
@@ -92,14 +93,17 @@ def _serve(conn: Connection, work: Callable[..., Any]) -> None:
 
 
 def call(work: Callable[..., Any], args: tuple) -> Any:
-    """work(*args), or a JobFailed naming the exception it raised (traceback on stderr).
+    """work(*args), or a JobFailed naming the exception it raised.
 
     A bug met on one strange file becomes that file's error, not the end of an hours-long run.
+    Its error row names the exception; the traceback goes to stderr only with
+    MUSICDB_TRACEBACKS=1 (for a bug report), so a library of odd files prints no tracebacks.
     """
     try:
         return work(*args)
     except Exception as exc:  # noqa: BLE001 - reported, not hidden: see above
-        traceback.print_exc()
+        if os.environ.get("MUSICDB_TRACEBACKS") == "1":
+            traceback.print_exc()
         return JobFailed(f"{type(exc).__name__}: {exc}".splitlines()[0])
 
 
