@@ -14,7 +14,14 @@ from librosa.util.exceptions import ParameterError
 
 from musicdb.audio import decode
 from musicdb.errors import DecodeError
-from musicdb.features import ROW, FrameParams, frame_features, frame_slice, snippet_bounds
+from musicdb.features import (
+    ROW,
+    FrameParams,
+    FrameStream,
+    SignalTooLong,
+    frame_slice,
+    snippet_bounds,
+)
 from musicdb.summaries import FEATURE_SETS, mean_tempograms, tempogram_window
 
 EXTRACTORS = FEATURE_SETS
@@ -77,12 +84,16 @@ def analyse_file(path: str, sets: tuple[str, ...], snippet_seconds: float,
     """Decode and summarise one file; a bad file becomes an Analysis with ok=False and a reason."""
     started = time.process_time()
     try:
-        decoded = decode(Path(path), sr=params.sample_rate)
-        frames = frame_features(decoded.y, params=params)
+        # Decoded blocks go straight into the frame features: the signal is never whole.
+        stream = FrameStream(params)
+        decoded = decode(Path(path), sr=params.sample_rate, sink=stream)
+        frames = stream.finish()
         bounds = snippet_bounds(decoded.duration_s, snippet_seconds)
         values = summarise_sets(frames, sets, bounds, params)
     except DecodeError as exc:
         return Analysis(path, False, error=exc.reason, cpu_s=time.process_time() - started)
+    except SignalTooLong as exc:
+        return Analysis(path, False, error=str(exc), cpu_s=time.process_time() - started)
     except (ParameterError, ValueError, MemoryError, OSError) as exc:
         # Data-dependent failures of a strange file: record them, keep the run going.
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import av
 import numpy as np
@@ -30,23 +31,39 @@ PYAV_MAGIC = (b"OggS", b"fLaC")
 
 
 @dataclass(frozen=True)
+class Samples:
+    """The decoded signal at the target rate: how long and how loud, and itself unless streamed."""
+
+    count: int
+    peak: float  # the largest |sample|
+    y: np.ndarray | None  # mono float32; None when the blocks went to a sink instead
+
+
+@dataclass(frozen=True)
 class Decoded:
-    y: np.ndarray  # mono float32 at sample_rate
+    samples: Samples
     sample_rate: int  # of the result
     source_rate: int  # of the file
     channels: int
     codec: str
     duration_s: float
 
+    @property
+    def y(self) -> np.ndarray:
+        """Mono float32 at sample_rate (decode() without a sink)."""
+        if self.samples.y is None:
+            raise ValueError("the signal went to a sink block by block; none was kept")
+        return self.samples.y
 
-def decode(path: Path, *, sr: int = TARGET_SR) -> Decoded:
+
+def decode(path: Path, *, sr: int = TARGET_SR, sink: SampleSink | None = None) -> Decoded:
     """Decode with libsndfile, falling back to ffmpeg for what it cannot read (m4a/AAC, ...)."""
     path = Path(path)
     try:
         decoded = None
         if _head(path, 4) in PYAV_MAGIC:
-            decoded = _decode_pyav(path, sr)  # None when it is not Ogg audio after all
-        decoded = decoded or _decode_soundfile(path, sr)
+            decoded = _decode_pyav(path, sr, sink)  # None when it is not Ogg audio after all
+        decoded = decoded or _decode_soundfile(path, sr, sink)
     except _NotForSoundfile as exc:
         if shutil.which("ffmpeg") is None:
             hint = ("needs ffmpeg, which is not on PATH (install it, e.g. `apt-get install "
@@ -55,10 +72,10 @@ def decode(path: Path, *, sr: int = TARGET_SR) -> Decoded:
                 raise DecodeError(path, f"{path.suffix.lower()[1:]} {hint}") from exc
             raise DecodeError(path, f"not a readable audio file ({exc}); ffmpeg might read it but "
                               "is not on PATH") from exc
-        decoded = _decode_ffmpeg(path, sr)
-    if decoded.y.size == 0:
+        decoded = _decode_ffmpeg(path, sr, sink)
+    if decoded.samples.count == 0:
         raise DecodeError(path, "no audio samples")
-    if max(float(decoded.y.max()), -float(decoded.y.min())) < SILENCE_PEAK:  # no |y| copy
+    if decoded.samples.peak < SILENCE_PEAK:
         raise DecodeError(path, "silent: no sample above -120 dBFS, nothing to analyse")
     return decoded
 
@@ -75,40 +92,59 @@ class _NotForSoundfile(Exception):
     """libsndfile does not recognise the format (as opposed to failing inside a known one)."""
 
 
-class _Signal:
-    """Mono blocks in; resampled to sr and gathered in one buffer sized from the declared length.
+class SampleSink(Protocol):
+    """Takes the decoded signal block by block (mono float32 at the target rate)."""
 
-    Not a list of chunks joined at the end: for an hour-long file that holds the signal twice.
+    def reserve(self, seconds: float) -> None:
+        """The length the header declares: a hint, which may be wrong or absurd."""
+
+    def add(self, block: np.ndarray) -> None: ...
+
+
+class _Signal:
+    """Mono blocks in; resampled to sr and handed on block by block.
+
+    To a sink when decode() was given one (the analysis: the whole signal never exists), else
+    gathered and joined into one array (decode(path).y, for tests and tools). Counts samples
+    and the peak on the way, so the empty and silence checks need no signal; sizes nothing
+    from the declared length, which a header may set to anything.
     """
 
-    def __init__(self, source_rate: int, sr: int, declared_s: float) -> None:
+    def __init__(self, source_rate: int, sr: int, declared_s: float,
+                 sink: SampleSink | None = None) -> None:
         self.stream = None if source_rate == sr else soxr.ResampleStream(
             source_rate, sr, 1, dtype="float32")
-        # Capped: a header may claim anything; an untouched np.empty costs address space only.
-        self.buffer = np.empty(int(min(max(declared_s, 60.0), 86400.0) * sr * 1.01), np.float32)
-        self.size = 0
+        self.sink, self.blocks = sink, []
+        if sink is not None:
+            sink.reserve(declared_s)
         self.read = 0  # input frames
+        self.count, self.peak = 0, 0.0  # output samples, largest |sample|
 
     def add(self, mono: np.ndarray) -> None:
         self.read += len(mono)
         self._put(mono if self.stream is None else self.stream.resample_chunk(mono))
 
     def _put(self, block: np.ndarray) -> None:
-        end = self.size + len(block)
-        if end > len(self.buffer):  # longer than declared: grow by half
-            grown = np.empty(max(end, len(self.buffer) * 3 // 2), np.float32)
-            grown[: self.size] = self.buffer[: self.size]
-            self.buffer = grown
-        self.buffer[self.size : end] = block
-        self.size = end
+        if block.size == 0:
+            return
+        self.count += block.size
+        # fmax/fmin skip NaN samples (an all-NaN block gives NaN, which max() then skips).
+        self.peak = max(self.peak, float(np.fmax.reduce(block)), -float(np.fmin.reduce(block)))
+        if self.sink is None:
+            self.blocks.append(block)
+        else:
+            self.sink.add(block)
 
-    def finish(self) -> np.ndarray:
+    def finish(self) -> Samples:
         if self.stream is not None:
             self._put(self.stream.resample_chunk(np.zeros(0, np.float32), last=True))
-        return self.buffer[: self.size]
+        y = None
+        if self.sink is None:
+            y = np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
+        return Samples(self.count, self.peak, y)
 
 
-def _decode_soundfile(path: Path, sr: int) -> Decoded:
+def _decode_soundfile(path: Path, sr: int, sink: SampleSink | None = None) -> Decoded:
     try:
         f = sf.SoundFile(path)
     except sf.LibsndfileError as exc:
@@ -116,7 +152,7 @@ def _decode_soundfile(path: Path, sr: int) -> Decoded:
             raise DecodeError(path, "empty file (0 bytes)") from exc
         raise _NotForSoundfile(str(exc).split(": ", 1)[-1]) from exc
     with f:
-        signal = _Signal(f.samplerate, sr, f.frames / f.samplerate)
+        signal = _Signal(f.samplerate, sr, f.frames / f.samplerate, sink)
         try:
             for block in f.blocks(blocksize=BLOCK, dtype="float32", always_2d=True):
                 signal.add(_mix(list(block.T)))
@@ -196,7 +232,7 @@ class _Frames:
         self.planes, self.waiting = [], 0
 
 
-def _decode_pyav(path: Path, sr: int) -> Decoded | None:
+def _decode_pyav(path: Path, sr: int, sink: SampleSink | None = None) -> Decoded | None:
     """Ogg Vorbis/Opus or FLAC through PyAV (ffmpeg's libraries); None if it sees no audio."""
     try:
         container = av.open(str(path))
@@ -212,7 +248,7 @@ def _decode_pyav(path: Path, sr: int) -> Decoded | None:
             declared = float(audio.duration * audio.time_base)
         else:
             declared = (container.duration or 0) / 1e6
-        signal = _Signal(rate, sr, declared)
+        signal = _Signal(rate, sr, declared, sink)
         frames = _Frames(signal, channels)
         try:
             for frame in container.decode(audio):
@@ -255,11 +291,11 @@ def _probe(path: Path) -> dict:
             "duration": float(duration) if duration else 0.0}
 
 
-def _decode_ffmpeg(path: Path, sr: int) -> Decoded:
+def _decode_ffmpeg(path: Path, sr: int, sink: SampleSink | None = None) -> Decoded:
     info = _probe(path)
     cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-ac", "1",
            "-f", "f32le", "-"]
-    signal = _Signal(info["rate"], sr, info["duration"])
+    signal = _Signal(info["rate"], sr, info["duration"], sink)
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stdout is not None
         while raw := proc.stdout.read(BLOCK * 4):

@@ -118,33 +118,127 @@ def frame_features(y: np.ndarray, *, params: FrameParams = FrameParams()) -> np.
 
     Returns float32 of shape (len(FRAME_ROWS), n_frames); frame t is centred on sample t * hop.
     Computed block by block with an overlap wider than any filter, so the result does not
-    depend on the block size and memory stays bounded on hour-long files.
+    depend on the block size; a FrameStream fed the signal in pieces gives the same matrix.
     """
     if y.ndim != 1:
         raise ValueError(f"expected a mono signal, got shape {y.shape}")
-    hop, n_fft = params.hop_length, params.n_fft
-    total = n_frames(len(y), params)
-    margin = _block_margin(params)
-    out = np.empty((len(FRAME_ROWS), total), dtype=np.float32)
-    for f0 in range(0, total, params.block_frames):
-        f1 = min(total, f0 + params.block_frames)
-        a, b = max(0, f0 - margin), min(total, f1 + margin)
-        segment = _padded_slice(y, a * hop - n_fft // 2, (b - 1) * hop + n_fft - n_fft // 2)
-        out[:, f0:f1] = _segment_features(segment, params)[:, f0 - a : f1 - a]
-    return out
+    stream = FrameStream(params, max_seconds=None)
+    stream.reserve(len(y) / params.sample_rate)
+    stream.add(y)
+    return stream.finish()
 
 
-def _padded_slice(y: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """y[start:stop] as float32, zeros where the range runs past either end.
+# 12 hours: the frame matrix alone is then 0.5 GB (see FrameStream); longer files are refused.
+MAX_SECONDS = 12 * 3600.0
 
-    Frame t covers y[t*hop - n_fft//2 : t*hop + n_fft//2], a centred, zero-padded STFT; padding
-    block by block keeps the hour-long signal from being copied whole.
+
+class SignalTooLong(ValueError):
+    """The signal runs past the longest one a FrameStream accepts."""
+
+
+class FrameStream:
+    """frame_features() of a signal that arrives in blocks of any size.
+
+    Keeps only the samples the next block of frames needs (a block and its margins: 1.8 M
+    samples, 7 MB at the defaults), so the whole signal never exists. What grows with the
+    length is the frame matrix: len(FRAME_ROWS) float32 a frame, 11 KB a second at 50 frames
+    a second (40 MB an hour), up to max_seconds (None: no limit).
     """
-    segment = np.zeros(stop - start, np.float32)
-    lo, hi = max(start, 0), min(stop, len(y))
-    if hi > lo:
-        segment[lo - start : hi - start] = y[lo:hi]
-    return segment
+
+    def __init__(self, params: FrameParams = FrameParams(), *,
+                 max_seconds: float | None = MAX_SECONDS) -> None:
+        self.params = params
+        self.margin = _block_margin(params)
+        self.max_seconds = max_seconds
+        self.max_samples = None if max_seconds is None else int(max_seconds * params.sample_rate)
+        hop, n_fft = params.hop_length, params.n_fft
+        # The longest segment: a block of frames, the margins either side and a frame's reach.
+        self.window = np.zeros((params.block_frames + 2 * self.margin - 1) * hop + n_fft,
+                               np.float32)
+        self.origin = -(n_fft // 2)  # the sample at window[0]: frame 0 sees n_fft // 2 zeros
+        self.filled = n_fft // 2  # ... which the window starts with
+        self.samples = 0  # received so far
+        self.done = 0  # frames computed so far
+        self.out = np.empty((len(FRAME_ROWS), 0), np.float32)
+
+    def reserve(self, seconds: float) -> None:
+        """Room for the frames of `seconds` (+1 %), capped at the limit: a header's claim."""
+        if not 0 < seconds < float("inf"):
+            return
+        samples = seconds * self.params.sample_rate * 1.01
+        if self.max_samples is not None:
+            samples = min(samples, self.max_samples)
+        self._grow(n_frames(int(samples), self.params))
+
+    def add(self, block: np.ndarray) -> None:
+        """Take the next samples; computes every block of frames they complete."""
+        if self.max_samples is not None and self.samples + len(block) > self.max_samples:
+            raise SignalTooLong(f"longer than {self.max_seconds / 3600:g} h, the longest file "
+                                "musicdb analyses (its frame features alone would outgrow "
+                                f"{self._bytes(self.max_samples) / 1e9:.1f} GB of memory)")
+        taken = 0
+        while taken < len(block):
+            take = min(len(self.window) - self.filled, len(block) - taken)
+            self.window[self.filled : self.filled + take] = block[taken : taken + take]
+            self.filled, self.samples, taken = self.filled + take, self.samples + take, taken + take
+            self._run_complete_blocks()
+
+    def finish(self) -> np.ndarray:
+        """The (len(FRAME_ROWS), n_frames) matrix, the last blocks zero-padded past the end."""
+        total = n_frames(self.samples, self.params)
+        while self.done < total:
+            first, keep, start, stop = self._block(self.done, total)
+            segment = np.zeros(stop - start, np.float32)
+            have = self.window[start - self.origin : min(stop, self.samples) - self.origin]
+            segment[: len(have)] = have
+            self._store(first, keep, segment)
+        return self.out[:, :total]
+
+    def _block(self, f0: int, total: int | None = None) -> tuple[int, slice, int, int]:
+        """Block at frame f0: first frame analysed, frames kept, samples [start, stop) needed.
+
+        Without `total` (the end not known yet) the block is a full one with its whole right
+        margin, as frame_features computes it wherever the signal goes on that far.
+        """
+        hop, n_fft = self.params.hop_length, self.params.n_fft
+        f1 = f0 + self.params.block_frames
+        b = f1 + self.margin
+        if total is not None:
+            f1, b = min(total, f1), min(total, b)
+        a = max(0, f0 - self.margin)
+        return a, slice(f0, f1), a * hop - n_fft // 2, (b - 1) * hop + n_fft - n_fft // 2
+
+    def _run_complete_blocks(self) -> None:
+        while True:
+            first, keep, start, stop = self._block(self.done)
+            if stop > self.samples:
+                break
+            self._store(first, keep, self.window[start - self.origin : stop - self.origin])
+        # Drop the samples before the next block's segment.
+        drop = self._block(self.done)[2] - self.origin
+        if drop > 0:
+            rest = self.filled - drop
+            self.window[:rest] = self.window[drop : self.filled]
+            self.origin, self.filled = self.origin + drop, rest
+
+    def _store(self, first: int, keep: slice, segment: np.ndarray) -> None:
+        if keep.stop > self.out.shape[1]:
+            self._grow(max(keep.stop, self.out.shape[1] * 3 // 2,
+                           int(600 * self.params.frames_per_second)))  # 10 min at least
+        values = _segment_features(segment, self.params)
+        self.out[:, keep] = values[:, keep.start - first : keep.stop - first]
+        self.done = keep.stop
+
+    def _grow(self, frames: int) -> None:
+        if frames <= self.out.shape[1]:
+            return
+        # np.empty: a reservation that is never filled costs address space, not memory.
+        grown = np.empty((len(FRAME_ROWS), frames), np.float32)
+        grown[:, : self.done] = self.out[:, : self.done]
+        self.out = grown
+
+    def _bytes(self, samples: int) -> int:
+        return len(FRAME_ROWS) * 4 * n_frames(samples, self.params)
 
 
 def hann_window(n: int) -> np.ndarray:
