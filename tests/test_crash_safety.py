@@ -1,0 +1,300 @@
+"""Crash safety with real processes (issue 11, point 3): `musicdb ingest` killed with SIGKILL
+at seeded random moments, its workers killed from outside, and SIGTERM; after every kill the
+database opens and is consistent, and re-runs finish the library without losing a row."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import psutil
+import pytest
+
+from tests.test_hostile import MUSICDB, music, non_finite_values, write_wav
+
+SEED = 11
+MAIN_KILLS = 6
+WORKER_KILLS = 4
+RUN_TIMEOUT_S = 240
+ORPHAN_WAIT_S = 30  # workers left by a killed ingest finish their file, then must go
+INGEST = ("--workers", "2", "--snippet-seconds", "30")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> list[Path]:
+    """Twelve songs of 40-100 s (14 min of audio): an ingest takes several seconds."""
+    root = tmp_path_factory.mktemp("crash") / "library"
+    rng = random.Random(SEED)
+    paths = []
+    for i in range(12):
+        path = root / f"artist{i % 3}" / f"song{i:02d}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_wav(path, music(rng.uniform(40, 100), sr=22050, seed=500 + i), sr=22050)
+        paths.append(path)
+    return paths
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+@dataclass
+class Ingest:
+    proc: subprocess.Popen
+    log: Path
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def start(root: Path, db: Path, log: Path) -> Ingest:
+    """`musicdb ingest` in its own session, stdout and stderr to one file (not a pipe: workers
+    orphaned by a kill would hold a pipe open)."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen([MUSICDB, "ingest", str(root), "--db", str(db), *INGEST],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=os.environ | {"COLUMNS": "200"}, start_new_session=True)
+    return Ingest(proc, log)
+
+
+def finish(run: Ingest, timeout: float = RUN_TIMEOUT_S) -> int:
+    try:
+        return run.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.proc.pid, signal.SIGKILL)
+        pytest.fail(f"ingest hung: no exit after {timeout:.0f} s\n{run.output[-3000:]}")
+
+
+def workers(run: Ingest) -> list[psutil.Process]:
+    """The analysis workers: children of the forkserver the ingest process started."""
+    try:
+        children = psutil.Process(run.proc.pid).children()
+    except psutil.Error:
+        return []
+    found = []
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            if "forkserver" in " ".join(child.cmdline()):
+                found += child.children()
+    return found
+
+
+def session_members(pgid: int) -> list[psutil.Process]:
+    members = []
+    for p in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error):
+            if os.getsid(p.pid) == pgid:
+                members.append(p)
+    return members
+
+
+def reap_orphans(run: Ingest) -> int:
+    """Wait for what a killed ingest left behind to exit by itself; kill the rest. Returns how
+    many had to be killed."""
+    deadline = time.monotonic() + ORPHAN_WAIT_S
+    while (left := session_members(run.proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for p in left:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    return len(left)
+
+
+def sleep_while_alive(run: Ingest, seconds: float) -> bool:
+    """Sleep up to `seconds`; False when the run exited first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not run.alive():
+            return False
+        time.sleep(0.05)
+    return run.alive()
+
+
+def wait_for_workers(run: Ingest, timeout: float = 120) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and run.alive():
+        if found := workers(run):
+            return found
+        time.sleep(0.1)
+    return []
+
+
+# --- the database after a kill ------------------------------------------------------------------
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def consistency_problems(db: Path) -> list[str]:
+    """Everything that must hold after any kill, however early."""
+    checks = {
+        "duplicate paths": "SELECT path FROM songs WHERE source = 'scan' "
+                           "GROUP BY path HAVING count(*) > 1",
+        "ok songs without whole-song features": (
+            "SELECT s.path, fs.name FROM songs s CROSS JOIN feature_sets fs "
+            "WHERE s.status = 'ok' AND fs.kind = 'extracted' AND NOT EXISTS (SELECT 1 FROM "
+            "features f WHERE f.song_id = s.song_id AND f.feature_set_id = fs.feature_set_id "
+            "AND f.snippet = -1)"),
+        "feature rows without a song": "SELECT DISTINCT f.song_id FROM features f "
+                                       "ANTI JOIN songs s USING (song_id)",
+        "feature rows of songs that are not ok": "SELECT DISTINCT s.path FROM features f "
+                                                 "JOIN songs s USING (song_id) "
+                                                 "WHERE s.status = 'error'",
+        "feature rows without a feature set": "SELECT DISTINCT f.feature_set_id FROM "
+                                              "features f ANTI JOIN feature_sets USING "
+                                              "(feature_set_id)",
+        "orphan snippet rows": "SELECT DISTINCT f.song_id, f.feature_set_id FROM features f "
+                               "WHERE f.snippet >= 0 AND NOT EXISTS (SELECT 1 FROM features w "
+                               "WHERE w.song_id = f.song_id AND w.feature_set_id = "
+                               "f.feature_set_id AND w.snippet = -1)",
+        "duplicate feature rows": "SELECT song_id, feature_set_id, snippet FROM features "
+                                  "GROUP BY ALL HAVING count(*) > 1",
+    }
+    problems = [f"{what}: {rows[:5]}" for what, sql in checks.items()
+                if (rows := query(db, sql))]
+    if nan := non_finite_values(db):
+        problems.append(f"{nan} non-finite feature values")
+    return problems
+
+
+def statuses(db: Path) -> dict[str, tuple[str, str | None]]:
+    return {p: (s, e) for p, s, e in query(db, "SELECT path, status, error FROM songs "
+                                               "WHERE source = 'scan'")}
+
+
+def opened_consistent(db: Path, context: str) -> dict[str, tuple[str, str | None]]:
+    """The database opens (if the kill came before it existed, there is nothing to check) and
+    is consistent; returns each path's (status, error)."""
+    if not db.exists():
+        return {}
+    try:
+        problems = consistency_problems(db)
+    except duckdb.Error as exc:
+        pytest.fail(f"{context}: the database does not open: {exc}")
+    assert problems == [], f"{context}: {problems}"
+    return statuses(db)
+
+
+def assert_complete(db: Path, library: list[Path]) -> dict[str, tuple[str, str | None]]:
+    rows = opened_consistent(db, "after the final run")
+    assert sorted(rows) == sorted(str(p) for p in library), "not one row per file"
+    assert {p: s for p, (s, _) in rows.items() if s != "ok"} == {}, rows
+    return rows
+
+
+def kept(before: dict, after: dict) -> list[str]:
+    """Songs that were ok and are not any more: rows a kill lost."""
+    return [p for p, (s, _) in before.items() if s == "ok" and after.get(p, ("gone",))[0] != "ok"]
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+def kill_moment(run: Ingest, rng: random.Random, kill: int) -> bool:
+    """Wait for a random moment to kill: every other kill anywhere from start-up (imports,
+    migrations, scan, hashing), the others once analysis is under way (workers busy, batches
+    being written). False when the run finished first."""
+    if kill % 2 == 0:
+        return sleep_while_alive(run, rng.uniform(0.3, 10.0))
+    return bool(wait_for_workers(run)) and sleep_while_alive(run, rng.uniform(0.0, 5.0))
+
+
+def test_sigkill_of_ingest_at_random_moments_loses_nothing(library, tmp_path):
+    """kill -9 of the ingest process, MAIN_KILLS times at seeded random moments; each run
+    resumes the last one, started at once as an impatient user would (the killed run's workers
+    may still be finishing). Then a run to the end."""
+    rng = random.Random(SEED)
+    root, db = library[0].parent.parent, tmp_path / "music.duckdb"
+    kills, lost, runs, before = 0, [], [], {}
+    while kills < MAIN_KILLS and len(runs) < 3 * MAIN_KILLS:
+        run = start(root, db, tmp_path / f"log{len(runs)}.txt")
+        runs.append(run)
+        if kill_moment(run, rng, kills):
+            run.proc.send_signal(signal.SIGKILL)
+            run.proc.wait()
+            kills += 1
+            after = opened_consistent(db, f"after kill {kills}")
+            lost += kept(before, after)
+            before = after
+        else:  # it finished first: begin the library again, so later kills land mid-ingest
+            assert run.proc.returncode == 0, run.output[-3000:]
+            for done in (db, db.with_name(db.name + ".wal")):
+                done.unlink(missing_ok=True)
+            before = {}
+    assert kills == MAIN_KILLS, "the library ingests too fast for the kills to land"
+    final = start(root, db, tmp_path / "final.txt")
+    runs.append(final)
+    assert finish(final) == 0, final.output[-3000:]
+    lost += kept(before, assert_complete(db, library))
+    assert lost == []
+    for run in runs:
+        reap_orphans(run)
+    printed = [run.output for run in runs if "Traceback" in run.output]
+    assert printed == [], f"{len(printed)} killed runs printed tracebacks:\n{printed[0][-3000:]}"
+
+
+def test_workers_killed_from_outside_cost_one_retry(library, tmp_path):
+    """Workers killed with SIGKILL during a run: the run goes on and finishes by itself; a
+    killed worker's file is an error row that says the process died, or fine if the worker
+    was idle; the next run retries those files once by itself, and the run after that finds
+    nothing to do."""
+    rng = random.Random(SEED + 1)
+    root, db, log = library[0].parent.parent, tmp_path / "music.duckdb", tmp_path / "log.txt"
+    run = start(root, db, log)
+    kills = 0
+    while kills < WORKER_KILLS and (found := wait_for_workers(run)):
+        if not sleep_while_alive(run, rng.uniform(0.2, 2.0)):
+            break
+        victim = rng.choice(found)
+        with contextlib.suppress(psutil.Error):
+            victim.kill()
+            kills += 1
+    assert kills == WORKER_KILLS, "the run ended before every kill"
+    assert finish(run) == 0, run.output[-3000:]
+    assert "Traceback" not in run.output, run.output[-3000:]
+    first = opened_consistent(db, "after the run whose workers were killed")
+    assert sorted(first) == sorted(str(p) for p in library)
+    for path, (status, error) in first.items():
+        assert status == "ok" or "died" in (error or ""), (path, error)
+
+    for _ in range(2):  # the retry run, then a run that finds nothing to do
+        log.write_text("")
+        again = start(root, db, log)
+        assert finish(again) == 0, again.output[-3000:]
+        assert "Traceback" not in again.output, again.output[-3000:]
+        assert_complete(db, library)
+    assert "0 new, 0 changed" in " ".join(again.output.split()), again.output[-2000:]
+
+
+def test_sigterm_finishes_the_batch_and_exits_143(library, tmp_path):
+    """SIGTERM (a closing terminal, `kill`, systemd) behaves like Ctrl-C: the finished files
+    are written, the output says how to resume, the exit code is 128 + 15."""
+    rng = random.Random(SEED + 2)
+    root, db, log = library[0].parent.parent, tmp_path / "music.duckdb", tmp_path / "log.txt"
+    run = start(root, db, log)
+    assert wait_for_workers(run), run.output[-3000:]
+    assert sleep_while_alive(run, rng.uniform(1.0, 4.0)), "finished before the signal"
+    run.proc.send_signal(signal.SIGTERM)
+    code = finish(run, timeout=120)
+    output = " ".join(run.output.split())
+    assert code == 143, run.output[-3000:]
+    assert "resume" in output, run.output[-3000:]
+    assert "Traceback" not in output, run.output[-3000:]
+    assert reap_orphans(run) == 0, "workers outlived the ingest they belonged to"
+    opened_consistent(db, "after SIGTERM")
+    log.write_text("")
+    again = start(root, db, log)
+    assert finish(again) == 0, again.output[-3000:]
+    assert_complete(db, library)
