@@ -27,6 +27,11 @@ def experiment() -> None:
     """
 
 
+def literal(*values: object) -> list[str]:
+    """Table cells from data: text, never markup ('[/red]' in a label prints as it is)."""
+    return [escape(str(v)) for v in values]
+
+
 def _models_dir(db: Path) -> Path:
     return Path(db).parent / "models"
 
@@ -55,8 +60,8 @@ def experiment_create(
                          feature_set, unit, split, test_fraction, seed, model)
     with user_errors(), store.connect(db) as con:
         made = ex.create(con, spec)
-    err.print(f"Created experiment [bold]{made.name}[/bold] ({len(made.labels)} labels). "
-              f"Try: musicdb evaluate --experiment {made.name} --cv 5")
+    err.print(f"Created experiment [bold]{escape(made.name)}[/bold] ({len(made.labels)} "
+              f"labels). Try: musicdb evaluate --experiment {escape(made.name)} --cv 5")
 
 
 @experiment_app.command("list")
@@ -78,9 +83,9 @@ def experiment_list(
     table = Table("name", "labels", "rule", "feature set", "unit", "split", "test", "model")
     table.columns[0].no_wrap = True
     for e in found:
-        table.add_row(e.name + (" (preset)" if e.preset else ""), str(len(e.labels)),
-                      e.label_from, e.feature_set or "(default)", e.unit, e.split,
-                      f"{e.test_fraction:g}", e.model)
+        table.add_row(*literal(e.name + (" (preset)" if e.preset else ""), len(e.labels),
+                               e.label_from, e.feature_set or "(default)", e.unit, e.split,
+                               f"{e.test_fraction:g}", e.model))
     out.print(table)
 
 
@@ -105,7 +110,7 @@ def experiment_delete(name: str, db: DbPath = DEFAULT_DB) -> None:
 
     with user_errors(), store.connect(db) as con:
         n = ex.delete(con, name, _models_dir(db))
-    err.print(f"Deleted experiment {name} and {n} evaluation(s).")
+    err.print(f"Deleted experiment {escape(name)} and {n} evaluation(s).")
 
 
 @app.command()
@@ -148,7 +153,7 @@ def evaluate(
         from musicdb.report import write_report
 
         write_report(html, result)
-        err.print(f"Wrote {html}")
+        err.print(f"Wrote {escape(str(html))}")
     if as_json:
         print(json.dumps(result.as_json(), indent=2))
         return
@@ -157,13 +162,14 @@ def evaluate(
 
 def _render_evaluation(r) -> None:  # r: evaluate.Evaluation
     how = f"{r.cv}-fold CV (mean ± std)" if r.cv else "train/test split"
-    out.print(f"[bold]{r.experiment}[/bold] · {r.feature_set} · {r.model} · {how} · "
+    out.print(f"[bold]{escape(r.experiment)}[/bold] · {escape(r.feature_set)} · "
+              f"{escape(r.model)} · {how} · "
               f"{r.n_songs:,} songs · {len(r.kept_features)}/{r.n_features} features · "
               f"evaluation {r.evaluation_id} · {r.wall_s:.1f} s", highlight=False, soft_wrap=True)
     table = Table("metric", "value")
     for k, v in r.metrics.items():
         std = r.stds[k]
-        table.add_row(k, f"{v:.3f}" + (f" ± {std:.3f}" if std is not None else ""))
+        table.add_row(escape(k), f"{v:.3f}" + (f" ± {std:.3f}" if std is not None else ""))
     out.print(table)
     per = Table("label", "precision", "recall", "F1", "support")
     for c in r.per_class:
@@ -171,8 +177,9 @@ def _render_evaluation(r) -> None:  # r: evaluate.Evaluation
                     f"{c['f1']:.2f}", str(c["support"]))
     out.print(per)
     out.print("top features: " + ", ".join(
-        f"{i['feature']} {i['importance']:.3f}" for i in r.importances[:8]), soft_wrap=True)
-    out.print(f"model: {r.model_path}")
+        f"{escape(i['feature'])} {i['importance']:.3f}" for i in r.importances[:8]),
+        soft_wrap=True)
+    out.print(f"model: {escape(str(r.model_path))}")
     if "album_effect" in r.extra:
         a = r.extra["album_effect"]
         out.print(f"album effect ({a['albums']} albums): accuracy "
@@ -202,10 +209,11 @@ def evaluations(
     table = Table("id", "experiment", "set", "model", "cv", "prune", "accuracy", "macro-F1",
                   "log-loss", "kept", "s")
     for r in rows:
-        table.add_row(str(r["evaluation_id"]), r["experiment"], r["feature_set"], r["model"],
-                      str(r["cv"]), "yes" if r["prune"] else "no", f"{r['accuracy']:.3f}",
-                      f"{r['macro_f1']:.3f}", f"{r['log_loss']:.3f}",
-                      f"{r['n_kept']}/{r['n_features']}", f"{r['wall_s']:.1f}")
+        table.add_row(*literal(r["evaluation_id"], r["experiment"], r["feature_set"],
+                               r["model"], r["cv"], "yes" if r["prune"] else "no",
+                               f"{r['accuracy']:.3f}", f"{r['macro_f1']:.3f}",
+                               f"{r['log_loss']:.3f}", f"{r['n_kept']}/{r['n_features']}",
+                               f"{r['wall_s']:.1f}"))
     out.print(table)
 
 
@@ -241,9 +249,17 @@ def sql(
                                          "and predict_proba(experiment, song_id, label).")],
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
+    allow_files: Annotated[list[Path] | None, typer.Option(
+        "--allow-files", exists=True, help="Let the query read files under this folder (or "
+        "this one file), e.g. read_csv('DIR/extra.csv'); repeatable. Without it the query "
+        "reads only the database.")] = None,
     db: DbPath = DEFAULT_DB,
 ) -> None:
-    """Run SQL with musicdb's Python functions (stored models' predictions) registered."""
+    """Run one read-only SELECT, with musicdb's Python functions (stored models' predictions).
+
+    Confined: no ATTACH, COPY, SET, PRAGMA, INSTALL or LOAD, and no file outside the database
+    unless --allow-files names it.
+    """
     import csv
     import json
 
@@ -251,7 +267,7 @@ def sql(
     from musicdb import store
 
     with user_errors(), store.connect(db, read_only=True) as con:
-        names, rows = pr.run_sql(con, db, query)
+        names, rows = pr.run_sql(con, db, query, allow_files or ())
     if as_json:
         print(json.dumps([dict(zip(names, r, strict=True)) for r in rows], default=str))
     elif as_csv:
@@ -259,7 +275,7 @@ def sql(
         writer.writerow(names)
         writer.writerows(rows)
     else:
-        table = Table(*names)
+        table = Table(*literal(*names))
         for r in rows:
-            table.add_row(*(escape("" if v is None else str(v)) for v in r))
+            table.add_row(*literal(*("" if v is None else v for v in r)))
         out.print(table)

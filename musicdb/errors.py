@@ -30,3 +30,7 @@ class ImportTableError(MusicdbError):
 
 class SimilarityError(MusicdbError):
     """A similarity query cannot be answered (unknown name, feature set or label rule)."""
+
+
+class QueryRefused(MusicdbError):
+    """User-written SQL (`musicdb sql`, `--where`) tried something confined SQL may not do."""

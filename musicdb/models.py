@@ -6,6 +6,8 @@ scikit-learn is imported inside the functions so that `musicdb --help` stays fas
 from __future__ import annotations
 
 import hashlib
+import zipfile
+import zlib
 from pathlib import Path
 
 from musicdb.errors import MusicdbError
@@ -120,6 +122,10 @@ TRUSTED = [
 ]
 
 
+# What a damaged or foreign file raises while its zip and schema are read.
+UNREADABLE = (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -134,7 +140,6 @@ def types_in(path: Path) -> set[str]:
     skops trusts many scikit-learn types by default; we trust only our own list.
     """
     import json
-    import zipfile
 
     found: set[str] = set()
 
@@ -162,13 +167,20 @@ def save(model, path: Path) -> str:
     return sha256(path)
 
 
+def stored_path(db: Path, relative: str) -> Path:
+    """A path from the models table, which must stay inside the database's models/ folder."""
+    folder = (Path(db).parent / "models").resolve()
+    path = (Path(db).parent / relative).resolve()
+    if not path.is_relative_to(folder):
+        raise ModelFileError(f"model path {relative!r} points outside {folder}; refusing it")
+    return path
+
+
 def load(path: Path, expected_sha256: str):
     """Load a model written by save(): its hash must match and every type must be trusted."""
-    import zipfile
-
     import skops.io as sio
 
-    if not path.exists():
+    if not path.is_file():
         raise ModelFileError(f"model file {path} is missing; run `musicdb evaluate` again")
     if sha256(path) != expected_sha256:
         raise ModelFileError(f"model file {path} changed since it was written (SHA-256 "
@@ -176,9 +188,38 @@ def load(path: Path, expected_sha256: str):
     try:
         untrusted = sorted((types_in(path) | set(sio.get_untrusted_types(file=path)))
                            - set(TRUSTED))
-    except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
-        raise ModelFileError(f"model file {path} is not a readable skops file: {exc}") from exc
+    except UNREADABLE as exc:
+        raise ModelFileError(f"model file {path} is not a readable skops file: "
+                             f"{_reason(exc)}") from exc
     if untrusted:
         raise ModelFileError(f"model file {path} holds untrusted types "
                              f"({', '.join(untrusted)}); refusing to load it")
-    return sio.load(path, trusted=TRUSTED)
+    try:
+        return sio.load(path, trusted=TRUSTED)
+    except Exception as exc:  # a damaged file may break skops anywhere
+        raise ModelFileError(f"model file {path} cannot be loaded: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_fitted(model, kind: str, labels: list[str], n_features: int, *, where: str) -> None:
+    """The loaded object must be what `evaluate` stored: our pipeline around a `kind` model,
+    fitted on these labels and this many features."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    expected = type(build(kind, n_jobs=1)[-1])
+    steps = getattr(model, "steps", None) if isinstance(model, Pipeline) else None
+    shape_ok = (steps is not None and [n for n, _ in steps] == ["scale", "model"]
+                and isinstance(steps[0][1], StandardScaler) and type(steps[1][1]) is expected)
+    if not shape_ok:
+        found = type(model[-1] if isinstance(model, Pipeline) else model).__name__
+        raise ModelFileError(f"model file {where} holds a {found}, not the {expected.__name__} "
+                             f"pipeline of a {kind!r} evaluation; refusing it")
+    classes = [str(c) for c in getattr(model, "classes_", [])]
+    if classes != labels or getattr(model, "n_features_in_", None) != n_features:
+        raise ModelFileError(f"model file {where} was fitted on other labels or features than "
+                             "its evaluation records; refusing it")

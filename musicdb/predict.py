@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
 
-from musicdb import models
+from musicdb import confine, models
 from musicdb.experiments import ExperimentError
 
 
@@ -31,13 +32,15 @@ def load(con: duckdb.DuckDBPyConnection, db: Path, experiment: str) -> StoredMod
     """The experiment's latest stored model, checked against its recorded SHA-256."""
     row = con.execute(
         "SELECT m.evaluation_id, m.path, m.sha256, m.labels, m.positions, e.feature_set, "
-        "e.feature_set_id, e.unit FROM models m JOIN evaluations e USING (evaluation_id) "
-        "WHERE m.experiment = ? ORDER BY m.evaluation_id DESC LIMIT 1", [experiment]).fetchone()
+        "e.feature_set_id, e.unit, e.model FROM models m JOIN evaluations e "
+        "USING (evaluation_id) WHERE m.experiment = ? ORDER BY m.evaluation_id DESC LIMIT 1",
+        [experiment]).fetchone()
     if row is None:
         raise ExperimentError(f"no stored model for experiment {experiment!r}: run "
                               f"`musicdb evaluate --experiment {experiment}` first")
-    eid, path, digest, labels, positions, set_name, set_id, unit = row
-    model = models.load(Path(db).parent / path, digest)
+    eid, path, digest, labels, positions, set_name, set_id, unit, kind = row
+    model = models.load(models.stored_path(Path(db), path), digest)
+    models.check_fitted(model, kind, list(labels), len(positions), where=path)
     return StoredModel(experiment, eid, model, list(labels), np.array(positions) - 1, set_name,
                        set_id, unit)
 
@@ -149,13 +152,21 @@ def register_udfs(con: duckdb.DuckDBPyConnection, db: Path, query: str) -> None:
                         "DOUBLE", null_handling="special", side_effects=False)
 
 
-def run_sql(con: duckdb.DuckDBPyConnection, db: Path, query: str) -> tuple[list[str], list]:
-    """Run a query with the UDFs registered: (column names, rows)."""
+def run_sql(con: duckdb.DuckDBPyConnection, db: Path, query: str,
+            allow_files: Sequence[Path] = ()) -> tuple[list[str], list]:
+    """Run one read-only SELECT, confined (musicdb.confine), with the UDFs registered.
+
+    The connection stays confined afterwards. The models the query names are read by Python
+    before it runs, so the UDFs need no file access from DuckDB.
+    """
+    confine.single_select(con, query)
+    confine.lock(con, allow_files)
     register_udfs(con, db, query)
     try:
         result = con.execute(query)
     except duckdb.Error as exc:
-        raise ExperimentError(str(exc).splitlines()[0]) from exc
+        raise (confine.refusal(exc, "musicdb sql")
+               or ExperimentError(confine.first_line(exc))) from exc
     if result.description is None:
         return [], []
     return [d[0] for d in result.description], result.fetchall()

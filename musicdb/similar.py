@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from musicdb import confine
 from musicdb.choices import LABEL_RULES, require_choice
 from musicdb.errors import SimilarityError
 from musicdb.store import resolve_feature_set
@@ -57,14 +58,29 @@ def resolve_label(con: duckdb.DuckDBPyConnection, name: str, set_id: int, rule: 
     raise SimilarityError(f"no label {name!r} under the {rule!r} rule{hint}")
 
 
-def _allowed_labels(con: duckdb.DuckDBPyConnection, rule: str, where: str | None) -> set[str]:
+def _allowed_labels(con: duckdb.DuckDBPyConnection, rule: str, where: str) -> set[str]:
     """Labels with at least one song matching the user's --where condition."""
     sql = ("SELECT DISTINCT l.label FROM song_labels l JOIN library USING (song_id) "
-           f"WHERE l.rule = ? AND ({where})")
+           f"WHERE l.rule = ? AND ({_confined_where(con, where)})")
     try:
         return {r[0] for r in con.execute(sql, [rule]).fetchall()}
     except duckdb.Error as exc:
-        raise SimilarityError(f"--where {where!r}: {str(exc).splitlines()[0]}") from exc
+        raise _where_failed(exc, where) from exc
+
+
+def _confined_where(con: duckdb.DuckDBPyConnection, where: str | None) -> str | None:
+    """The user's condition as one parsed expression, with the connection confined for good
+    (musicdb.confine): a --where reads the database and nothing else."""
+    if not where:
+        return None
+    expression = confine.where_clause(where)
+    confine.lock(con)
+    return expression
+
+
+def _where_failed(exc: duckdb.Error, where: str | None) -> Exception:
+    return (confine.refusal(exc, f"--where {where!r}")
+            or SimilarityError(f"--where {where!r}: {confine.first_line(exc)}"))
 
 
 def similar_artists(con: duckdb.DuckDBPyConnection, name: str, *, k: int = 10,
@@ -73,6 +89,7 @@ def similar_artists(con: duckdb.DuckDBPyConnection, name: str, *, k: int = 10,
                     exclude_labels: tuple[str, ...] = (), where: str | None = None) -> Similar:
     require_choice(label_from, LABEL_RULES, "--label-from", SimilarityError)
     require_choice(method, METHODS, "--method", SimilarityError)
+    _confined_where(con, where)  # refuse a bad condition before any other work
     set_name, set_id = resolve_feature_set(con, feature_set)
     label = resolve_label(con, name, set_id, label_from)
     rows = con.execute(
@@ -152,6 +169,7 @@ def similar_songs(con: duckdb.DuckDBPyConnection, query: str, *, k: int = 10,
                   exclude_labels: tuple[str, ...] = (), where: str | None = None,
                   no_same_artist: bool = False, no_same_album: bool = False) -> Similar:
     require_choice(label_from, LABEL_RULES, "--label-from", SimilarityError)
+    _confined_where(con, where)  # refuse a bad condition before any other work
     set_name, set_id = resolve_feature_set(con, feature_set)
     q = resolve_song(con, query, set_name, set_id)
     conditions, args = [], []
@@ -160,7 +178,8 @@ def similar_songs(con: duckdb.DuckDBPyConnection, query: str, *, k: int = 10,
                           "AND lower(label) IN (SELECT lower(unnest(?::VARCHAR[]))))")
         args += [label_from, list(exclude_labels)]
     if where:
-        conditions.append(f"s.song_id IN (SELECT song_id FROM library WHERE ({where}))")
+        conditions.append("s.song_id IN (SELECT song_id FROM library "
+                          f"WHERE ({_confined_where(con, where)}))")
     if no_same_artist and q.label is not None:
         conditions.append("s.label IS DISTINCT FROM ?")
         args.append(q.label)
@@ -181,7 +200,7 @@ def similar_songs(con: duckdb.DuckDBPyConnection, query: str, *, k: int = 10,
     try:
         rows = con.execute(sql, source_args + args + [k]).fetchall()
     except duckdb.Error as exc:
-        raise SimilarityError(f"--where {where!r}: {str(exc).splitlines()[0]}") from exc
+        raise _where_failed(exc, where) from exc
     results = [{"song_id": r[0], "path": r[1], "title": r[2], "artist": r[3] or r[4],
                 "distance": r[5]} for r in rows]
     return Similar(q.description, label_from, set_name, "euclidean", "songs", results,
