@@ -229,6 +229,10 @@ def _database_path(con: duckdb.DuckDBPyConnection) -> str:
     return row[0] if row and row[0] else "the database"
 
 
+# The oldest schema read commands work on without a writer migrating it first. Raise it when a
+# migration adds something they read (0005 only adds the stale flag, which they can do without).
+READABLE_FROM = 4
+
 # Every connection: a database file must never make DuckDB download or load an extension.
 NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
@@ -280,19 +284,18 @@ def _check_musicdb(con: duckdb.DuckDBPyConnection, db: Path, *, writer: bool,
     try:
         applied = applied_migrations(con)
     except duckdb.Error as exc:  # a `_migrations` table of some other program
-        raise StoreError(f"{db} is a DuckDB database that is not musicdb's (its _migrations "
-                         f"table is not musicdb's); musicdb leaves it alone: "
+        raise StoreError(f"{db} is not a musicdb database but another program's DuckDB file "
+                         f"(its _migrations table is not musicdb's); musicdb leaves it alone: "
                          f"{dbfile.NEW_DB_HINT}") from exc
     known = load_migrations()
     check_not_newer(applied, known)
     if not applied:
         _check_empty(con, db, adopt=writer and create)
         return
-    newest = max(m.version for m in known)
-    if not writer and max(applied) < newest:  # its views and tables are not this musicdb's yet
-        raise StoreError(f"{db} has musicdb schema {max(applied)}, older than this musicdb's "
-                         f"({newest}): run a writing command once (e.g. `musicdb ingest` of its "
-                         "folders, or `musicdb experiment list`) to upgrade it in place")
+    if not writer and max(applied) < READABLE_FROM:  # views and tables readers need are missing
+        raise StoreError(f"{db} has musicdb schema {max(applied)}, older than this musicdb reads "
+                         f"({READABLE_FROM}): run a writing command once (e.g. `musicdb ingest` "
+                         "of its folders, or `musicdb experiment list`) to upgrade it in place")
     missing = sorted(_expected_tables(tuple(sorted(applied))) - _tables(con))
     if missing:
         raise StoreError(
@@ -307,8 +310,8 @@ def _check_empty(con: duckdb.DuckDBPyConnection, db: Path, *, adopt: bool) -> No
     objects = [name for name in _user_objects(con) if name != "_migrations"]
     if objects:
         shown = ", ".join(objects[:5]) + (", ..." if len(objects) > 5 else "")
-        raise StoreError(f"{db} is a DuckDB database that is not musicdb's (no musicdb "
-                         f"schema; it holds {shown}); musicdb adds nothing to it: "
+        raise StoreError(f"{db} is not a musicdb database but another program's DuckDB file "
+                         f"(it holds {shown}; no musicdb schema); musicdb adds nothing to it: "
                          f"{dbfile.NEW_DB_HINT}")
     if not adopt:
         raise StoreError(f"{db} is an empty DuckDB database, not a musicdb one yet; "

@@ -194,7 +194,8 @@ def test_another_programs_duckdb_file_gets_no_musicdb_tables(tmp_path, small_csv
     before = state(db)
     for args in (["info"], *WRITERS):
         args = [a.format(csv=small_csv, dir=tmp_path) for a in args]
-        message = refused(run, *args, "--db", db, expect="not musicdb's")
+        message = refused(run, *args, "--db", db, expect="not a musicdb database but another "
+                          "program's DuckDB file")
         assert "big, orders" in message
         assert state(db) == before, args
     assert {r[0] for r in sql(db, "SELECT table_name FROM duckdb_tables()")} == {"orders"}
@@ -483,7 +484,7 @@ def test_a_first_migration_database_is_migrated_in_place(tmp_path, small_csv, ru
     newest = max(m.version for m in load_migrations())
     # A reader cannot migrate: it says how to upgrade, and leaves the file alone.
     before = state(db)
-    refused(run, "info", "--db", db, expect="has musicdb schema 1, older than this musicdb's")
+    refused(run, "info", "--db", db, expect="has musicdb schema 1, older than this musicdb reads")
     assert state(db) == before
     # Any writer upgrades it, keeping every row; its songs get similarity vectors too.
     run("import", small_csv, "--feature-set", "small", "--db", db)
@@ -497,3 +498,24 @@ def test_a_first_migration_database_is_migrated_in_place(tmp_path, small_csv, ru
     similarity_matches_computed(db)
     info = run("info", "--db", db)
     assert f"schema version {newest}" in info.output
+
+
+def test_a_foreign_migrations_table_is_not_mistaken_for_musicdb(tmp_path, small_csv, run):
+    db = tmp_path / "tool.duckdb"
+    with duckdb.connect(str(db)) as con:  # another tool's bookkeeping under the same name
+        con.execute("CREATE TABLE _migrations (id INTEGER, applied VARCHAR)")
+        con.execute("INSERT INTO _migrations VALUES (1, 'init')")
+    before = state(db)
+    for args in (["info"], ["import", small_csv, "--feature-set", "small"]):
+        refused(run, *args, "--db", db, expect="its _migrations table is not musicdb's")
+        assert state(db) == before
+
+
+def test_a_first_run_killed_before_its_first_migration_is_resumed(tmp_path, small_csv, run):
+    db = tmp_path / "music.duckdb"
+    with duckdb.connect(str(db)) as con:  # what store.migrate commits before migration 0001
+        con.execute("CREATE TABLE _migrations (version INTEGER PRIMARY KEY, name VARCHAR, "
+                    "checksum VARCHAR NOT NULL, applied_at TIMESTAMP DEFAULT current_timestamp)")
+    refused(run, "info", "--db", db, expect="empty DuckDB database")
+    run("import", small_csv, "--feature-set", "small", "--db", db)
+    assert sql(db, "SELECT count(*) FROM features_small") == [(60,)]
