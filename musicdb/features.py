@@ -173,9 +173,11 @@ class FrameStream:
     def add(self, block: np.ndarray) -> None:
         """Take the next samples; computes every block of frames they complete."""
         if self.max_samples is not None and self.samples + len(block) > self.max_samples:
-            raise SignalTooLong(f"longer than {self.max_seconds / 3600:g} h, the longest file "
-                                "musicdb analyses (its frame features alone would outgrow "
-                                f"{self._bytes(self.max_samples) / 1e9:.1f} GB of memory)")
+            limit = (f"{self.max_seconds / 3600:g} h" if self.max_seconds >= 3600
+                     else f"{self.max_seconds:g} s")
+            raise SignalTooLong(f"longer than {limit}, the longest file musicdb analyses (its "
+                                "frame features alone would outgrow "
+                                f"{self._bytes(self.max_samples) / 1e6:,.0f} MB of memory)")
         taken = 0
         while taken < len(block):
             take = min(len(self.window) - self.filled, len(block) - taken)
