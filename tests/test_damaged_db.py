@@ -360,6 +360,11 @@ def test_read_only_file_or_folder(case, musicdb_file, small_csv):
     assert info.returncode == 0, info.stderr
     assert "60 imported" in info.stdout
     assert state(musicdb_file) == before
+    if case != "file":  # nor can a new database be made in a read-only folder
+        new = musicdb_file.with_name("new.duckdb")
+        one_line_error(run_read_only(case, musicdb_file, "import", small_csv, "--feature-set",
+                                     "small", "--db", new), "the folder")
+        assert not new.exists()
 
 
 # --- full disk --------------------------------------------------------------------------------
@@ -519,3 +524,19 @@ def test_a_first_run_killed_before_its_first_migration_is_resumed(tmp_path, smal
     refused(run, "info", "--db", db, expect="empty DuckDB database")
     run("import", small_csv, "--feature-set", "small", "--db", db)
     assert sql(db, "SELECT count(*) FROM features_small") == [(60,)]
+
+
+def test_a_database_in_use_by_another_writer_is_one_line(musicdb_file, run):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, duckdb; con = duckdb.connect(sys.argv[1]); "
+         "print('ready', flush=True); sys.stdin.read()", str(musicdb_file)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "ready\n"
+        for args in (["info"], ["experiment", "list"]):
+            message = refused(run, *args, "--db", musicdb_file,
+                              expect="is in use by another process")
+            assert f"PID {holder.pid})" in message
+    finally:
+        holder.communicate("", timeout=60)
+    run("info", "--db", musicdb_file)
