@@ -148,6 +148,10 @@ def test_sql_still_answers_queries_and_the_udfs_work_confined(run, library):
     settings = run("sql", "SELECT current_setting('enable_external_access'), "
                    "current_setting('lock_configuration')", "--csv", "--db", library).output
     assert settings.splitlines()[1] == "False,True"
+    nulls = run("sql", f"SELECT predict_label('{EXPERIMENT}', NULL) AS a, "
+                f"predict_proba('{EXPERIMENT}', 1, NULL) AS b, "
+                f"predict_label('{EXPERIMENT}', -5) AS c", "--json", "--db", library).output
+    assert nulls.strip() == '[{"a": null, "b": null, "c": null}]'
     # the harmless table function checkpoint() is a SELECT: on a read-only file it writes nothing
     run("sql", "SELECT * FROM checkpoint()", "--db", library)
     assert digest(library) == bytes_before
@@ -175,6 +179,16 @@ def test_allow_files_reads_only_under_the_folder(run, library, tmp_path):
                                   library, code=None))
         assert "hunter2" not in line
     assert sorted(p.name for p in allowed.iterdir()) == ["extra.csv", "link.csv", "up"]
+
+
+def test_allow_files_with_a_file_allows_that_file_only(run, library, tmp_path):
+    (tmp_path / "one.csv").write_text("a\n1\n")
+    (tmp_path / "two.csv").write_text("a\n2\n")
+    out = run("sql", f"SELECT a FROM read_csv('{tmp_path}/one.csv')", "--allow-files",
+              tmp_path / "one.csv", "--csv", "--db", library).output
+    assert out.splitlines() == ["a", "1"]
+    one_error_line(run("sql", f"SELECT a FROM read_csv('{tmp_path}/two.csv')", "--allow-files",
+                       tmp_path / "one.csv", "--db", library, code=None))
 
 
 WHERE_ATTACKS = [
@@ -260,6 +274,21 @@ def test_hostile_names_as_filters_match_nothing(run, shared_library, name):
     listed = run("evaluations", "--experiment", name, "--json", "--db", shared_library).output
     assert listed.strip() == "[]"
     assert counts(shared_library)["songs"] == 2333
+
+
+def test_hostile_labels_of_an_experiment_are_stored_literally(run, library):
+    import json
+
+    labels = ["x'; DROP TABLE songs; --", "Taylor%", "T_ylorSwift", '"']
+    run("experiment", "create", "hostile", "--labels", ",".join(labels), "--db", library)
+    shown = json.loads(run("experiment", "show", "hostile", "--db", library).output)
+    assert shown["labels"] == labels
+    line = one_error_line(run("evaluate", "--experiment", "hostile", "--db", library, code=None))
+    assert "no songs" in line
+    assert "Taylor%" in line  # neither pattern picked up TaylorSwift's songs
+    assert "T_ylorSwift" in line
+    run("experiment", "delete", "hostile", "--db", library)
+    assert counts(library)["songs"] == 2333
 
 
 # --- 3. model files ----------------------------------------------------------------------
