@@ -191,7 +191,23 @@ def assert_complete(db: Path, library: list[Path]) -> dict[str, tuple[str, str |
     rows = opened_consistent(db, "after the final run")
     assert sorted(rows) == sorted(str(p) for p in library), "not one row per file"
     assert {p: s for p, (s, _) in rows.items() if s != "ok"} == {}, rows
+    assert similarity_lag(db) == [], "similarity tables stale after the final run"
     return rows
+
+
+def similarity_lag(db: Path) -> list[tuple]:
+    """Feature sets whose similarity tables do not hold exactly the ok songs (a kill during
+    the refresh must not leave them stale for good)."""
+    return query(db, "SELECT fs.name, count(DISTINCT s.song_id), any_value(st.songs), "
+                     "(SELECT count(*) FROM song_vectors v WHERE v.feature_set_id = "
+                     "fs.feature_set_id) FROM feature_sets fs "
+                     "JOIN features f USING (feature_set_id) "
+                     "JOIN songs s ON s.song_id = f.song_id AND s.status = 'ok' "
+                     "LEFT JOIN feature_stats st ON st.feature_set_id = fs.feature_set_id "
+                     "GROUP BY fs.name, fs.feature_set_id HAVING count(DISTINCT s.song_id) "
+                     "IS DISTINCT FROM any_value(st.songs) OR count(DISTINCT s.song_id) <> "
+                     "(SELECT count(*) FROM song_vectors v WHERE v.feature_set_id = "
+                     "fs.feature_set_id)")
 
 
 def kept(before: dict, after: dict) -> list[str]:
