@@ -1,10 +1,11 @@
-"""The DuckDB file: connecting, numbered migrations, views, feature-set registration."""
+"""The DuckDB file: connecting, views, similarity tables, feature-set registration.
+
+Migrations and the checks of what a file holds live in musicdb.schema and musicdb.dbfile;
+their public names are re-exported here.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -15,101 +16,22 @@ from pathlib import Path
 import duckdb
 
 from musicdb import dbfile
-from musicdb.errors import MigrationError, StoreError
+from musicdb.errors import StoreError
+from musicdb.schema import (  # noqa: F401  (re-exported: musicdb.store is where callers look)
+    NO_EXTENSIONS,
+    Migration,
+    applied_migrations,
+    check_musicdb,
+    check_not_newer,
+    data_dir,
+    database_path,
+    load_migrations,
+    migrate,
+    rollback,
+    schema_version,
+)
 
-MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 SET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-def data_dir(name: str) -> Path:
-    """`migrations/` or `sql/`: inside the installed package, else at the repository root."""
-    packaged = Path(__file__).parent / name
-    return packaged if packaged.is_dir() else Path(__file__).parent.parent / name
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
-def load_migrations(folder: Path | None = None) -> list[Migration]:
-    folder = folder or data_dir("migrations")
-    migrations = []
-    for path in sorted(folder.glob("*.sql")):
-        match = MIGRATION_NAME.match(path.name)
-        if not match:
-            raise MigrationError(f"{path.name}: migration files are named NNNN_snake_case.sql")
-        migrations.append(Migration(int(match[1]), match[2], path.read_text()))
-    versions = [m.version for m in migrations]
-    if len(set(versions)) != len(versions):
-        raise MigrationError(f"two migrations share a version number: {versions}")
-    return migrations
-
-
-def applied_migrations(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
-    """version -> checksum of what the file has applied; empty for a new file."""
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_migrations'"
-    ).fetchone()[0]
-    if not exists:
-        return {}
-    return dict(con.execute("SELECT version, checksum FROM _migrations").fetchall())
-
-
-def check_not_newer(applied: dict[int, str], known: list[Migration]) -> None:
-    newest_known = max((m.version for m in known), default=0)
-    newest_applied = max(applied, default=0)
-    if newest_applied > newest_known:
-        raise MigrationError(
-            f"this database was written by a newer musicdb (schema {newest_applied}; this "
-            f"musicdb knows up to {newest_known}). Upgrade musicdb to use it."
-        )
-
-
-def migrate(con: duckdb.DuckDBPyConnection, migrations: list[Migration] | None = None) -> int:
-    """Apply pending migrations, each in its own transaction. Returns how many ran."""
-    migrations = load_migrations() if migrations is None else migrations
-    con.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, name VARCHAR, "
-        "checksum VARCHAR NOT NULL, applied_at TIMESTAMP DEFAULT current_timestamp)"
-    )
-    applied = applied_migrations(con)
-    check_not_newer(applied, migrations)
-    ran = 0
-    for m in migrations:
-        if m.version in applied:
-            if applied[m.version] != m.checksum:
-                raise MigrationError(
-                    f"migration {m.version:04d}_{m.name} was edited after it was applied; "
-                    "add a new migration instead"
-                )
-            continue
-        # A multi-statement string is not atomic by itself: wrap it explicitly.
-        con.begin()
-        try:
-            con.execute(m.sql)
-            con.execute(
-                "INSERT INTO _migrations (version, name, checksum) VALUES (?, ?, ?)",
-                [m.version, m.name, m.checksum],
-            )
-        except duckdb.Error as exc:
-            rollback(con)
-            if dbfile.is_write_problem(str(exc)):
-                raise write_failure(con, exc, f"migration {m.version:04d}_{m.name}") from exc
-            raise MigrationError(f"migration {m.version:04d}_{m.name} failed: {exc}") from exc
-        con.commit()
-        ran += 1
-    return ran
-
-
-def schema_version(con: duckdb.DuckDBPyConnection) -> int:
-    return max(applied_migrations(con), default=0)
 
 
 def quote_ident(name: str) -> str:
@@ -180,14 +102,6 @@ def refresh_similarity(con: duckdb.DuckDBPyConnection) -> None:
         raise
 
 
-def rollback(con: duckdb.DuckDBPyConnection) -> None:
-    """Undo the open transaction, if the failure left one to undo."""
-    # After a failed commit, or a write error that invalidated the database, there is no
-    # transaction left (or no usable connection): the error being raised is the one to show.
-    with contextlib.suppress(duckdb.Error):
-        con.rollback()
-
-
 def mark_similarity_stale(con: duckdb.DuckDBPyConnection) -> None:
     """Record, inside the caller's open transaction, that the similarity tables lag the data.
 
@@ -217,24 +131,7 @@ def write_failure(con: duckdb.DuckDBPyConnection, exc: BaseException, what: str)
 
     `what` names what was being written ("a batch of 64 files"). Raise the result `from exc`.
     """
-    return StoreError(dbfile.write_problem(str(exc), _database_path(con), what))
-
-
-def _database_path(con: duckdb.DuckDBPyConnection) -> str:
-    try:
-        row = con.execute("SELECT path FROM duckdb_databases() "
-                          "WHERE database_name = current_database()").fetchone()
-    except duckdb.Error:  # a failed write can leave the connection unusable
-        return "the database"
-    return row[0] if row and row[0] else "the database"
-
-
-# The oldest schema read commands work on without a writer migrating it first. Raise it when a
-# migration adds something they read (0005 only adds the stale flag, which they can do without).
-READABLE_FROM = 4
-
-# Every connection: a database file must never make DuckDB download or load an extension.
-NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    return StoreError(dbfile.write_problem(str(exc), database_path(con), what))
 
 
 @contextmanager
@@ -254,7 +151,7 @@ def connect(db: Path, *, read_only: bool = False,
     failed = True
     try:
         if read_only:
-            _check_musicdb(con, db, writer=False, create=False)
+            check_musicdb(con, db, writer=False, create=False)
         else:
             _prepare_writer(con)
         yield con
@@ -274,73 +171,7 @@ def _inspect(db: Path, *, writer: bool, create: bool) -> None:
     """Judge an existing file on a read-only connection, so a refusal writes nothing."""
     con = _open(db, read_only=True)
     try:
-        _check_musicdb(con, db, writer=writer, create=create)
-    finally:
-        con.close()
-
-
-def _check_musicdb(con: duckdb.DuckDBPyConnection, db: Path, *, writer: bool,
-                   create: bool) -> None:
-    try:
-        applied = applied_migrations(con)
-    except duckdb.Error as exc:  # a `_migrations` table of some other program
-        raise StoreError(f"{db} is not a musicdb database but another program's DuckDB file "
-                         f"(its _migrations table is not musicdb's); musicdb leaves it alone: "
-                         f"{dbfile.NEW_DB_HINT}") from exc
-    known = load_migrations()
-    check_not_newer(applied, known)
-    if not applied:
-        _check_empty(con, db, adopt=writer and create)
-        return
-    if not writer and max(applied) < READABLE_FROM:  # views and tables readers need are missing
-        raise StoreError(f"{db} has musicdb schema {max(applied)}, older than this musicdb reads "
-                         f"({READABLE_FROM}): run a writing command once (e.g. `musicdb ingest` "
-                         "of its folders, or `musicdb experiment list`) to upgrade it in place")
-    missing = sorted(_expected_tables(tuple(sorted(applied))) - _tables(con))
-    if missing:
-        raise StoreError(
-            f"{db} is a damaged musicdb database: table{'s' * (len(missing) > 1)} "
-            f"{', '.join(missing)} missing (dropped outside musicdb?); restore it from a "
-            "backup, or start a new database with --db NEW.duckdb and ingest again")
-
-
-def _check_empty(con: duckdb.DuckDBPyConnection, db: Path, *, adopt: bool) -> None:
-    """No musicdb schema: another program's DuckDB file, or an empty one that ingest may fill."""
-    # _migrations alone: a first run killed before its first migration committed.
-    objects = [name for name in _user_objects(con) if name != "_migrations"]
-    if objects:
-        shown = ", ".join(objects[:5]) + (", ..." if len(objects) > 5 else "")
-        raise StoreError(f"{db} is not a musicdb database but another program's DuckDB file "
-                         f"(it holds {shown}; no musicdb schema); musicdb adds nothing to it: "
-                         f"{dbfile.NEW_DB_HINT}")
-    if not adopt:
-        raise StoreError(f"{db} is an empty DuckDB database, not a musicdb one yet; "
-                         f"{dbfile.CREATE_HINT}")
-
-
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
-    ).fetchall()}
-
-
-def _user_objects(con: duckdb.DuckDBPyConnection) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT name FROM (SELECT table_name AS name, database_name FROM duckdb_tables() "
-        "UNION ALL SELECT view_name, database_name FROM duckdb_views() WHERE NOT internal "
-        "UNION ALL SELECT sequence_name, database_name FROM duckdb_sequences() "
-        "UNION ALL SELECT function_name, database_name FROM duckdb_functions() "
-        "WHERE NOT internal AND function_type IN ('macro', 'table_macro')) "
-        "WHERE database_name = current_database() ORDER BY name").fetchall()]
-
-
-@functools.cache
-def _expected_tables(versions: tuple[int, ...]) -> frozenset[str]:
-    """The tables these migrations create, found by running them on an empty in-memory file."""
-    con = duckdb.connect(config=NO_EXTENSIONS)
-    try:
-        migrate(con, [m for m in load_migrations() if m.version in versions])
-        return frozenset(_tables(con))
+        check_musicdb(con, db, writer=writer, create=create)
     finally:
         con.close()
 
