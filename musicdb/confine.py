@@ -25,6 +25,9 @@ ALLOWED = {duckdb.StatementType.SELECT}
 # extensions; the autoload pair stops a query from pulling an extension in by itself.
 SETTINGS = (
     ("enable_external_access", False),
+    # A table name must not reach Python objects of the calling frame (DuckDB's replacement
+    # scans of Arrow tables and data frames): the query sees the database only.
+    ("python_enable_replacements", False),
     ("autoinstall_known_extensions", False),
     ("autoload_known_extensions", False),
     ("lock_configuration", True),  # last: after it, SET and RESET fail

@@ -146,8 +146,10 @@ def test_sql_still_answers_queries_and_the_udfs_work_confined(run, library):
     assert [r.split(",")[0] for r in out[1:]] == ["AvrilLavigne",
                                                                         "TaylorSwift"]
     settings = run("sql", "SELECT current_setting('enable_external_access'), "
+                   "current_setting('python_enable_replacements'), "
+                   "current_setting('autoload_known_extensions'), "
                    "current_setting('lock_configuration')", "--csv", "--db", library).output
-    assert settings.splitlines()[1] == "False,True"
+    assert settings.splitlines()[1] == "False,False,False,True"
     nulls = run("sql", f"SELECT predict_label('{EXPERIMENT}', NULL) AS a, "
                 f"predict_proba('{EXPERIMENT}', 1, NULL) AS b, "
                 f"predict_label('{EXPERIMENT}', -5) AS c", "--json", "--db", library).output
