@@ -250,15 +250,14 @@ def sql(
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
     allow_files: Annotated[list[Path] | None, typer.Option(
-        "--allow-files", exists=True, help="Let the query read files under this folder (or "
-        "this one file), e.g. read_csv('DIR/extra.csv'); repeatable. Without it the query "
-        "reads only the database.")] = None,
+        "--allow-files", exists=True, metavar="PATH", help="Let the query read files under "
+        "this folder (or this one file), e.g. read_csv('DIR/extra.csv'); repeatable. Without "
+        "it the query reads only the database.")] = None,
     db: DbPath = DEFAULT_DB,
 ) -> None:
     """Run one read-only SELECT, with musicdb's Python functions (stored models' predictions).
 
-    Confined: no ATTACH, COPY, SET, PRAGMA, INSTALL or LOAD, and no file outside the database
-    unless --allow-files names it.
+    Confined: no ATTACH, COPY, SET, PRAGMA or LOAD, no files but --allow-files ones.
     """
     import csv
     import json
