@@ -145,8 +145,8 @@ def connect(db: Path, *, read_only: bool = False,
     """
     db = Path(db)
     new = dbfile.check_path(db, writer=not read_only, create=create)
-    if not new:
-        _inspect(db, writer=not read_only, create=create)
+    if not (new or read_only):
+        _inspect(db, create=create)
     con = _open(db, read_only=read_only)
     failed = True
     try:
@@ -167,11 +167,11 @@ def _open(db: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise dbfile.open_failure(db, str(exc), duckdb.__version__) from exc
 
 
-def _inspect(db: Path, *, writer: bool, create: bool) -> None:
-    """Judge an existing file on a read-only connection, so a refusal writes nothing."""
+def _inspect(db: Path, *, create: bool) -> None:
+    """Judge an existing file for a writer on a read-only connection: a refusal writes nothing."""
     con = _open(db, read_only=True)
     try:
-        check_musicdb(con, db, writer=writer, create=create)
+        check_musicdb(con, db, writer=True, create=create)
     finally:
         con.close()
 
