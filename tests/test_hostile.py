@@ -323,6 +323,10 @@ def format_cases() -> list[Case]:
         Case("good.opus", OK, lambda p: source_for(".opus")(p, 3.0, 234), "Opus", ffmpeg=True),
         Case("good.m4a", OK, lambda p: encoded(p, 3.0, 235, "aac"), "AAC through ffmpeg",
              ffmpeg=True),
+        Case("flac-named.mp3", OK, good_wav(236, fmt="FLAC"),
+             "README: a file counts as audio by its content too, whatever its extension"),
+        Case("wav-without-extension", OK, good_wav(237), "found by its first bytes"),
+        Case("UPPER.WAV", OK, good_wav(238), "extensions match ignoring case"),
     ]
     return cases
 
