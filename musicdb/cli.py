@@ -310,6 +310,9 @@ def info(db: DbPath = DEFAULT_DB) -> None:
     for label, n in i.top_labels:
         labels.add_row(escape(str(label)), f"{n:,}")
     out.print(labels)
+    if i.similarity_stale:
+        err.print("[yellow]The similarity tables are out of date[/yellow] (a run stopped before "
+                  "rebuilding them): the next write command (ingest, import) rebuilds them.")
     for path, error in i.recent_errors:
         out.print(f"[red]error[/red] {one_line(path)}: {one_line(error or '')}",
                   soft_wrap=True, highlight=False)
@@ -330,7 +333,8 @@ def demo(
     library, db = folder / "library", folder / "demo.duckdb"
     err.print(f"Writing synthetic songs to {library}/ ...")
     demo_library(library)
-    with user_errors(), store.connect(db) as con, IngestProgress(err) as progress:
+    with (user_errors(), store.connect(db, create=True) as con,
+          IngestProgress(err) as progress):
         summary = run_ingest(con, [library], workers=workers, progress=progress)
     render_summary(err, summary, db)
     shell, me = _beside_python("duckdb"), _beside_python("musicdb")

@@ -28,7 +28,7 @@ def _versions(con: duckdb.DuckDBPyConnection) -> list[int]:
 
 def _make_newer(db: Path, version: int = 9999) -> None:
     """A database as a future musicdb would leave it: a schema version this one does not know."""
-    with store.connect(db) as con:
+    with store.connect(db, create=True) as con:
         con.execute("INSERT INTO _migrations (version, name, checksum) VALUES (?, 'future', 'x')",
                     [version])
 
@@ -57,7 +57,7 @@ def test_migrating_twice_is_a_noop(db):
     finally:
         con.close()
     # ...and across connections: store.connect migrates nothing on a second open.
-    with store.connect(db) as con:
+    with store.connect(db, create=True) as con:
         assert migrate(con) == 0
         assert store.schema_version(con) == known
 
@@ -124,7 +124,7 @@ def test_edited_migration_is_refused(db):
 
 
 def test_edited_packaged_migration_is_refused(db):
-    with store.connect(db):
+    with store.connect(db, create=True):
         pass
     real = load_migrations()
     tampered = [Migration(real[0].version, real[0].name, real[0].sql + "\n-- edited\n"), *real[1:]]
@@ -138,7 +138,8 @@ def test_edited_packaged_migration_is_refused(db):
 
 def test_newer_database_is_refused_by_a_writer(db):
     _make_newer(db)
-    with pytest.raises(MigrationError, match="newer musicdb") as info, store.connect(db):
+    with (pytest.raises(MigrationError, match="newer musicdb") as info,
+          store.connect(db, create=True)):
         pass
     assert "9999" in str(info.value)
 
@@ -206,7 +207,7 @@ def test_reader_refuses_a_duckdb_file_that_is_not_musicdb(db):
 
 
 def test_views_exist_in_the_file_for_the_duckdb_shell(db, shell):
-    with store.connect(db):
+    with store.connect(db, create=True):
         pass
     for view in ("song_labels", "library", "feature_set_summary"):
         assert shell(db, f"SELECT * FROM {view} LIMIT 0") == []
