@@ -215,7 +215,8 @@ def similar(
         help="Leave out this label (repeatable), e.g. --exclude-label Xmas.")] = None,
     where: Annotated[str | None, typer.Option(
         help="SQL condition on the library view's columns, e.g. \"genre <> 'Podcast'\"; "
-        "for artists, keeps those with a song matching it.")] = None,
+        "for artists, keeps those with a song matching it. Read-only: one condition, no "
+        "files.")] = None,
     no_same_artist: Annotated[bool, typer.Option(
         "--no-same-artist", help="Songs: leave out the query's artist.")] = False,
     no_same_album: Annotated[bool, typer.Option(
