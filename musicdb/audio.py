@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 import av
 import numpy as np
 import soundfile as sf
 import soxr
+from mutagen import MutagenError
+from mutagen.mp3 import MPEGInfo, VBRIHeader, VBRIHeaderError, XingHeader, XingHeaderError
+from mutagen.ogg import OggPage
 
 from musicdb.errors import DecodeError
 
@@ -20,7 +26,16 @@ TARGET_SR = 22050
 BLOCK = 1 << 16  # input frames per read: memory stays bounded on long files
 # A file that decodes to less than this share of the length its header declares is truncated.
 MIN_DECODED_SHARE = 0.9
+# Where the header states the exact length (FLAC's sample count, an MP3's Xing/Info/VBRI frame
+# count) only a damaged last packet may be missing: a file cut at 95 % is truncated too.
+EXACT_LENGTH_SHARE = 0.99
+LAST_PACKET_S = 0.2
+# ffmpeg and ffprobe are killed past this deadline: a floor, plus a share of the declared
+# length (ffmpeg decodes at hundreds of times real time; this allows 2x).
+FFMPEG_DEADLINE_S = 60.0
+FFMPEG_DEADLINE_PER_AUDIO_S = 0.5
 SILENCE_PEAK = 1e-6  # -120 dBFS: nothing to analyse below this
+LOUDEST_PEAK = 1e6  # +120 dBFS: float files may exceed full scale, not by this much
 FFMPEG_ONLY = {".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".webm"}
 # Ogg and FLAC go to ffmpeg's decoders through PyAV first, recognised by their first bytes:
 # measured on real files (benchmarks/extract.py corpus, decode + downmix + resample), Opus
@@ -61,7 +76,10 @@ def decode(path: Path, *, sr: int = TARGET_SR, sink: SampleSink | None = None) -
     path = Path(path)
     try:
         decoded = None
-        if _head(path, 4) in PYAV_MAGIC:
+        head = _head(path, 4)
+        if head == b"OggS":
+            _check_ogg_end(path)
+        if head in PYAV_MAGIC:
             decoded = _decode_pyav(path, sr, sink)  # None when it is not Ogg audio after all
         decoded = decoded or _decode_soundfile(path, sr, sink)
     except _NotForSoundfile as exc:
@@ -77,6 +95,9 @@ def decode(path: Path, *, sr: int = TARGET_SR, sink: SampleSink | None = None) -
         raise DecodeError(path, "no audio samples")
     if decoded.samples.peak < SILENCE_PEAK:
         raise DecodeError(path, "silent: no sample above -120 dBFS, nothing to analyse")
+    if not decoded.samples.peak <= LOUDEST_PEAK:  # also infinity
+        raise DecodeError(path, f"samples reach {decoded.samples.peak:.3g}, over +120 dBFS: "
+                          "not audio that can be analysed")
     return decoded
 
 
@@ -86,6 +107,65 @@ def _head(path: Path, size: int) -> bytes:
             return f.read(size)
     except OSError as exc:
         raise DecodeError(path, f"cannot read it: {exc.strerror or exc}") from exc
+
+
+def _check_ogg_end(path: Path) -> None:
+    """A complete Ogg stream ends with a page flagged end-of-stream; a cut file lacks it.
+
+    Ogg states no length anywhere (decoders take it from the last page present), so the
+    missing flag is the only sign that a Vorbis or Opus file was cut short.
+    """
+    try:
+        with path.open("rb") as f:
+            last = OggPage.find_last(f, OggPage(f).serial)
+    except (MutagenError, OSError, EOFError):
+        return  # not a readable Ogg stream: the decoders say what is wrong with it
+    if last is not None and not last.last:
+        raise DecodeError(path, "truncated: the Ogg stream stops before its end-of-stream page "
+                          "(the file was cut short, e.g. by an interrupted download or copy)")
+
+
+def _mp3_states_length(path: Path) -> bool:
+    """Whether an MP3's first frame holds a Xing/Info or VBRI header with its frame count.
+
+    Without one every decoder estimates the length from the file size, so a cut file looks
+    complete: its truncation cannot be seen.
+    """
+    try:
+        with path.open("rb") as f:
+            info = MPEGInfo(f)
+            if info.layer != 3:
+                return False
+            for header, not_there in ((XingHeader, XingHeaderError),
+                                      (VBRIHeader, VBRIHeaderError)):
+                f.seek(info.frame_offset + header.get_offset(info))
+                try:
+                    return header(f).frames > 0
+                except not_there:
+                    continue
+    except (MutagenError, OSError, EOFError):
+        return False
+    return False
+
+
+def _check_length(path: Path, decoded_s: float, declared_s: float, *, exact: bool) -> None:
+    """Truncated when clearly less than the declared length decoded.
+
+    An exact declared length allows only a damaged last packet's loss; an estimate (from a
+    bitrate, or the last page of an Ogg file) the MIN_DECODED_SHARE margin.
+    """
+    if declared_s <= 0:
+        return
+    needed = (EXACT_LENGTH_SHARE * declared_s - LAST_PACKET_S if exact
+              else MIN_DECODED_SHARE * declared_s)
+    if decoded_s < needed:
+        raise DecodeError(path, f"truncated: decoded {decoded_s:.1f} s of the "
+                          f"{declared_s:.1f} s its header declares")
+
+
+def _deadline_s(declared_s: float) -> float:
+    """Generous: the floor plus a share of the declared length (capped: headers may lie)."""
+    return FFMPEG_DEADLINE_S + FFMPEG_DEADLINE_PER_AUDIO_S * min(max(declared_s, 0.0), 86400.0)
 
 
 class _NotForSoundfile(Exception):
@@ -153,18 +233,25 @@ def _decode_soundfile(path: Path, sr: int, sink: SampleSink | None = None) -> De
         raise _NotForSoundfile(str(exc).split(": ", 1)[-1]) from exc
     with f:
         signal = _Signal(f.samplerate, sr, f.frames / f.samplerate, sink)
+        floats = f.subtype in ("FLOAT", "DOUBLE")  # only these can hold NaN or infinity
+        nonfinite = 0
         try:
-            for block in f.blocks(blocksize=BLOCK, dtype="float32", always_2d=True):
-                signal.add(_mix(list(block.T)))
+            # Not f.blocks(): past a cut file's real end it repeats the last block's samples
+            # up to the declared length, which hides the truncation.
+            while len(block := f.read(BLOCK, dtype="float32", always_2d=True)):
+                mono = _mix(list(block.T))
+                if floats:
+                    nonfinite += int(np.count_nonzero(~np.isfinite(mono)))
+                signal.add(mono)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise DecodeError(path, f"decoding stopped after {signal.read / f.samplerate:.1f} s: "
                               f"{exc}") from exc
-        declared, read = f.frames, signal.read
-        if declared > 0 and read < MIN_DECODED_SHARE * declared:
-            raise DecodeError(
-                path, f"truncated: decoded {read / f.samplerate:.1f} s of the "
-                f"{declared / f.samplerate:.1f} s its header declares"
-            )
+        if nonfinite:
+            raise DecodeError(path, f"{nonfinite} samples are NaN or infinite: a damaged float "
+                              "file, nothing reliable to analyse")
+        exact = f.format == "FLAC" or (f.format == "MP3" and _mp3_states_length(path))
+        read = signal.read
+        _check_length(path, read / f.samplerate, f.frames / f.samplerate, exact=exact)
         y = signal.finish()
         codec = f"{f.format}/{f.subtype}".lower()
         return Decoded(y, sr, f.samplerate, f.channels, codec, read / f.samplerate)
@@ -239,7 +326,10 @@ def _decode_pyav(path: Path, sr: int, sink: SampleSink | None = None) -> Decoded
     except av.FFmpegError:
         return None  # not for ffmpeg after all: libsndfile and its error messages take over
     with container:
-        if not container.streams.audio:
+        if not container.streams.audio or container.streams.audio[0].channels >= 8:
+            # 8 or more channels: PyAV (18.1) counts a frame's planes by reading its channel
+            # pointers up to a NULL that is not there, and crashes (found by tests/test_fuzz.py).
+            # libsndfile reads Ogg and FLAC too.
             return None
         audio = container.streams.audio[0]
         audio.thread_type = "NONE"  # one core per worker: the pool provides the parallelism
@@ -258,37 +348,84 @@ def _decode_pyav(path: Path, sr: int, sink: SampleSink | None = None) -> Decoded
             # A damaged last packet or two (seen in real game music) loses a fraction of a
             # second: keep the song when nearly all of it decoded, as for truncation.
             if not declared or signal.read / rate < MIN_DECODED_SHARE * declared:
+                if container.format.name == "flac":  # its header counts the samples
+                    raise DecodeError(path, "truncated or damaged: decoded "
+                                      f"{signal.read / rate:.1f} s of the {declared:.1f} s its "
+                                      f"header declares ({exc})") from exc
                 raise DecodeError(path, f"decoding stopped after {signal.read / rate:.1f} s: "
                                   f"{exc}") from exc
         frames.flush()
         read = signal.read
-        if declared > 0 and read / rate < MIN_DECODED_SHARE * declared:
-            raise DecodeError(path, f"truncated: decoded {read / rate:.1f} s of the "
-                              f"{declared:.1f} s its header declares")
+        # FLAC's header counts its samples; an Ogg length is the last page's (see _check_ogg_end).
+        _check_length(path, read / rate, declared, exact=container.format.name == "flac")
         codec = f"{container.format.name}/{audio.codec_context.name}"
         return Decoded(signal.finish(), sr, rate, channels, codec, read / rate)
 
 
-def _probe(path: Path) -> dict:
+def _run_tool(path: Path, cmd: list[str], deadline_s: float,
+              consume: Callable[[IO[bytes]], None]) -> tuple[int, str]:
+    """Run ffprobe or ffmpeg, `consume` reading its output; killed past the deadline.
+
+    stderr goes to a temporary file, so a chatty decoder cannot fill a pipe and stall. The
+    process is always waited for (no zombie), also when `consume` fails. Returns the exit
+    status and the end of stderr.
+    """
+    expired = threading.Event()
     try:
-        proc = subprocess.run(
-            ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-             "stream=codec_name,sample_rate,channels,duration:format=duration", "-of", "json",
-             str(path)], capture_output=True, text=True, timeout=60,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise DecodeError(path, f"ffprobe (ffmpeg) failed: {exc}") from exc
-    if proc.returncode != 0:
-        why = (proc.stderr.strip().splitlines() or ["unknown error"])[-1].replace(f"{path}: ", "")
-        raise DecodeError(path, f"not audio that libsndfile or ffmpeg can read ({why})")
-    info = json.loads(proc.stdout or "{}")
-    if not info.get("streams"):
-        raise DecodeError(path, "no audio stream found (ffprobe)")
-    stream = info["streams"][0]
-    duration = stream.get("duration") or info.get("format", {}).get("duration")
-    return {"codec": stream.get("codec_name", "unknown"), "rate": int(stream["sample_rate"]),
-            "channels": int(stream.get("channels", 1)),
-            "duration": float(duration) if duration else 0.0}
+        with tempfile.TemporaryFile() as errors, subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors) as proc:
+
+            def expire() -> None:
+                expired.set()
+                proc.kill()
+
+            timer = threading.Timer(deadline_s, expire)
+            timer.daemon = True
+            timer.start()
+            try:
+                consume(proc.stdout)
+                proc.wait()
+            finally:
+                timer.cancel()
+                if proc.poll() is None:  # consume failed: stop the tool rather than wait on it
+                    proc.kill()
+            errors.seek(max(0, errors.seek(0, 2) - 4096))  # the last lines say why
+            stderr = errors.read().decode(errors="replace")
+    except OSError as exc:
+        raise DecodeError(path, f"{cmd[0]} could not be run: {exc}") from exc
+    if expired.is_set():
+        raise DecodeError(path, f"{cmd[0]} took longer than {deadline_s:.0f} s on this file; "
+                          "it may be stuck on damaged data (re-run with --retry-errors to try "
+                          "again)")
+    return proc.returncode, stderr
+
+
+def _last_line(stderr: str, path: Path) -> str:
+    return (stderr.strip().splitlines() or ["unknown error"])[-1].replace(f"{path}: ", "")
+
+
+def _probe(path: Path) -> dict:
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+           "stream=codec_name,sample_rate,channels,duration:format=duration", "-of", "json",
+           str(path)]
+    output = bytearray()
+    code, stderr = _run_tool(path, cmd, FFMPEG_DEADLINE_S,
+                             lambda out: output.extend(out.read(1 << 20)))
+    if code != 0:
+        raise DecodeError(path, "not audio that libsndfile or ffmpeg can read "
+                          f"({_last_line(stderr, path)})")
+    try:
+        info = json.loads(output.decode(errors="replace") or "{}")
+        stream = info["streams"][0]
+        rate, channels = int(stream["sample_rate"]), int(stream.get("channels", 1))
+        duration = float(stream.get("duration") or info.get("format", {}).get("duration") or 0)
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise DecodeError(path, "no audio stream found (ffprobe)") from exc
+    if rate <= 0 or channels <= 0:
+        raise DecodeError(path, f"no playable audio stream (ffprobe: {rate} Hz, {channels} "
+                          "channels)")
+    return {"codec": stream.get("codec_name", "unknown"), "rate": rate, "channels": channels,
+            "duration": duration if np.isfinite(duration) and duration > 0 else 0.0}
 
 
 def _decode_ffmpeg(path: Path, sr: int, sink: SampleSink | None = None) -> Decoded:
@@ -296,17 +433,15 @@ def _decode_ffmpeg(path: Path, sr: int, sink: SampleSink | None = None) -> Decod
     cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-ac", "1",
            "-f", "f32le", "-"]
     signal = _Signal(info["rate"], sr, info["duration"], sink)
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        assert proc.stdout is not None
-        while raw := proc.stdout.read(BLOCK * 4):
+
+    def consume(out: IO[bytes]) -> None:
+        while raw := out.read(BLOCK * 4):
             signal.add(np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<f4"))
-        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode != 0:
-        why = (stderr.strip().splitlines() or ["unknown error"])[-1]
-        raise DecodeError(path, f"ffmpeg could not decode it ({why})")
+
+    code, stderr = _run_tool(path, cmd, _deadline_s(info["duration"]), consume)
+    if code != 0:
+        raise DecodeError(path, f"ffmpeg could not decode it ({_last_line(stderr, path)})")
     decoded_s = signal.read / info["rate"]
-    if info["duration"] > 0 and decoded_s < MIN_DECODED_SHARE * info["duration"]:
-        raise DecodeError(path, f"truncated: decoded {decoded_s:.1f} s of the "
-                          f"{info['duration']:.1f} s its header declares")
+    _check_length(path, decoded_s, info["duration"], exact=False)
     return Decoded(signal.finish(), sr, info["rate"], info["channels"],
                    f"ffmpeg/{info['codec']}", decoded_s)
