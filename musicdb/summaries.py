@@ -15,6 +15,7 @@ import librosa
 import numpy as np
 import scipy.fft
 
+from musicdb.errors import DecodeError
 from musicdb.features import (
     FRAME_ROWS,
     N_BANDS,
@@ -127,9 +128,29 @@ class FeatureSet:
     summarise: Callable[..., np.ndarray]
     prefix_of: str | None = None  # a set whose first columns are exactly these
 
+class NonFiniteValues(DecodeError):
+    """Frames or summaries that are NaN or infinite. Never stored: one such song would turn
+    every song's standardised vector (feature_stats' means and stds) into NaN."""
+
+    def __init__(self, names: list[str]) -> None:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        super().__init__("", f"its analysis gave values that are not finite ({shown}); the "
+                         "audio may be damaged")
+
+
+def _finite(values: np.ndarray, names: list[str]) -> np.ndarray:
+    """values, unless one is not finite (in any dimension but the first, per name)."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        per_name = bad.reshape(len(names), -1).any(axis=1)
+        raise NonFiniteValues([n for n, b in zip(names, per_name, strict=True) if b])
+    return values
+
+
 def _check(frames: np.ndarray) -> None:
     if frames.shape[0] != len(FRAME_ROWS) or frames.shape[1] == 0:
         raise ValueError(f"expected a ({len(FRAME_ROWS)}, >0) frame matrix, got {frames.shape}")
+    _finite(frames, list(FRAME_ROWS))  # before any statistic: NaN would only spread
 
 
 # --- seed55: the study's 55 features --------------------------------------------------------
@@ -209,7 +230,7 @@ def summarise_seed55(frames: np.ndarray, *, params: FrameParams = FrameParams(),
     _check(frames)
     out = _seed55_values(frames, params)
     out["bpm"] = tempo(frames[ROW["onset"]], params=params, tempogram=tempogram)
-    return np.array([out[n] for n in SEED55_NAMES], dtype=np.float32)
+    return _finite(np.array([out[n] for n in SEED55_NAMES], dtype=np.float32), SEED55_NAMES)
 
 
 # --- default: seed55 plus what music-analysis tools commonly offer ------------------------
@@ -273,7 +294,7 @@ def summarise_default(frames: np.ndarray, *, params: FrameParams = FrameParams()
     onsets = librosa.onset.onset_detect(onset_envelope=onset.astype(np.float64),
                                         sr=params.sample_rate, hop_length=params.hop_length)
     out["onset_rate"] = len(onsets) / seconds
-    return np.array([out[n] for n in DEFAULT_NAMES], dtype=np.float32)
+    return _finite(np.array([out[n] for n in DEFAULT_NAMES], dtype=np.float32), DEFAULT_NAMES)
 
 
 FEATURE_SETS = {

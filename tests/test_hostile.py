@@ -717,3 +717,23 @@ def test_a_folder_without_audio_exits_0(tmp_path):
     assert run.problem is None, run.problem
     assert "Traceback" not in run.output, run.output
     assert run.code == 0, run.output
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_summaries_refuse_values_that_are_not_finite(bad: float):
+    """The last guard before the database: frames with a value that is not finite (whatever
+    let it through) give the file a one-line error, never a stored NaN, which would turn every
+    song's standardised vector into NaN through feature_stats."""
+    from musicdb.features import FRAME_ROWS, ROW
+    from musicdb.summaries import FEATURE_SETS, NonFiniteValues
+
+    frames = np.random.default_rng(0).random((len(FRAME_ROWS), 300)).astype(np.float32)
+    frames[ROW["centroid"], 10] = bad
+    for feature_set in FEATURE_SETS.values():
+        with pytest.raises(NonFiniteValues) as caught:
+            feature_set.summarise(frames)
+        assert "(centroid)" in caught.value.reason
+        assert reason_problem(caught.value.reason) is None
+    frames[ROW["centroid"], 10] = 0.5
+    for feature_set in FEATURE_SETS.values():
+        assert np.isfinite(feature_set.summarise(frames)).all()
