@@ -271,7 +271,7 @@ def test_workers_killed_from_outside_cost_one_retry(library, tmp_path):
     run = start(root, db, log)
     kills = 0
     while kills < WORKER_KILLS and (found := wait_for_workers(run)):
-        if not sleep_while_alive(run, rng.uniform(0.2, 2.0)):
+        if not sleep_while_alive(run, rng.uniform(0.2, 1.2)):
             break
         victim = rng.choice(found)
         with contextlib.suppress(psutil.Error):
