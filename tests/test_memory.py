@@ -53,10 +53,13 @@ print(json.dumps({"ok": result.ok, "error": result.error, "duration_s": result.d
 """
 
 
-def analysed_in_a_worker_process(path: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True,
-                          text=True, timeout=900, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def analysed_in_worker_processes(*paths: Path) -> list[dict]:
+    """One fresh process per file, run side by side: each peak RSS is that process's own."""
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE,
+                              text=True) for path in paths]
+    outputs = [proc.communicate(timeout=900)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * len(procs)
+    return [json.loads(out.strip().splitlines()[-1]) for out in outputs]
 
 
 def write_long_wav(path: Path, minutes: float, sr: int = 44100) -> Path:
@@ -210,7 +213,7 @@ def absurd_flac(path: Path) -> Path:
 
 
 def test_a_header_claiming_18_days_allocates_nothing_for_them(tmp_path):
-    claimed = analysed_in_a_worker_process(absurd_flac(tmp_path / "absurd.flac"))
+    [claimed] = analysed_in_worker_processes(absurd_flac(tmp_path / "absurd.flac"))
     assert not claimed["ok"]
     assert claimed["error"].startswith("truncated")
     # The old decoder reserved 24 h of signal (7.6 GB of address space) for such a header.
@@ -222,9 +225,8 @@ def test_a_header_claiming_18_days_allocates_nothing_for_them(tmp_path):
 
 def test_peak_memory_of_an_hour_is_that_of_ten_minutes(tmp_path):
     """The decoded signal is 53 MB for 10 min and 318 MB for 60: neither may show."""
-    short = analysed_in_a_worker_process(write_long_wav(tmp_path / "10min.wav", 10))
-    (tmp_path / "10min.wav").unlink()
-    long = analysed_in_a_worker_process(write_long_wav(tmp_path / "60min.wav", 60))
+    short, long = analysed_in_worker_processes(write_long_wav(tmp_path / "10min.wav", 10),
+                                               write_long_wav(tmp_path / "60min.wav", 60))
     assert short["ok"], short
     assert long["ok"], long
     assert long["duration_s"] == pytest.approx(3600)
@@ -236,9 +238,8 @@ def test_peak_memory_of_an_hour_is_that_of_ten_minutes(tmp_path):
 @pytest.mark.skipif(not os.environ.get("MUSICDB_LONG_TESTS"),
                     reason="3-hour file: set MUSICDB_LONG_TESTS=1 (about 2 minutes)")
 def test_peak_memory_of_three_hours(tmp_path):
-    short = analysed_in_a_worker_process(write_long_wav(tmp_path / "10min.wav", 10))
-    (tmp_path / "10min.wav").unlink()
-    long = analysed_in_a_worker_process(write_long_wav(tmp_path / "3h.wav", 180))
+    short, long = analysed_in_worker_processes(write_long_wav(tmp_path / "10min.wav", 10),
+                                               write_long_wav(tmp_path / "3h.wav", 180))
     assert long["ok"], long
     print(f"peak RSS: 10 min {short['peak_mb']:.0f} MB, 3 h {long['peak_mb']:.0f} MB")
     # The frame matrix grows by 40 MB an hour; the whole-song summaries' float64 copies of it
