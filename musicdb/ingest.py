@@ -85,6 +85,8 @@ class IngestSummary:
 
     unchanged_failed: int = 0  # unchanged files that failed before (--retry-errors retries)
     copied: int = 0  # files whose content was analysed already: values copied, not recomputed
+    # (path, reason) of folders that could not be listed: their songs are not marked missing
+    unreadable_folders: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def library_changed(self) -> bool:
@@ -211,7 +213,7 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
          local: bool = True) -> list[Job]:
     """Classify every file found and apply the cheap changes (tags, moves, missing) at once."""
     progress.stage("scanning")
-    candidates = list(find_audio(paths))
+    candidates = list(find_audio(paths, summary.unreadable_folders))
     summary.found = len(candidates)
     known = {s.path: s for s in catalog.scanned_songs(con)}
     roots = {r[0]: r[1] for r in con.execute(
@@ -296,9 +298,11 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
                             declared_s=length))
 
     dirs = [Path(p).expanduser().resolve() for p in paths if Path(p).is_dir()]
+    unlisted = [Path(folder) for folder, _ in summary.unreadable_folders]
     gone = [s.song_id for s in known.values()
             if s.status != "missing" and s.song_id not in moved_ids and s.path not in found_paths
-            and any(Path(s.path).is_relative_to(d) for d in dirs)]
+            and any(Path(s.path).is_relative_to(d) for d in dirs)
+            and not any(Path(s.path).is_relative_to(u) for u in unlisted)]
     summary.missing = len(gone)
 
     con.begin()

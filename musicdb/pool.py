@@ -75,7 +75,7 @@ def _serve(conn: Connection, work: Callable[..., Any]) -> None:
     while True:
         try:
             message = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # the parent is gone (killed mid-send: a reset pipe)
             return
         if message is None:
             return

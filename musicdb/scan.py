@@ -99,8 +99,9 @@ def _folder_label(path: Path, root: Path) -> str | None:
     return parts[0] if len(parts) > 1 else None
 
 
-def _walk(given: Path) -> tuple[Path, list[Path]]:
-    """(root, files under it in a stable order); dot-files and dot-folders are skipped.
+def _walk(given: Path, unreadable: list[tuple[str, str]]) -> tuple[Path, list[Path]]:
+    """(root, files under it in a stable order); dot-files and dot-folders are skipped, and
+    folders that cannot be listed are added to `unreadable` as (path, reason).
 
     Symlinked folders inside are not followed (a link to a parent would loop); the root itself
     is resolved, so `lib/../lib` and a link to `lib` are the same library.
@@ -109,17 +110,25 @@ def _walk(given: Path) -> tuple[Path, list[Path]]:
         return Path(os.path.realpath(given.parent)), [given]
     root = given.resolve()
     files = []
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def note(exc: OSError) -> None:
+        unreadable.append((shown(Path(exc.filename or root)), exc.strerror or str(exc)))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=note):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         files += [Path(dirpath, f) for f in sorted(filenames) if not f.startswith(".")]
     return root, files
 
 
-def find_audio(paths: list[Path]) -> Iterator[Candidate]:
-    """Audio files under each path, recursively, each once (by its resolved path)."""
+def find_audio(paths: list[Path], unreadable: list[tuple[str, str]] | None = None
+               ) -> Iterator[Candidate]:
+    """Audio files under each path, recursively, each once (by its resolved path).
+
+    Folders that cannot be listed are appended to `unreadable` as (path, reason)."""
     seen: set[Path] = set()
+    unreadable = [] if unreadable is None else unreadable
     for given in paths:
-        root, files = _walk(Path(given).expanduser().absolute())
+        root, files = _walk(Path(given).expanduser().absolute(), unreadable)
         for path in files:
             has_audio_name = path.suffix.lower() in AUDIO_EXTENSIONS
             problem, st = _problem(path, has_audio_name)

@@ -87,6 +87,10 @@ def render_summary(console: Console, s: IngestSummary, db: Path) -> None:
     for path, reason in s.failed[:20]:
         console.print(f"  [red]failed[/red] {one_line(path)}: {one_line(reason)}",
                       highlight=False, soft_wrap=True)
+    for folder, reason in s.unreadable_folders[:20]:
+        console.print(f"  [yellow]folder not scanned[/yellow] {one_line(folder)}: "
+                      f"{one_line(reason)}",
+                      highlight=False, soft_wrap=True)
     if len(s.failed) > 20:
         console.print(f"  ... and {len(s.failed) - 20} more (SELECT path, error FROM songs "
                       "WHERE status = 'error')")
