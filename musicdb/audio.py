@@ -30,10 +30,11 @@ MIN_DECODED_SHARE = 0.9
 # count) only a damaged last packet may be missing: a file cut at 95 % is truncated too.
 EXACT_LENGTH_SHARE = 0.99
 LAST_PACKET_S = 0.2
-# ffmpeg and ffprobe are killed past this deadline: a floor, plus a share of the declared
-# length (ffmpeg decodes at hundreds of times real time; this allows 2x).
+# ffmpeg is killed past this deadline: a floor, plus a share of the declared length (it
+# decodes at hundreds of times real time; this allows 2x). ffprobe only reads the headers.
 FFMPEG_DEADLINE_S = 60.0
 FFMPEG_DEADLINE_PER_AUDIO_S = 0.5
+FFPROBE_DEADLINE_S = 60.0
 SILENCE_PEAK = 1e-6  # -120 dBFS: nothing to analyse below this
 LOUDEST_PEAK = 1e6  # +120 dBFS: float files may exceed full scale, not by this much
 FFMPEG_ONLY = {".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".webm"}
@@ -247,14 +248,18 @@ def _decode_soundfile(path: Path, sr: int, sink: SampleSink | None = None) -> De
             raise DecodeError(path, f"decoding stopped after {signal.read / f.samplerate:.1f} s: "
                               f"{exc}") from exc
         if nonfinite:
-            raise DecodeError(path, f"{nonfinite} samples are NaN or infinite: a damaged float "
-                              "file, nothing reliable to analyse")
+            raise _not_finite(path, nonfinite)
         exact = f.format == "FLAC" or (f.format == "MP3" and _mp3_states_length(path))
         read = signal.read
         _check_length(path, read / f.samplerate, f.frames / f.samplerate, exact=exact)
         y = signal.finish()
         codec = f"{f.format}/{f.subtype}".lower()
         return Decoded(y, sr, f.samplerate, f.channels, codec, read / f.samplerate)
+
+
+def _not_finite(path: Path, count: int) -> DecodeError:
+    return DecodeError(path, f"{count} samples are NaN or infinite: a damaged float file, "
+                       "nothing reliable to analyse")
 
 
 def _mix(channels: list[np.ndarray]) -> np.ndarray:
@@ -409,7 +414,7 @@ def _probe(path: Path) -> dict:
            "stream=codec_name,sample_rate,channels,duration:format=duration", "-of", "json",
            str(path)]
     output = bytearray()
-    code, stderr = _run_tool(path, cmd, FFMPEG_DEADLINE_S,
+    code, stderr = _run_tool(path, cmd, FFPROBE_DEADLINE_S,
                              lambda out: output.extend(out.read(1 << 20)))
     if code != 0:
         raise DecodeError(path, "not audio that libsndfile or ffmpeg can read "
@@ -434,13 +439,20 @@ def _decode_ffmpeg(path: Path, sr: int, sink: SampleSink | None = None) -> Decod
            "-f", "f32le", "-"]
     signal = _Signal(info["rate"], sr, info["duration"], sink)
 
+    nonfinite = 0
+
     def consume(out: IO[bytes]) -> None:
+        nonlocal nonfinite
         while raw := out.read(BLOCK * 4):
-            signal.add(np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<f4"))
+            block = np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<f4")
+            nonfinite += int(np.count_nonzero(~np.isfinite(block)))  # a float source's
+            signal.add(block)
 
     code, stderr = _run_tool(path, cmd, _deadline_s(info["duration"]), consume)
     if code != 0:
         raise DecodeError(path, f"ffmpeg could not decode it ({_last_line(stderr, path)})")
+    if nonfinite:
+        raise _not_finite(path, nonfinite)
     decoded_s = signal.read / info["rate"]
     _check_length(path, decoded_s, info["duration"], exact=False)
     return Decoded(signal.finish(), sr, info["rate"], info["channels"],

@@ -155,22 +155,27 @@ PROBE_JSON = ('{"streams": [{"codec_name": "aac", "sample_rate": "22050", "chann
 
 
 def fake_tools(folder: Path, *, ffprobe: str, ffmpeg: str) -> Path:
-    """A PATH folder whose ffprobe and ffmpeg are the given Python scripts."""
+    """A PATH folder whose ffprobe and ffmpeg are the given scripts (Python unless they start
+    with #!)."""
     folder.mkdir()
     for name, body in (("ffprobe", ffprobe), ("ffmpeg", ffmpeg)):
         script = folder / name
-        script.write_text(f"#!{sys.executable}\nimport os, sys, time\n{body}\n")
+        if not body.startswith("#!"):
+            body = f"#!{sys.executable}\nimport sys\n{body}"
+        script.write_text(f"{body}\n")
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return folder
 
 
-def note_pid(pids: Path) -> str:
-    return f"open({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n')"
+def stuck(pids: Path) -> str:
+    """A shell script (it starts in milliseconds) that notes its pid and then hangs."""
+    return f"#!/bin/sh\necho $$ >> '{pids}'\nexec sleep 120"
 
 
-def gone(pid: int) -> bool:
-    """Neither running nor a zombie waiting to be reaped."""
-    return not Path(f"/proc/{pid}").exists()
+def all_gone(pids: Path) -> bool:
+    """Every process noted is neither running nor a zombie waiting to be reaped."""
+    noted = [int(pid) for pid in pids.read_text().split()] if pids.exists() else []
+    return all(not Path(f"/proc/{pid}").exists() for pid in noted)
 
 
 @pytest.fixture
@@ -183,29 +188,26 @@ def not_for_libsndfile(tmp_path) -> Path:
 
 def test_a_stuck_ffmpeg_is_killed_at_its_deadline(monkeypatch, tmp_path, not_for_libsndfile):
     pids = tmp_path / "pids"
-    tools = fake_tools(tmp_path / "bin", ffprobe=f"print({PROBE_JSON!r})",
-                       ffmpeg=f"{note_pid(pids)}\ntime.sleep(120)")
+    tools = fake_tools(tmp_path / "bin", ffprobe=f"print({PROBE_JSON!r})", ffmpeg=stuck(pids))
     monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(musicdb.audio, "FFMPEG_DEADLINE_S", 1.0)
     monkeypatch.setattr(musicdb.audio, "FFMPEG_DEADLINE_PER_AUDIO_S", 0.0)
     with pytest.raises(DecodeError) as caught:
         decode(not_for_libsndfile)
     assert caught.value.reason.startswith("ffmpeg took longer than 1 s on this file; ")
-    [pid] = map(int, pids.read_text().split())
-    assert gone(pid)
+    assert all_gone(pids)
 
 
 def test_a_stuck_ffprobe_is_killed_at_its_deadline(monkeypatch, tmp_path, not_for_libsndfile):
     pids = tmp_path / "pids"
-    tools = fake_tools(tmp_path / "bin", ffprobe=f"{note_pid(pids)}\ntime.sleep(120)",
+    tools = fake_tools(tmp_path / "bin", ffprobe=stuck(pids),
                        ffmpeg="sys.exit('ffmpeg must not run when ffprobe failed')")
     monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(musicdb.audio, "FFMPEG_DEADLINE_S", 1.0)
+    monkeypatch.setattr(musicdb.audio, "FFPROBE_DEADLINE_S", 1.0)
     with pytest.raises(DecodeError) as caught:
         decode(not_for_libsndfile)
     assert caught.value.reason.startswith("ffprobe took longer than 1 s on this file; ")
-    [pid] = map(int, pids.read_text().split())
-    assert gone(pid)
+    assert all_gone(pids)
 
 
 def test_a_chatty_ffmpeg_cannot_block_on_its_stderr(monkeypatch, tmp_path, not_for_libsndfile):
@@ -217,10 +219,20 @@ def test_a_chatty_ffmpeg_cannot_block_on_its_stderr(monkeypatch, tmp_path, not_f
            "sys.stdout.buffer.write(struct.pack(f'<{len(samples)}f', *samples))"
     tools = fake_tools(tmp_path / "bin", ffprobe=f"print({PROBE_JSON!r})", ffmpeg=tone)
     monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(musicdb.audio, "FFMPEG_DEADLINE_S", 60.0)
     decoded = decode(not_for_libsndfile)
     assert decoded.codec == "ffmpeg/aac"
     assert decoded.duration_s == pytest.approx(2.0)
+
+
+def test_nan_from_ffmpeg_is_an_error(monkeypatch, tmp_path, not_for_libsndfile):
+    """A float source ffmpeg passes on as it is: NaN and infinity must not reach the analysis."""
+    bad = "import struct\n" \
+          "samples = [0.5, float('nan'), -0.5, float('inf')] * 11025\n" \
+          "sys.stdout.buffer.write(struct.pack(f'<{len(samples)}f', *samples))"
+    tools = fake_tools(tmp_path / "bin", ffprobe=f"print({PROBE_JSON!r})", ffmpeg=bad)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(DecodeError, match=": 22050 samples are NaN or infinite: "):
+        decode(not_for_libsndfile)
 
 
 def test_a_failing_ffmpeg_says_why_in_one_line(monkeypatch, tmp_path, not_for_libsndfile):
@@ -250,7 +262,7 @@ def test_a_stuck_ffmpeg_is_an_error_row_and_the_run_goes_on(run, db, monkeypatch
     not_for_libsndfile.rename(library / "stuck.m4a")
     sf.write(library / "good.flac", song(3.0), SR)
     tools = fake_tools(tmp_path / "bin", ffprobe=f"print({PROBE_JSON!r})",
-                       ffmpeg="time.sleep(120)")
+                       ffmpeg=stuck(tmp_path / "pids"))
     monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(musicdb.audio, "FFMPEG_DEADLINE_S", 1.0)
     monkeypatch.setattr(musicdb.audio, "FFMPEG_DEADLINE_PER_AUDIO_S", 0.0)
@@ -263,3 +275,4 @@ def test_a_stuck_ffmpeg_is_an_error_row_and_the_run_goes_on(run, db, monkeypatch
     status, error = rows["stuck.m4a"]
     assert status == "error"
     assert error.startswith("ffmpeg took longer than 1 s on this file; "), error
+    assert all_gone(tmp_path / "pids")
