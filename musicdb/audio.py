@@ -24,7 +24,9 @@ from musicdb.errors import DecodeError
 
 TARGET_SR = 22050
 BLOCK = 1 << 16  # input frames per read: memory stays bounded on long files
-# A file that decodes to less than this share of the length its header declares is truncated.
+# Where the declared length is an estimate (from a bitrate, from an Ogg file's last page) a
+# file that decodes to less than this share of it is truncated; a decoding error that leaves
+# at least this share (a damaged last packet, seen in real game music) keeps the song.
 MIN_DECODED_SHARE = 0.9
 # Where the header states the exact length (FLAC's sample count, an MP3's Xing/Info/VBRI frame
 # count) only a damaged last packet may be missing: a file cut at 95 % is truncated too.
