@@ -4,7 +4,7 @@ Each analysis block allocates a dozen arrays of 17-34 MB (4,096 frames x 1,025 b
 128 KiB glibc maps fresh pages for each allocation and unmaps them on free, so every block
 pays ~100,000 page faults: measured, 10 % of the frame features' CPU time on 1.88 h of real
 music (17.1 -> 15.0 CPU s). Serving allocations up to 64 MiB from the heap, and not trimming
-it, reuses the same pages. The cost: a worker's RSS stays at its peak (0.8 GB on a 60-minute
+it, reuses the same pages. The cost: a worker's RSS stays at its peak (0.48 GB on a 60-minute
 file, within the 1.5 GB goal). A no-op where the C library is not glibc.
 """
 
