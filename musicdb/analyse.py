@@ -79,6 +79,13 @@ def summarise_sets(frames: np.ndarray, sets: tuple[str, ...], bounds: list[tuple
     return values
 
 
+def too_short(duration_s: float, params: FrameParams) -> str:
+    """Less than one STFT window of audio has no spectrum to describe (a 1-sample file)."""
+    need = params.n_fft / params.sample_rate
+    return (f"too short to analyse: {duration_s * 1000:.1f} ms of audio, at least "
+            f"{need * 1000:.0f} ms (one analysis window) are needed")
+
+
 def analyse_file(path: str, sets: tuple[str, ...], snippet_seconds: float,
                  params: FrameParams = FrameParams()) -> Analysis:
     """Decode and summarise one file; a bad file becomes an Analysis with ok=False and a reason."""
@@ -88,6 +95,9 @@ def analyse_file(path: str, sets: tuple[str, ...], snippet_seconds: float,
         stream = FrameStream(params)
         decoded = decode(Path(path), sr=params.sample_rate, sink=stream)
         frames = stream.finish()
+        if decoded.duration_s * params.sample_rate < params.n_fft:
+            return Analysis(path, False, error=too_short(decoded.duration_s, params),
+                            cpu_s=time.process_time() - started)
         bounds = snippet_bounds(decoded.duration_s, snippet_seconds)
         values = summarise_sets(frames, sets, bounds, params)
     except DecodeError as exc:
