@@ -223,6 +223,7 @@ def with_every(y: np.ndarray, value: float, step: int = 5000) -> np.ndarray:
     return y
 
 
+TOO_SHORT = "too short to analyse"  # analyse_file's: decode() returns the samples
 STRANGE = {  # name: (samples, rate, subtype, the start of the error or None when it is a song)
     "nan": (with_every(music(3), np.nan), SR, "FLOAT", "27 samples are NaN or infinite"),
     "inf": (with_every(music(3), np.inf), SR, "FLOAT", "27 samples are NaN or infinite"),
@@ -231,8 +232,9 @@ STRANGE = {  # name: (samples, rate, subtype, the start of the error or None whe
                        "27 samples are NaN or infinite"),
     "+250 dBFS": (music(3) * 1e12, SR, "FLOAT", "samples reach"),
     "+20 dBFS": (music(3) * 10, SR, "FLOAT", None),
-    "1 sample": (np.array([[0.5]], np.float32), SR, "PCM_16", None),
-    "10 ms": (music(0.01), SR, "PCM_16", None),
+    "1 sample": (np.array([[0.5]], np.float32), SR, "PCM_16", TOO_SHORT),
+    "10 ms": (music(0.01), SR, "PCM_16", TOO_SHORT),
+    "100 ms": (music(0.1), SR, "PCM_16", None),
     "silence": (np.zeros((3 * SR, 1), np.float32), SR, "PCM_16", "silent"),
     "DC offset only": (np.full((3 * SR, 1), 0.5, np.float32), SR, "PCM_16", None),
     "full-scale square": (np.sign(np.sin(np.arange(3 * SR) / 20))[:, np.newaxis], SR, "FLOAT",
@@ -258,8 +260,9 @@ def test_strange_samples(name, tmp_path):
     else:
         assert not analysis.ok
         assert analysis.error.startswith(error), analysis.error
-        with pytest.raises(DecodeError, match=error):
-            decode(path)
+        if error != TOO_SHORT:
+            with pytest.raises(DecodeError, match=error):
+                decode(path)
 
 
 @pytest.mark.parametrize(("fmt", "subtype", "rate", "channels"), [
