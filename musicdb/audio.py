@@ -53,8 +53,9 @@ class Samples:
     """The decoded signal at the target rate: how long and how loud, and itself unless streamed."""
 
     count: int
-    peak: float  # the largest |sample|
+    peak: float  # the largest finite |sample|
     y: np.ndarray | None  # mono float32; None when the blocks went to a sink instead
+    nonfinite: int = 0  # NaN or infinite samples: whatever decoder produced them
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ def decode(path: Path, *, sr: int = TARGET_SR, sink: SampleSink | None = None) -
         decoded = _decode_ffmpeg(path, sr, sink)
     if decoded.samples.count == 0:
         raise DecodeError(path, "no audio samples")
+    if decoded.samples.nonfinite:
+        raise _not_finite(path, decoded.samples.nonfinite)
     if decoded.samples.peak < SILENCE_PEAK:
         raise DecodeError(path, "silent: no sample above -120 dBFS, nothing to analyse")
     if not decoded.samples.peak <= LOUDEST_PEAK:  # also infinity
@@ -201,7 +204,8 @@ class _Signal:
         if sink is not None:
             sink.reserve(declared_s)
         self.read = 0  # input frames
-        self.count, self.peak = 0, 0.0  # output samples, largest |sample|
+        self.count, self.peak = 0, 0.0  # output samples, largest finite |sample|
+        self.nonfinite = 0
 
     def add(self, mono: np.ndarray) -> None:
         self.read += len(mono)
@@ -211,8 +215,14 @@ class _Signal:
         if block.size == 0:
             return
         self.count += block.size
-        # fmax/fmin skip NaN samples (an all-NaN block gives NaN, which max() then skips).
-        self.peak = max(self.peak, float(np.fmax.reduce(block)), -float(np.fmin.reduce(block)))
+        hi, lo = float(block.max()), float(block.min())  # NaN or inf if any sample is
+        if not (np.isfinite(hi) and np.isfinite(lo)):
+            finite = np.isfinite(block)
+            self.nonfinite += int(block.size - np.count_nonzero(finite))
+            block_finite = block[finite]
+            hi = float(block_finite.max()) if block_finite.size else 0.0
+            lo = float(block_finite.min()) if block_finite.size else 0.0
+        self.peak = max(self.peak, hi, -lo)
         if self.sink is None:
             self.blocks.append(block)
         else:
@@ -224,7 +234,7 @@ class _Signal:
         y = None
         if self.sink is None:
             y = np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
-        return Samples(self.count, self.peak, y)
+        return Samples(self.count, self.peak, y, self.nonfinite)
 
 
 def _decode_soundfile(path: Path, sr: int, sink: SampleSink | None = None) -> Decoded:

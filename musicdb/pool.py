@@ -72,6 +72,10 @@ OVERDUE = "analysis took longer than"
 def _serve(conn: Connection, work: Callable[..., Any]) -> None:
     """A worker's loop: (key, args) in, (key, work(*args)) out, until None or a closed pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Its own process group: a worker stopped at its deadline takes the ffmpeg it started
+    # (and anything else below it) along, instead of leaving it spinning as an orphan.
+    with contextlib.suppress(OSError):
+        os.setpgrp()
     while True:
         try:
             message = conn.recv()
@@ -133,7 +137,7 @@ class _Worker:
         """(key, result) of the job in hand, (key, JobFailed) if the process died or is past
         its deadline (then it is killed), or None while it works."""
         if self.overdue(now) and not self.conn.poll():
-            self.process.kill()
+            self.kill()
             self.process.join(STOP_TIMEOUT_S)
             self.busy = False
             return self.key, JobFailed.overdue(self.allowed or 0.0)
@@ -157,9 +161,19 @@ class _Worker:
                 self.conn.send(None)
             self.process.join(STOP_TIMEOUT_S)
         if self.process.is_alive():
-            self.process.kill()
+            self.kill()
             self.process.join(STOP_TIMEOUT_S)
         self.conn.close()
+
+    def kill(self) -> None:
+        """SIGKILL to the worker's process group: the worker and the decoders it started."""
+        pid = self.process.pid
+        try:
+            if pid is None or os.getpgid(pid) != pid:
+                raise ProcessLookupError  # not (yet) a group of its own
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            self.process.kill()
 
 
 Job = tuple[Any, tuple] | tuple[Any, tuple, float | None]  # (key, args[, seconds allowed])

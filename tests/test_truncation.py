@@ -276,3 +276,14 @@ def test_a_stuck_ffmpeg_is_an_error_row_and_the_run_goes_on(run, db, monkeypatch
     assert status == "error"
     assert error.startswith("ffmpeg took longer than 1 s on this file; "), error
     assert all_gone(tmp_path / "pids")
+
+
+def test_nonfinite_samples_are_counted_whichever_decoder_made_them():
+    """The PyAV path has no per-decoder check: the gathering of samples counts them for all."""
+    from musicdb.audio import _Signal
+
+    signal = _Signal(22050, 22050, 1.0)
+    signal.add(np.array([0.1, np.nan, -0.5, np.inf], np.float32))
+    signal.add(np.array([0.2, -np.inf], np.float32))
+    samples = signal.finish()
+    assert (samples.count, samples.nonfinite, samples.peak) == (6, 3, 0.5)

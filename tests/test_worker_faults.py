@@ -3,6 +3,8 @@ run, and a crash that repeats kept as an error. Real worker processes throughout
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -43,6 +45,33 @@ def test_a_file_that_hangs_its_worker_is_stopped_and_the_run_goes_on(run, db, tm
     assert {name: s for name, (s, _) in rows.items()} == {f"tone{i}.flac": "ok" for i in range(4)}
     assert "1 failed" in result.output
     assert elapsed < 60  # the hang cost its deadline, not the run
+
+
+def test_a_stopped_worker_takes_its_subprocesses_along(run, db, tmp_path, faulty):
+    root = tmp_path / "lib"
+    root.mkdir()
+    synth.write_audio(root / "orphan.flac", synth.tone(440, 3))
+    synth.write_audio(root / "tone.flac", synth.tone(300, 2))
+    run("ingest", root, "--db", db, "--workers", "2", "--feature-set", "seed55",
+        "--file-timeout", "2")
+    assert statuses(db)["orphan.flac"][0] == "error"
+    child = int((root / "orphan.flac.pid").read_text())
+    for _ in range(50):  # killed with its group; give the kernel a moment to reap it
+        if not _alive(child):
+            break
+        time.sleep(0.1)
+    assert not _alive(child), "the stuck worker's subprocess outlived it"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (killed, not yet reaped by its parent) counts as gone.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    return False
 
 
 def test_one_worker_is_a_process_too_so_the_deadline_holds(run, db, tmp_path, faulty):
