@@ -90,53 +90,80 @@ def ingest(
     file becomes a row with status 'error' and the run goes on. Ctrl-C or SIGTERM stops after
     writing what is finished; the same command resumes.
     """
-    from musicdb.pool import analysis_context
+    with _StopSignals() as stop:  # from the start: a SIGTERM at any moment gives its code
+        from musicdb.pool import analysis_context
 
-    if scheduler is None:
-        analysis_context()  # workers' warm-up (~1.6 s) overlaps the imports and the scan
+        if scheduler is None:
+            analysis_context()  # workers' warm-up (~1.6 s) overlaps the imports and the scan
 
-    from musicdb import store
-    from musicdb.features import FrameParams
-    from musicdb.ingest import ingest as run_ingest
-    from musicdb.ui import IngestProgress, render_summary
+        from musicdb import store
+        from musicdb.features import FrameParams
+        from musicdb.ingest import ingest as run_ingest
+        from musicdb.ui import IngestProgress, render_summary
 
-    sets = tuple(s.strip() for s in feature_set.split(",") if s.strip())
-    params = FrameParams(n_fft=n_fft, hop_length=hop_length)
-    with user_errors(), contextlib.ExitStack() as stack, _terminate_as_interrupt() as stopped:
-        cluster = None
-        if scheduler is not None:
-            from musicdb.cluster import Cluster
+        sets = tuple(s.strip() for s in feature_set.split(",") if s.strip())
+        params = FrameParams(n_fft=n_fft, hop_length=hop_length)
+        try:
+            with user_errors(), contextlib.ExitStack() as stack, stop.raising():
+                cluster = None
+                if scheduler is not None:
+                    from musicdb.cluster import Cluster
 
-            cluster = stack.enter_context(Cluster(scheduler))
-        con = stack.enter_context(store.connect(db, create=True))
-        progress = stack.enter_context(IngestProgress(err))
-        summary = run_ingest(con, paths, sets=sets, snippet_seconds=snippet_seconds,
-                             workers=workers, retry_errors=retry_errors, progress=progress,
-                             params=params, cluster=cluster, file_timeout=file_timeout)
-    render_summary(err, summary, db)
-    if summary.interrupted:
-        raise typer.Exit(code=128 + (stopped[0] or signal.SIGINT))
-    if summary.nothing_ingested:
-        raise typer.Exit(code=1)
+                    cluster = stack.enter_context(Cluster(scheduler))
+                con = stack.enter_context(store.connect(db, create=True))
+                progress = stack.enter_context(IngestProgress(err))
+                summary = run_ingest(con, paths, sets=sets, snippet_seconds=snippet_seconds,
+                                     workers=workers, retry_errors=retry_errors, progress=progress,
+                                     params=params, cluster=cluster, file_timeout=file_timeout)
+        except KeyboardInterrupt:  # before any file was analysed: scanning, hashing, opening
+            err.print("[yellow]Interrupted[/yellow] before any file was analysed; run the same "
+                      "command again to resume.")
+            raise typer.Exit(code=stop.exit_code) from None
+        render_summary(err, summary, db)
+        if summary.interrupted or stop.signum:
+            raise typer.Exit(code=stop.exit_code)
+        if summary.nothing_ingested:
+            raise typer.Exit(code=1)
 
 
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[list[int | None]]:
-    """SIGTERM (`kill`, a service manager) and SIGHUP (a closed terminal) stop like Ctrl-C:
-    the finished files are written and the exit code says which signal it was (SIGTERM:
-    143). Yields [the signal, once one came]."""
-    stopped: list[int | None] = [None]
+class _StopSignals:
+    """SIGTERM (`kill`, a service manager) and SIGHUP (a closed terminal) stop like Ctrl-C.
 
-    def interrupt(signum: int, frame: object) -> None:
-        stopped[0] = signum
-        raise KeyboardInterrupt
+    While `raising()`, a signal raises KeyboardInterrupt: the ingest loop writes the finished
+    files and stops. Outside it (the summary, the exit) it is only recorded. Either way the
+    exit code says which signal it was: 128 + its number (SIGTERM: 143, Ctrl-C: 130).
+    """
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield stopped
-    finally:
-        for sig, handler in previous.items():
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._raise = False
+        self._previous: dict = {}
+
+    def __enter__(self) -> _StopSignals:
+        self._previous = {sig: signal.signal(sig, self._handle)
+                          for sig in (signal.SIGTERM, signal.SIGHUP)}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = signum
+        if self._raise:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def raising(self) -> Iterator[None]:
+        self._raise = True
+        try:
+            yield
+        finally:
+            self._raise = False
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
 
 
 @app.command("import")

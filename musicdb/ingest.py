@@ -524,7 +524,10 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
     _write_batch(con, batch, set_ids)  # finished results are never thrown away
     if not summary.interrupted and (summary.library_changed or similarity_stale(con)):
         progress.stage("updating similarity tables")
-        refresh_similarity(con)  # an unchanged re-scan skips this (8 s at 100,000 songs)
+        try:
+            refresh_similarity(con)  # an unchanged re-scan skips this (8 s at 100,000 songs)
+        except KeyboardInterrupt:  # rolled back; still marked stale: the next run rebuilds
+            summary.interrupted = True
     summary.wall_s = time.perf_counter() - wall0
     _record_run(con, started, paths, sets, summary)
     return summary
