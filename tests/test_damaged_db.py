@@ -212,17 +212,24 @@ def test_an_empty_duckdb_file_becomes_a_database_only_by_import(tmp_path, small_
     assert sql(db, "SELECT count(*) FROM songs") == [(60,)]
 
 
+def refused_by_reader_and_writers(run, db: Path, small_csv: Path, expect: str) -> list[str]:
+    """info, import and experiment list each refuse `db` with `expect` and leave it untouched;
+    returns their messages."""
+    before, messages = state(db), []
+    for args in (["info"], ["import", small_csv, "--feature-set", "small"],
+                 ["experiment", "list"]):
+        messages.append(refused(run, *args, "--db", db, expect=expect))
+        assert state(db) == before, args
+    return messages
+
+
 def test_a_dropped_table_is_named(musicdb_file, small_csv, run):
     with duckdb.connect(str(musicdb_file)) as con:
         con.execute("DROP TABLE feature_names")
         con.execute("DROP TABLE song_vectors")
-    before = state(musicdb_file)
-    for args in (["info"], ["import", small_csv, "--feature-set", "small"],
-                 ["experiment", "list"]):
-        message = refused(run, *args, "--db", musicdb_file,
-                          expect="tables feature_names, song_vectors missing")
+    for message in refused_by_reader_and_writers(run, musicdb_file, small_csv,
+                                                 "tables feature_names, song_vectors missing"):
         assert "restore it from a backup" in message
-        assert state(musicdb_file) == before, args
 
 
 def test_a_newer_musicdb_schema_is_refused_untouched(musicdb_file, small_csv, run):
@@ -269,13 +276,9 @@ def test_checksum_matches_the_one_duckdb_writes(musicdb_file):
 
 def test_a_file_written_by_duckdb_2_is_refused_untouched(musicdb_file, small_csv, run):
     make_future_duckdb(musicdb_file, 99, b"v2.0.0")
-    before = state(musicdb_file)
-    for args in (["info"], ["import", small_csv, "--feature-set", "small"],
-                 ["experiment", "list"]):
-        message = refused(run, *args, "--db", musicdb_file,
-                          expect="written by a newer DuckDB (v2.0.0, storage version 99)")
+    for message in refused_by_reader_and_writers(
+            run, musicdb_file, small_csv, "written by a newer DuckDB (v2.0.0, storage version 99)"):
         assert "upgrade musicdb and duckdb" in message
-        assert state(musicdb_file) == before, args
 
 
 def test_a_damaged_header_is_refused(musicdb_file, run):

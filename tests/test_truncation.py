@@ -186,27 +186,20 @@ def not_for_libsndfile(tmp_path) -> Path:
     return path
 
 
-def test_a_stuck_ffmpeg_is_killed_at_its_deadline(monkeypatch, tmp_path, not_for_libsndfile):
+@pytest.mark.parametrize("tool", ["ffmpeg", "ffprobe"])
+def test_a_stuck_tool_is_killed_at_its_deadline(monkeypatch, tmp_path, not_for_libsndfile, tool):
     pids = tmp_path / "pids"
-    tools = fake_tools(tmp_path / "bin", ffprobe=f"print({PROBE_JSON!r})", ffmpeg=stuck(pids))
+    scripts = {"ffprobe": f"print({PROBE_JSON!r})",
+               "ffmpeg": "sys.exit('ffmpeg must not run when ffprobe failed')"}
+    scripts[tool] = stuck(pids)
+    tools = fake_tools(tmp_path / "bin", **scripts)
     monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(musicdb.audio, "FFMPEG_DEADLINE_S", 1.0)
     monkeypatch.setattr(musicdb.audio, "FFMPEG_DEADLINE_PER_AUDIO_S", 0.0)
-    with pytest.raises(DecodeError) as caught:
-        decode(not_for_libsndfile)
-    assert caught.value.reason.startswith("ffmpeg took longer than 1 s on this file; ")
-    assert all_gone(pids)
-
-
-def test_a_stuck_ffprobe_is_killed_at_its_deadline(monkeypatch, tmp_path, not_for_libsndfile):
-    pids = tmp_path / "pids"
-    tools = fake_tools(tmp_path / "bin", ffprobe=stuck(pids),
-                       ffmpeg="sys.exit('ffmpeg must not run when ffprobe failed')")
-    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(musicdb.audio, "FFPROBE_DEADLINE_S", 1.0)
     with pytest.raises(DecodeError) as caught:
         decode(not_for_libsndfile)
-    assert caught.value.reason.startswith("ffprobe took longer than 1 s on this file; ")
+    assert caught.value.reason.startswith(f"{tool} took longer than 1 s on this file; ")
     assert all_gone(pids)
 
 

@@ -47,14 +47,20 @@ def test_a_file_that_hangs_its_worker_is_stopped_and_the_run_goes_on(run, db, tm
     assert elapsed < 60  # the hang cost its deadline, not the run
 
 
+def stuck_beside_a_song(run, db: Path, root: Path, stuck: str, workers: int
+                        ) -> dict[str, tuple[str, str | None]]:
+    """Ingest a file that never finishes (tests/crashing.py) beside a good one."""
+    root.mkdir()
+    synth.write_audio(root / stuck, synth.tone(440, 3))
+    synth.write_audio(root / "tone.flac", synth.tone(300, 2))
+    run("ingest", root, "--db", db, "--workers", str(workers), "--feature-set", "seed55",
+        "--file-timeout", "1")
+    return statuses(db)
+
+
 def test_a_stopped_worker_takes_its_subprocesses_along(run, db, tmp_path, faulty):
     root = tmp_path / "lib"
-    root.mkdir()
-    synth.write_audio(root / "orphan.flac", synth.tone(440, 3))
-    synth.write_audio(root / "tone.flac", synth.tone(300, 2))
-    run("ingest", root, "--db", db, "--workers", "2", "--feature-set", "seed55",
-        "--file-timeout", "2")
-    assert statuses(db)["orphan.flac"][0] == "error"
+    assert stuck_beside_a_song(run, db, root, "orphan.flac", 2)["orphan.flac"][0] == "error"
     child = int((root / "orphan.flac.pid").read_text())
     for _ in range(50):  # killed with its group; give the kernel a moment to reap it
         if not _alive(child):
@@ -75,13 +81,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_one_worker_is_a_process_too_so_the_deadline_holds(run, db, tmp_path, faulty):
-    root = tmp_path / "lib"
-    root.mkdir()
-    synth.write_audio(root / "hang.flac", synth.tone(440, 3))
-    synth.write_audio(root / "tone.flac", synth.tone(300, 2))
-    run("ingest", root, "--db", db, "--workers", "1", "--feature-set", "seed55",
-        "--file-timeout", "1")
-    rows = statuses(db)
+    rows = stuck_beside_a_song(run, db, tmp_path / "lib", "hang.flac", 1)
     assert rows["hang.flac"][0] == "error"
     assert rows["tone.flac"] == ("ok", None)
 
