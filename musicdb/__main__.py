@@ -1,3 +1,3 @@
-from musicdb.cli import app
+from musicdb.cli import main
 
-app(prog_name="musicdb")
+main()

@@ -269,6 +269,11 @@ def _decode_soundfile(path: Path, sr: int, sink: SampleSink | None = None) -> De
         return Decoded(y, sr, f.samplerate, f.channels, codec, read / f.samplerate)
 
 
+def _ffmpeg_reason(exc: av.FFmpegError) -> str:
+    """FFmpeg's own words for a failure, without its errno and C function name."""
+    return (getattr(exc, "strerror", None) or str(exc)).rstrip(".").lower() + " in the file"
+
+
 def _not_finite(path: Path, count: int) -> DecodeError:
     return DecodeError(path, f"{count} samples are NaN or infinite: a damaged float file, "
                        "nothing reliable to analyse")
@@ -368,9 +373,9 @@ def _decode_pyav(path: Path, sr: int, sink: SampleSink | None = None) -> Decoded
                 if container.format.name == "flac":  # its header counts the samples
                     raise DecodeError(path, "truncated or damaged: decoded "
                                       f"{signal.read / rate:.1f} s of the {declared:.1f} s its "
-                                      f"header declares ({exc})") from exc
+                                      "header declares") from exc
                 raise DecodeError(path, f"decoding stopped after {signal.read / rate:.1f} s: "
-                                  f"{exc}") from exc
+                                  f"{_ffmpeg_reason(exc)}") from exc
         frames.flush()
         read = signal.read
         # FLAC's header counts its samples; an Ogg length is the last page's (see _check_ogg_end).

@@ -47,6 +47,29 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(code=1) from exc
 
 
+def main() -> None:
+    """The `musicdb` command. A usage error (a path that does not exist, an unknown option) is
+    one line and exit code 2, not the boxed usage screen."""
+    from typer.exceptions import TyperException  # Typer's base of Click's errors
+
+    try:
+        code = app(prog_name="musicdb", standalone_mode=False)
+    except typer.Abort:  # Ctrl-C outside a command's own handling
+        err.print("Aborted.")
+        sys.exit(130)
+    except TyperException as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # plain `musicdb`: the help, as asked
+            out.print(message, markup=False, highlight=False)
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        err.print(f"[red]Error:[/red] {escape(message)}{escape(hint)}", soft_wrap=True,
+                  highlight=False)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 def _beside_python(command: str) -> str:
     """A command's name if it is on PATH, else its path in this Python's bin folder."""
     if shutil.which(command):
@@ -57,7 +80,8 @@ def _beside_python(command: str) -> str:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(exists=True, help="Audio files or folders.")],
+    paths: Annotated[list[Path], typer.Argument(exists=True, metavar="PATH...",
+                                                help="Audio files or folders.")],
     db: DbPath = DEFAULT_DB,
     snippet_seconds: Annotated[float, typer.Option(
         min=0, help="Length of the snippets ('mini songs'); 0 = whole songs only.")] = 30.0,
@@ -302,7 +326,8 @@ def _render_similar(answer, reasons: list[dict] | None) -> None:  # answer: simi
         table = Table("#", "name", "distance", "songs")
         rows = [(r["name"], r["distance"], r["songs"]) for r in answer.results]
     for i, row in enumerate(rows, start=1):
-        cells = [str(i)] + [f"{c:.3f}" if isinstance(c, float) else escape(str(c)) for c in row]
+        cells = [str(i)] + [f"{c:.3f}" if isinstance(c, float) else one_line(str(c))
+                            for c in row]
         table.add_row(*cells)
     out.print(table)
     if not answer.results:

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from musicdb.cli import DEFAULT_DB, DbPath, LabelFrom, app, err, out, user_errors
+from musicdb.terminal import one_line
 
 experiment_app = typer.Typer(no_args_is_help=True)
 app.add_typer(experiment_app, name="experiment")
@@ -28,8 +29,9 @@ def experiment() -> None:
 
 
 def literal(*values: object) -> list[str]:
-    """Table cells from data: text, never markup ('[/red]' in a label prints as it is)."""
-    return [escape(str(v)) for v in values]
+    """Table cells from data: text, never markup ('[/red]' in a label prints as it is), one
+    line each (a newline in a path shows as \\n)."""
+    return [one_line(str(v)) for v in values]
 
 
 def _models_dir(db: Path) -> Path:

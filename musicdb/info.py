@@ -30,7 +30,9 @@ def library_info(con: duckdb.DuckDBPyConnection, *, top: int = 10) -> LibraryInf
     imported = con.execute("SELECT count(*) FROM songs WHERE source = 'import'").fetchone()[0]
     hours = con.execute("SELECT coalesce(sum(duration_s), 0) / 3600 FROM songs "
                         "WHERE source = 'scan' AND status = 'ok'").fetchone()[0]
-    snippets = con.execute("SELECT count(*) FROM features WHERE snippet >= 0").fetchone()[0]
+    # Snippets of songs, not rows: each feature set stores its own row per snippet.
+    snippets = con.execute("SELECT count(*) FROM (SELECT DISTINCT song_id, snippet FROM features "
+                           "WHERE snippet >= 0)").fetchone()[0]
     sets = con.execute("SELECT name, version, kind, n_features, songs, snippets "
                        "FROM feature_set_summary").fetchall()
     labels = con.execute(

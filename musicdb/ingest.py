@@ -84,9 +84,14 @@ class IngestSummary:
     interrupted: bool = False
 
     unchanged_failed: int = 0  # unchanged files that failed before (--retry-errors retries)
+    not_reached: int = 0  # files an interruption stopped before their analysis
     copied: int = 0  # files whose content was analysed already: values copied, not recomputed
     # (path, reason) of folders that could not be listed: their songs are not marked missing
     unreadable_folders: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def failed_count(self) -> int:
+        return len(self.failed)
 
     @property
     def library_changed(self) -> bool:
@@ -495,7 +500,7 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
         progress.stage("compiling the analysis kernels: the first run only, ~20 s")
     progress.start(len(jobs))
     batch: list[tuple[Job, Analysis]] = []
-    last_write = time.perf_counter()
+    processed, last_write = 0, time.perf_counter()
     results = itertools.chain(
         ((job, Analysis(str(job.candidate.path), False, error=job.failure)) for job in refused),
         ((job, _copied(con, job, set_ids)) for job in copies),
@@ -504,6 +509,7 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
              todo, workers, snippet_seconds, params, analyse, cluster, file_timeout))))
     try:
         for job, result in results:
+            processed += 1
             batch.append((job, result))
             analysed = (job.copy_from is None and not job.twin  # counted once, for the speed
                         and job.failure is None)
@@ -521,6 +527,7 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
                 batch, last_write = [], time.perf_counter()
     except KeyboardInterrupt:
         summary.interrupted = True
+    summary.not_reached = len(jobs) - processed
     _write_batch(con, batch, set_ids)  # finished results are never thrown away
     if not summary.interrupted and (summary.library_changed or similarity_stale(con)):
         progress.stage("updating similarity tables")

@@ -76,6 +76,8 @@ def _serve(conn: Connection, work: Callable[..., Any]) -> None:
     # (and anything else below it) along, instead of leaving it spinning as an orphan.
     with contextlib.suppress(OSError):
         os.setpgrp()
+    if os.environ.get("MUSICDB_TRACEBACKS") != "1":
+        _quiet_stderr()
     while True:
         try:
             message = conn.recv()
@@ -94,6 +96,16 @@ def _serve(conn: Connection, work: Callable[..., Any]) -> None:
                 conn.send((key, JobFailed(f"its result cannot be sent back: {exc}")))
             except OSError:
                 return
+
+
+def _quiet_stderr() -> None:
+    """Decoders' own chatter (mpg123's "Illegal Audio-MPEG-Header ... Trying to resync" on a
+    damaged mp3) would land between the progress bar's lines: each file's error row already
+    says what went wrong. The worker's fd 2 goes to /dev/null; MUSICDB_TRACEBACKS=1 keeps it."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
 
 
 def call(work: Callable[..., Any], args: tuple) -> Any:

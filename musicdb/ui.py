@@ -65,25 +65,38 @@ class IngestProgress:
                              speed=f"{self.audio_s / elapsed:.0f}× realtime")
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """'1 file', '2 files'."""
+    return f"{count:,} {word if count == 1 else (words or word + 's')}"
+
+
 def render_summary(console: Console, s: IngestSummary, db: Path) -> None:
     per_core = s.realtime / max(1, s.workers)
     console.print(
-        f"[bold]{s.found:,} files[/bold]: [green]{s.new:,} new[/green], {s.changed:,} changed, "
-        f"{s.unchanged:,} unchanged, {s.moved:,} moved, {s.missing:,} missing, "
-        f"[red]{len(s.failed):,} failed[/red]"
-        + (f" ({s.unchanged_failed:,} known failures skipped; --retry-errors retries them)"
-           if s.unchanged_failed else "")
-    )
+        f"[bold]{plural(s.found, 'file')}[/bold]: [green]{s.new:,} new[/green], "
+        f"{s.changed:,} changed, {s.unchanged:,} unchanged, {s.moved:,} moved, "
+        f"{s.missing:,} missing, [red]{s.failed_count:,} failed[/red]"
+        + (f" ({plural(s.unchanged_failed, 'known failure')} skipped; --retry-errors retries "
+           "them)" if s.unchanged_failed else ""), soft_wrap=True)
+    if s.found == 0:
+        console.print("No audio files found there (by extension or by content).")
+    if s.not_reached:
+        console.print(f"{plural(s.not_reached, 'file')} not reached before the interruption.")
     if s.copied:
-        console.print(f"{s.copied:,} files have the same content as another file: "
-                      "its values were copied, not computed again")
-    if s.extracted_sets or s.tags_updated:
-        console.print(f"{s.extracted_sets:,} files got a missing feature set; "
-                      f"{s.tags_updated:,} songs had new tags or labels")
-    console.print(
-        f"{s.audio_s / 3600:.2f} h of audio analysed in {s.wall_s:.1f} s: {s.realtime:.0f}× "
-        f"realtime ({per_core:.0f}× per core, {s.workers} worker{'s' * (s.workers > 1)}) → "
-        f"{one_line(str(db))}", soft_wrap=True)
+        console.print(f"{plural(s.copied, 'file has', 'files have')} the same content as "
+                      "another file: values copied, not computed again", soft_wrap=True)
+    if s.extracted_sets:
+        console.print(f"{plural(s.extracted_sets, 'file')} got a missing feature set")
+    if s.tags_updated:
+        console.print(f"{plural(s.tags_updated, 'song')} had new tags or labels")
+    if s.audio_s > 0:
+        console.print(
+            f"{s.audio_s / 3600:.2f} h of audio analysed in {s.wall_s:.1f} s: {s.realtime:.0f}× "
+            f"realtime ({per_core:.0f}× per core, {plural(s.workers, 'worker')}) → "
+            f"{one_line(str(db))}", soft_wrap=True)
+    else:
+        console.print(f"Nothing to analyse ({s.wall_s:.1f} s) → {one_line(str(db))}",
+                      soft_wrap=True)
     for path, reason in s.failed[:20]:
         console.print(f"  [red]failed[/red] {one_line(path)}: {one_line(reason)}",
                       highlight=False, soft_wrap=True)

@@ -41,7 +41,7 @@ def last_run(db: Path) -> dict:
 def summary_counts(output: str) -> dict:
     """The counts of the summary line the CLI prints."""
     text = " ".join(output.split())
-    m = re.search(r"(\d+) files: (\d+) new, (\d+) changed, (\d+) unchanged, (\d+) moved, "
+    m = re.search(r"(\d+) files?: (\d+) new, (\d+) changed, (\d+) unchanged, (\d+) moved, "
                   r"(\d+) missing, (\d+) failed", text)
     assert m, output
     keys = ("found", "new", "changed", "unchanged", "moved", "missing", "failed")
@@ -279,7 +279,7 @@ def test_tag_edit_updates_labels_without_reextraction(run, db, library, calls):
     assert calls == []
     assert last_run(db)["changed"] == 0
     assert last_run(db)["unchanged"] == 4
-    assert "1 songs had new tags or labels" in " ".join(result.output.split())
+    assert "1 song had new tags or labels" in " ".join(result.output.split())
     song = songs(db)["d.flac"]
     assert (song["artist"], song["genre"]) == ("New Artist", "Jazz")
     assert sql(db, "SELECT rule, label FROM song_labels WHERE song_id = ? ORDER BY rule",

@@ -103,5 +103,5 @@ def test_a_file_whose_worker_died_is_retried_once_by_the_next_run(run, db, tmp_p
     # Twice is not transient: the run after that leaves it alone unless asked.
     result = run(*args)
     assert "0 failed" in result.output
-    assert "1 known failures skipped" in " ".join(result.output.split())
+    assert "1 known failure skipped" in " ".join(result.output.split())
     assert statuses(db)["tone.flac"] == ("ok", None)
