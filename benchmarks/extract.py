@@ -10,12 +10,12 @@ files in one run:
 
     floor      decode to 22,050 Hz mono (musicdb's decoder) + one magnitude STFT: the least any
                extractor must do
-    musicdb    musicdb.analyse.analyse_file with every set in EXTRACTORS, whole song + snippets
+    musicdb    musicdb.analysis.analyse.analyse_file, every set in EXTRACTORS, song + snippets
     reference  the study's 55 features with plain librosa (benchmarks/reference.py)
     bliss      bliss_audio.Song(path)                  (pip install bliss-audio), if installed
     essentia   essentia.standard.MusicExtractor()      (pip install essentia), if installed
 
-floor and musicdb run with musicdb's allocator settings (musicdb.allocator), as every
+floor and musicdb run with musicdb's allocator settings (musicdb.workers.allocator), as every
 `musicdb ingest` analysis process does; the reference and the peers run as they come.
 
 Speed is x realtime per core: seconds of audio per CPU second (time.process_time, which counts
@@ -69,7 +69,7 @@ def _musicdb_note() -> dict:
 def _floor() -> tuple[Callable, dict]:
     import reference
 
-    from musicdb.allocator import keep_freed_memory
+    from musicdb.workers.allocator import keep_freed_memory
 
     keep_freed_memory()  # as musicdb's own analysis processes run
 
@@ -86,8 +86,8 @@ def _reference() -> tuple[Callable, dict]:
 
 
 def _musicdb() -> tuple[Callable, dict]:
-    from musicdb.allocator import keep_freed_memory
-    from musicdb.analyse import EXTRACTORS, analyse_file
+    from musicdb.analysis.analyse import EXTRACTORS, analyse_file
+    from musicdb.workers.allocator import keep_freed_memory
 
     keep_freed_memory()  # as `musicdb ingest` does in every analysis process
     sets = tuple(EXTRACTORS)
@@ -255,7 +255,7 @@ def print_speed(results: dict[str, dict | None], seconds: dict[str, float]) -> N
 
 def write_csv(path: Path, results: dict[str, dict | None], seconds: dict[str, float]) -> None:
     """One row per (method, file) with seed55 values: musicdb and reference."""
-    from musicdb.summaries import SEED55_NAMES
+    from musicdb.analysis.summaries import SEED55_NAMES
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:

@@ -20,10 +20,10 @@ from pathlib import Path
 import librosa
 import numpy as np
 
-from musicdb import store
-from musicdb.ingest import ingest
-from musicdb.scan import find_audio
-from musicdb.synth import demo_library
+from musicdb.audio.scan import find_audio
+from musicdb.audio.synth import demo_library
+from musicdb.ingest.run import ingest
+from musicdb.store import database as store
 
 
 def study_pipeline(path: Path) -> int:
@@ -45,7 +45,7 @@ def study_pipeline(path: Path) -> int:
 def startup_seconds() -> float:
     """A fresh interpreter importing the analysis stack (what every worker pays once)."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import musicdb.analyse"], check=True)
+    subprocess.run([sys.executable, "-c", "import musicdb.analysis.analyse"], check=True)
     return time.perf_counter() - t0
 
 
@@ -64,7 +64,7 @@ def main() -> None:
             folder = Path(tmp) / "library"
             demo_library(folder, songs_per_artist=4, seconds=37.5)
         files = [c.path for c in find_audio([folder])]
-        print(f"start-up (python + import musicdb.analyse): {startup_seconds():.2f} s")
+        print(f"start-up (python + import musicdb.analysis.analyse): {startup_seconds():.2f} s")
         with store.connect(Path(tmp) / "bench.duckdb") as con:
             s = ingest(con, [folder], workers=args.workers, snippet_seconds=args.snippet_seconds)
         per_core = s.audio_s / (s.wall_s * s.workers)

@@ -23,8 +23,8 @@ import duckdb
 import numpy as np
 from typer.testing import CliRunner
 
-from musicdb import maps
 from musicdb.cli import app
+from musicdb.maps import runs as maps
 
 REPO = Path(__file__).resolve().parent.parent
 STUDY = REPO / "tests" / "data" / "seed_features_5band.csv"

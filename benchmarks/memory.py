@@ -4,7 +4,7 @@
     python benchmarks/memory.py --minutes 60 180 --format ogg
     python benchmarks/memory.py --minutes 10 --format flac --compare /tmp/old --repeat 3
 
-Each analysis runs in a fresh child process set up as an ingest worker is (musicdb.worker_preload:
+Each analysis runs in a fresh child process set up as an ingest worker is (musicdb.workers.preload:
 one BLAS thread, the allocator, warm kernels), so its peak RSS (getrusage ru_maxrss) is the
 worker's alone. `--compare DIR` also runs every file with the musicdb package found in DIR (e.g.
 `git archive OLD musicdb | tar -x -C DIR`), alternating with this one, for a side-by-side
@@ -30,8 +30,8 @@ FORMATS = {".ogg": ("OGG", "VORBIS"), ".flac": ("FLAC", "PCM_16"), ".wav": ("WAV
 
 CHILD = """
 import json, resource, sys, time
-import musicdb, musicdb.worker_preload
-from musicdb.analyse import DEFAULT_SETS, analyse_file
+import musicdb, musicdb.workers.preload
+from musicdb.analysis.analyse import DEFAULT_SETS, analyse_file
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 started = time.process_time()
 result = analyse_file(sys.argv[1], DEFAULT_SETS, 30.0)

@@ -4,7 +4,7 @@ This is the yardstick for musicdb's extractor: what the study's author wrote, mi
 accidents (see shared/seed55.md). Load with librosa, separate harmonic and percussive parts on
 the waveform, then call each librosa feature function on its own signal, each computing its own
 STFT, at musicdb's frame grid (n_fft 2048, hop 441). Values come back in the order of
-``musicdb.summaries.SEED55_NAMES``.
+``musicdb.analysis.summaries.SEED55_NAMES``.
 
 Where this differs from musicdb on purpose (it is the plain version):
 
@@ -31,9 +31,9 @@ import librosa
 import numpy as np
 import scipy.stats
 
-from musicdb.audio import decode
-from musicdb.features import FrameParams
-from musicdb.summaries import SEED55_NAMES
+from musicdb.analysis.features import FrameParams
+from musicdb.analysis.summaries import SEED55_NAMES
+from musicdb.audio.decode import decode
 
 SR = 22050
 N_FFT = 2048

@@ -69,7 +69,7 @@ def main() -> None:
 
     import duckdb
 
-    from musicdb import similar
+    from musicdb.similarity import similar
 
     def report(what: str, goal: float, t: tuple[float, float, float]) -> None:
         verdict = "ok" if t[1] < goal else "SLOWER THAN GOAL"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import musicdb.ingest
+import musicdb.ingest.run
 from musicdb.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,14 +67,14 @@ def shell():
 def calls(monkeypatch) -> list[str]:
     """Names of the files analysed (in-process, i.e. with --workers 1)."""
     seen: list[str] = []
-    real = musicdb.ingest.analyse_file
+    real = musicdb.ingest.run.analyse_file
 
     def counting(path: str, *args, **kwargs):
         seen.append(Path(path).name)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(musicdb.ingest, "analyse_file", counting)
-    monkeypatch.setattr(musicdb.ingest, "RUN_IN_PROCESS", True)  # counted here, not in workers
+    monkeypatch.setattr(musicdb.ingest.run, "analyse_file", counting)
+    monkeypatch.setattr(musicdb.ingest.run, "RUN_IN_PROCESS", True)  # counted here, not in workers
     return seen
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from musicdb.analyse import analyse_file
+from musicdb.analysis.analyse import analyse_file
 
 
 def analyse_or_crash(path: str, *args, **kwargs):

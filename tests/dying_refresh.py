@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from musicdb import store
+from musicdb.store import database as store
 
 
 class DieAfterFirstRefill(tuple):

@@ -22,9 +22,10 @@ import duckdb
 import numpy as np
 import pytest
 
-from musicdb import dbfile, store
-from musicdb.info import library_info
-from musicdb.store import load_migrations, migrate
+from musicdb.store import database as store
+from musicdb.store import dbfile
+from musicdb.store.database import load_migrations, migrate
+from musicdb.store.info import library_info
 from tests.conftest import REPO
 
 MUSICDB = str(Path(sys.executable).with_name("musicdb"))

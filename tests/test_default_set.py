@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from musicdb import synth
-from musicdb.features import ROW, SAMPLE_RATE, FrameParams, frame_features, frame_slice
-from musicdb.hpss import hpss, median_filter
-from musicdb.summaries import (
+from musicdb.analysis.features import ROW, SAMPLE_RATE, FrameParams, frame_features, frame_slice
+from musicdb.analysis.hpss import hpss, median_filter
+from musicdb.analysis.summaries import (
     DEFAULT_NAMES,
     FEATURE_SETS,
     SEED55_NAMES,
     mean_tempograms,
     summarise_default,
 )
+from musicdb.audio import synth
 from tests.test_ingest import ingest
 
 SR = SAMPLE_RATE
@@ -235,7 +235,7 @@ def test_a_parameter_change_is_a_new_version_and_old_values_stay(run, shell, lib
 
 
 def test_spectral_contrast_equals_librosa():
-    from musicdb.features import _bank, _spectral_contrast
+    from musicdb.analysis.features import _bank, _spectral_contrast
 
     rng = np.random.default_rng(3)
     S = rng.gamma(0.5, 1.0, (300, 1025)).astype(np.float32)  # (frames, bins), heavy-tailed

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from musicdb import models
 from musicdb.cli import app
+from musicdb.ml import models
 from tests.conftest import import_study
 
 FAST = ("--model", "logreg", "--cv", "3")
@@ -203,7 +203,7 @@ def test_every_model_saves_only_trusted_types(tmp_path: Path, n_classes: int) ->
 
 
 def test_predict_an_audio_file_like_its_stored_song(run, tmp_path: Path) -> None:
-    from musicdb.synth import demo_library
+    from musicdb.audio.synth import demo_library
 
     demo_library(tmp_path / "lib", songs_per_artist=2, seconds=12.0)
     db = tmp_path / "demo.duckdb"

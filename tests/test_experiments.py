@@ -9,9 +9,9 @@ import duckdb
 import numpy as np
 import pytest
 
-from musicdb import experiments as ex
-from musicdb import store
-from musicdb.evaluate import folds
+from musicdb.ml import experiments as ex
+from musicdb.ml.evaluate import folds
+from musicdb.store import database as store
 from tests.conftest import import_study
 
 PRESETS = {"classical-vs-taylor", "taylor-vs-avril", "artists", "with-boc", "xmas"}

@@ -1,6 +1,7 @@
 """The seed55 features on generated signals whose right answer is known.
 
-First the pure functions of musicdb.features, then the same signals encoded as wav, flac, ogg and
+First the pure functions of musicdb.analysis.features, then the same signals encoded as wav,
+flac, ogg and
 mp3, ingested through the real CLI and read back from the database.
 """
 
@@ -14,10 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from musicdb import synth
-from musicdb.audio import decode
-from musicdb.cli import app
-from musicdb.features import (
+from musicdb.analysis.features import (
     FRAME_ROWS,
     SAMPLE_RATE,
     FrameParams,
@@ -25,7 +23,10 @@ from musicdb.features import (
     frame_slice,
     snippet_bounds,
 )
-from musicdb.summaries import SEED55_NAMES, moments, summarise_seed55, tempo
+from musicdb.analysis.summaries import SEED55_NAMES, moments, summarise_seed55, tempo
+from musicdb.audio import synth
+from musicdb.audio.decode import decode
+from musicdb.cli import app
 
 SR = SAMPLE_RATE  # signals for the direct tests are made at the analysis rate: no resampling
 REPO = Path(__file__).resolve().parent.parent

@@ -27,8 +27,8 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicdb.analyse import DEFAULT_SETS, analyse_file
-from musicdb.audio import Decoded, decode
+from musicdb.analysis.analyse import DEFAULT_SETS, analyse_file
+from musicdb.audio.decode import Decoded, decode
 from musicdb.errors import DecodeError
 
 EXAMPLE_LIMIT_S = 60.0  # generous: the slowest example in CI takes well under 2 s

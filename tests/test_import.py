@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from musicdb import store
-from musicdb.analyse import EXTRACTORS, set_params
+from musicdb.analysis.analyse import EXTRACTORS, set_params
 from musicdb.cli import app
-from musicdb.store import FeatureSetDef, ensure_feature_set
+from musicdb.store import database as store
+from musicdb.store.database import FeatureSetDef, ensure_feature_set
 from tests.conftest import SEED_CSV, SEED_CSV_247
 
 # The study's label counts (from its write-up); checked against the CSV as well below.

@@ -15,9 +15,9 @@ import duckdb
 import numpy as np
 import pytest
 
-import musicdb.ingest
-from musicdb import synth
-from musicdb.summaries import SEED55_NAMES
+import musicdb.ingest.run
+from musicdb.analysis.summaries import SEED55_NAMES
+from musicdb.audio import synth
 from tests import crashing
 
 CENTROID = SEED55_NAMES.index("centroid_a") + 1  # 1-based, like features.vals[i] in SQL
@@ -178,8 +178,8 @@ def test_second_ingest_changes_nothing(run, db, library, calls):
 def test_similarity_tables_follow_changes_only(run, db, library, calls, monkeypatch):
     first_ingest(run, library, db, calls)
     refreshes: list[int] = []
-    real = musicdb.ingest.refresh_similarity
-    monkeypatch.setattr(musicdb.ingest, "refresh_similarity",
+    real = musicdb.ingest.run.refresh_similarity
+    monkeypatch.setattr(musicdb.ingest.run, "refresh_similarity",
                         lambda con: refreshes.append(1) or real(con))
     ingest(run, library, db)
     assert refreshes == []  # an unchanged re-scan rebuilds nothing
@@ -513,7 +513,7 @@ def test_a_copy_of_a_song_without_snippets_is_copied(run, db, tmp_path, calls):
 def test_a_result_that_cannot_be_sent_back_fails_its_job_only():
     import multiprocessing
 
-    from musicdb.pool import JobFailed, run_in_workers
+    from musicdb.workers.pool import JobFailed, run_in_workers
 
     jobs = [(i, (value,)) for i, value in enumerate(["a", "lock", "b", "c"])]
     results = dict(run_in_workers(crashing.echo_or_unpicklable, jobs, 2,
@@ -535,7 +535,7 @@ def test_a_dask_cluster_gives_the_same_values_as_local_analysis(run, tmp_path, m
     synth.write_audio(root / "bug.flac", synth.tone(550, 2))  # unlike any other file
     local, dask = tmp_path / "local.duckdb", tmp_path / "dask.duckdb"
     sets = ("--feature-set", "seed55", "--snippet-seconds", "2")
-    monkeypatch.setattr(musicdb.ingest, "analyse_file", crashing.analyse_or_crash)
+    monkeypatch.setattr(musicdb.ingest.run, "analyse_file", crashing.analyse_or_crash)
     run("ingest", root, "--db", local, "--workers", "1", *sets)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
@@ -562,7 +562,7 @@ def test_a_dask_cluster_gives_the_same_values_as_local_analysis(run, tmp_path, m
 
 
 def test_an_unreachable_scheduler_is_a_clear_error(run, db, tmp_path, monkeypatch):
-    monkeypatch.setattr("musicdb.cluster.CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr("musicdb.workers.cluster.CONNECT_TIMEOUT_S", 1)
     synth.write_audio(tmp_path / "tone.flac", synth.tone(440, 1))
     result = run("ingest", tmp_path / "tone.flac", "--db", db, "--scheduler",
                  "tcp://127.0.0.1:9", code=1)
@@ -580,7 +580,7 @@ def test_a_worker_that_dies_costs_its_file_not_the_run(run, db, tmp_path, monkey
     synth.write_audio(root / "crash-first.flac", synth.tone(1000, 3))  # largest: taken first
     synth.write_audio(root / "crash-last.wav", synth.noise(1, sr=22050), sr=22050)
     synth.write_audio(root / "bug.flac", synth.tone(550, 2))  # unlike any other file
-    monkeypatch.setattr(musicdb.ingest, "analyse_file", crashing.analyse_or_crash)
+    monkeypatch.setattr(musicdb.ingest.run, "analyse_file", crashing.analyse_or_crash)
     sets = ("--feature-set", "seed55")
     result = run("ingest", root, "--db", db, "--workers", "2", *sets)
     counts = summary_counts(result.output)
@@ -608,8 +608,8 @@ def test_interrupted_ingest_resumes_without_duplicates(run, db, tmp_path, monkey
     root.mkdir()
     for i in range(5):
         synth.write_audio(root / f"{i}.flac", synth.tone(300 + 100 * i, 2))
-    monkeypatch.setattr(musicdb.ingest, "BATCH_FILES", batch_files)
-    real, seen = musicdb.ingest.analyse_file, []
+    monkeypatch.setattr(musicdb.ingest.run, "BATCH_FILES", batch_files)
+    real, seen = musicdb.ingest.run.analyse_file, []
 
     def interrupting(path: str, *args, **kwargs):
         seen.append(Path(path).name)
@@ -617,15 +617,15 @@ def test_interrupted_ingest_resumes_without_duplicates(run, db, tmp_path, monkey
             raise KeyboardInterrupt
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(musicdb.ingest, "analyse_file", interrupting)
-    monkeypatch.setattr(musicdb.ingest, "RUN_IN_PROCESS", True)
+    monkeypatch.setattr(musicdb.ingest.run, "analyse_file", interrupting)
+    monkeypatch.setattr(musicdb.ingest.run, "RUN_IN_PROCESS", True)
     result = ingest(run, root, db, code=130)
     assert "Interrupted" in result.output
     assert sorted(songs(db)) == ["0.flac", "1.flac"]
     assert sql(db, "SELECT count(*) FROM features_seed55 WHERE status = 'ok'") == [(2,)]
     assert last_run(db)["new"] == 2
 
-    monkeypatch.setattr(musicdb.ingest, "analyse_file",
+    monkeypatch.setattr(musicdb.ingest.run, "analyse_file",
                         lambda path, *a, **k: seen.append(Path(path).name) or real(path, *a, **k))
     seen.clear()
     ingest(run, root, db)
@@ -645,8 +645,8 @@ def test_interrupt_during_a_write_keeps_the_batch(run, db, tmp_path, monkeypatch
     root.mkdir()
     for i in range(4):
         synth.write_audio(root / f"{i}.flac", synth.tone(300 + 100 * i, 2))
-    monkeypatch.setattr(musicdb.ingest, "BATCH_FILES", 1)
-    real, writes = musicdb.ingest.catalog.replace_features, []
+    monkeypatch.setattr(musicdb.ingest.run, "BATCH_FILES", 1)
+    real, writes = musicdb.ingest.run.catalog.replace_features, []
 
     def interrupting(con, rows):
         writes.append(list(rows.song_ids))
@@ -654,15 +654,15 @@ def test_interrupt_during_a_write_keeps_the_batch(run, db, tmp_path, monkeypatch
             raise KeyboardInterrupt
         return real(con, rows)
 
-    monkeypatch.setattr(musicdb.ingest.catalog, "replace_features", interrupting)
-    monkeypatch.setattr(musicdb.ingest, "RUN_IN_PROCESS", True)  # files in a known order
+    monkeypatch.setattr(musicdb.ingest.run.catalog, "replace_features", interrupting)
+    monkeypatch.setattr(musicdb.ingest.run, "RUN_IN_PROCESS", True)  # files in a known order
     result = ingest(run, root, db, code=130)
     assert "Interrupted" in result.output
     assert sorted(songs(db)) == ["0.flac", "1.flac"]
     assert sql(db, "SELECT count(*) FROM features_seed55 WHERE status = 'ok'") == [(2,)]
     assert_no_duplicates(db)
 
-    monkeypatch.setattr(musicdb.ingest.catalog, "replace_features", real)
+    monkeypatch.setattr(musicdb.ingest.run.catalog, "replace_features", real)
     ingest(run, root, db)
     assert sorted(songs(db)) == [f"{i}.flac" for i in range(4)]
     assert sql(db, "SELECT count(*) FROM features") == [(4,)]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from musicdb.audio.synth import demo_library, tag
 from musicdb.cli import app
-from musicdb.colors import label_color, label_styles, label_symbol
-from musicdb.synth import demo_library, tag
+from musicdb.maps.colors import label_color, label_styles, label_symbol
 from tests.browser import Browser, chromium
 from tests.conftest import SEED_CSV
 from tests.test_heatmap import STUDY_COUNTS
@@ -139,7 +139,7 @@ def test_same_seed_same_map_and_colours_stay(study_db, browser, tmp_path, monkey
     def no_projection(*args, **kwargs):
         raise AssertionError("--from-run must not project")
 
-    monkeypatch.setattr("musicdb.maps.project", no_projection)
+    monkeypatch.setattr("musicdb.maps.runs.project", no_projection)
     output = invoke("map", "--from-run", runs[0], "-o", tmp_path / "again.html",
                     "--db", study_db)
     assert f"map run {runs[0]}" in output
@@ -252,7 +252,7 @@ def test_snippets_of_one_artist_by_album(audio_db, browser, tmp_path):
 
 def test_top_keeps_the_largest_labels_in_webgl(study_db, tmp_path, shell, browser,
                                                monkeypatch):
-    monkeypatch.setattr("musicdb.mapplot.WEBGL_ABOVE", 1000)  # WebGL without 3,000 points
+    monkeypatch.setattr("musicdb.plots.mapplot.WEBGL_ABOVE", 1000)  # WebGL without 3,000 points
     output = invoke("map", "--method", "svd", "--top", 3, "--db", study_db, "-o",
                     tmp_path / "top.html")
     traces = show(browser, tmp_path / "top.html")

@@ -22,10 +22,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicdb import analyse, synth
-from musicdb.analyse import DEFAULT_SETS, analyse_file, summarise_sets
-from musicdb.audio import decode
-from musicdb.features import (
+from musicdb.analysis import analyse
+from musicdb.analysis.analyse import DEFAULT_SETS, analyse_file, summarise_sets
+from musicdb.analysis.features import (
     MAX_SECONDS,
     SAMPLE_RATE,
     FrameParams,
@@ -35,6 +34,8 @@ from musicdb.features import (
     n_frames,
     snippet_bounds,
 )
+from musicdb.audio import synth
+from musicdb.audio.decode import decode
 
 MULTI_BLOCK = FrameParams(block_frames=40)  # a 3 s file is 4 blocks: every seam is crossed
 
@@ -42,8 +43,8 @@ MULTI_BLOCK = FrameParams(block_frames=40)  # a 3 s file is 4 blocks: every seam
 # then one analysis; prints the process's own peak RSS before and after it.
 CHILD = """
 import json, resource, sys
-import musicdb.worker_preload
-from musicdb.analyse import DEFAULT_SETS, analyse_file
+import musicdb.workers.preload
+from musicdb.analysis.analyse import DEFAULT_SETS, analyse_file
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 base_mb = peak_mb()

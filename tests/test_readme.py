@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from musicdb.synth import demo_library
+from musicdb.audio.synth import demo_library
 from tests.conftest import REPO, SEED_CSV
 
 STUDY_COUNTS = {

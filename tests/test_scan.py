@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from musicdb import synth
+from musicdb.audio import synth
 from tests.test_hostile import unprivileged_prefix
 
 MUSICDB = str(Path(sys.executable).with_name("musicdb"))

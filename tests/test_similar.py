@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicdb import synth
+from musicdb.audio import synth
 from tests.conftest import SEED_CSV
 
 N_FEATURES = 6

@@ -12,9 +12,9 @@ import duckdb
 import numpy as np
 import pytest
 
-from musicdb import store
 from musicdb.errors import MigrationError, StoreError
-from musicdb.store import Migration, data_dir, load_migrations, migrate
+from musicdb.store import database as store
+from musicdb.store.database import Migration, data_dir, load_migrations, migrate
 from tests.conftest import REPO, SEED_CSV
 
 
@@ -306,7 +306,7 @@ def test_wheel_contains_migrations_and_sql(tmp_path):
         zf.extractall(installed)
 
     # Installed (unpacked) elsewhere, the package finds its own copies, not the repository's.
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import musicdb.store as s; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import musicdb.store.database as s; "
             "print(s.__file__); print(s.data_dir('migrations')); print(s.data_dir('sql')); "
             "print(len(s.load_migrations()))")
     proc = subprocess.run([sys.executable, "-c", code, str(installed)],

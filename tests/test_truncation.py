@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import musicdb.audio
-from musicdb.audio import decode
+import musicdb.audio.decode
+from musicdb.audio.decode import decode
 from musicdb.errors import DecodeError
 
 SR = 44100
@@ -194,9 +194,9 @@ def test_a_stuck_tool_is_killed_at_its_deadline(monkeypatch, tmp_path, not_for_l
     scripts[tool] = stuck(pids)
     tools = fake_tools(tmp_path / "bin", **scripts)
     monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(musicdb.audio, "FFMPEG_DEADLINE_S", 1.0)
-    monkeypatch.setattr(musicdb.audio, "FFMPEG_DEADLINE_PER_AUDIO_S", 0.0)
-    monkeypatch.setattr(musicdb.audio, "FFPROBE_DEADLINE_S", 1.0)
+    monkeypatch.setattr(musicdb.audio.decode, "FFMPEG_DEADLINE_S", 1.0)
+    monkeypatch.setattr(musicdb.audio.decode, "FFMPEG_DEADLINE_PER_AUDIO_S", 0.0)
+    monkeypatch.setattr(musicdb.audio.decode, "FFPROBE_DEADLINE_S", 1.0)
     with pytest.raises(DecodeError) as caught:
         decode(not_for_libsndfile)
     assert caught.value.reason.startswith(f"{tool} took longer than 1 s on this file; ")
@@ -240,10 +240,11 @@ def test_a_failing_ffmpeg_says_why_in_one_line(monkeypatch, tmp_path, not_for_li
 
 
 def test_the_deadline_grows_with_the_declared_length():
-    assert musicdb.audio._deadline_s(0) == musicdb.audio.FFMPEG_DEADLINE_S
-    three_hours = musicdb.audio._deadline_s(3 * 3600)
-    assert three_hours > 3 * 3600 * 0.25 + musicdb.audio.FFMPEG_DEADLINE_S
-    assert musicdb.audio._deadline_s(1e12) == musicdb.audio._deadline_s(86400)  # headers lie
+    assert musicdb.audio.decode._deadline_s(0) == musicdb.audio.decode.FFMPEG_DEADLINE_S
+    three_hours = musicdb.audio.decode._deadline_s(3 * 3600)
+    assert three_hours > 3 * 3600 * 0.25 + musicdb.audio.decode.FFMPEG_DEADLINE_S
+    decode_module = musicdb.audio.decode
+    assert decode_module._deadline_s(1e12) == decode_module._deadline_s(86400)  # headers lie
 
 
 def test_a_stuck_ffmpeg_is_an_error_row_and_the_run_goes_on(run, db, monkeypatch, tmp_path,
@@ -257,8 +258,8 @@ def test_a_stuck_ffmpeg_is_an_error_row_and_the_run_goes_on(run, db, monkeypatch
     tools = fake_tools(tmp_path / "bin", ffprobe=f"print({PROBE_JSON!r})",
                        ffmpeg=stuck(tmp_path / "pids"))
     monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(musicdb.audio, "FFMPEG_DEADLINE_S", 1.0)
-    monkeypatch.setattr(musicdb.audio, "FFMPEG_DEADLINE_PER_AUDIO_S", 0.0)
+    monkeypatch.setattr(musicdb.audio.decode, "FFMPEG_DEADLINE_S", 1.0)
+    monkeypatch.setattr(musicdb.audio.decode, "FFMPEG_DEADLINE_PER_AUDIO_S", 0.0)
     run("ingest", library, "--db", db, "--workers", "1")
     with duckdb.connect(str(db), read_only=True) as con:
         rows = dict((Path(p).name, (s, e)) for p, s, e in
@@ -273,7 +274,7 @@ def test_a_stuck_ffmpeg_is_an_error_row_and_the_run_goes_on(run, db, monkeypatch
 
 def test_nonfinite_samples_are_counted_whichever_decoder_made_them():
     """The PyAV path has no per-decoder check: the gathering of samples counts them for all."""
-    from musicdb.audio import _Signal
+    from musicdb.audio.decode import _Signal
 
     signal = _Signal(22050, 22050, 1.0)
     signal.add(np.array([0.1, np.nan, -0.5, np.inf], np.float32))

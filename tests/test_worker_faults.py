@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-import musicdb.ingest
-from musicdb import synth
+import musicdb.ingest.run
+from musicdb.audio import synth
 from tests import crashing
 
 
@@ -24,7 +24,7 @@ def statuses(db: Path) -> dict[str, tuple[str, str | None]]:
 
 @pytest.fixture
 def faulty(monkeypatch):
-    monkeypatch.setattr(musicdb.ingest, "analyse_file", crashing.analyse_or_crash)
+    monkeypatch.setattr(musicdb.ingest.run, "analyse_file", crashing.analyse_or_crash)
 
 
 def test_a_file_that_hangs_its_worker_is_stopped_and_the_run_goes_on(run, db, tmp_path, faulty):

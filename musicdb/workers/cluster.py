@@ -16,7 +16,7 @@ from typing import Any
 from distributed import Client, WorkerPlugin, as_completed
 
 from musicdb.errors import MusicdbError
-from musicdb.pool import JobFailed
+from musicdb.workers.pool import JobFailed
 
 CONNECT_TIMEOUT_S = 10
 IN_FLIGHT_PER_THREAD = 2  # jobs handed to the scheduler ahead, per worker thread
@@ -30,7 +30,7 @@ class AnalysisSetup(WorkerPlugin):
     def setup(self, worker: Any) -> None:
         from threadpoolctl import threadpool_limits
 
-        from musicdb.allocator import keep_freed_memory
+        from musicdb.workers.allocator import keep_freed_memory
 
         threadpool_limits(1)
         keep_freed_memory()

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import duckdb
 
-from musicdb.dbfile import is_write_problem
 from musicdb.errors import ImportTableError
-from musicdb.store import (
+from musicdb.store.database import (
     FeatureSetDef,
     create_views,
     ensure_feature_set,
@@ -21,7 +20,8 @@ from musicdb.store import (
     rollback,
     write_failure,
 )
-from musicdb.store import quote_ident as q
+from musicdb.store.database import quote_ident as q
+from musicdb.store.dbfile import is_write_problem
 
 
 @dataclass

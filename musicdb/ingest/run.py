@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 import duckdb
 import numpy as np
 
-from musicdb import catalog
-from musicdb.allocator import keep_freed_memory
-from musicdb.analyse import (
+from musicdb.analysis.analyse import (
     DEFAULT_SETS,
     EXTRACTORS,
     Analysis,
@@ -25,11 +23,12 @@ from musicdb.analyse import (
     analyse_file,
     set_params,
 )
+from musicdb.analysis.features import FrameParams, kernels_cached
+from musicdb.audio.scan import Candidate, content_hash, find_audio, shown
+from musicdb.audio.tags import TAG_FIELDS, TagReadError, read_file_info
 from musicdb.errors import StoreError
-from musicdb.features import FrameParams, kernels_cached
-from musicdb.pool import DIED, JobFailed, analysis_context, call, run_in_workers
-from musicdb.scan import Candidate, content_hash, find_audio, shown
-from musicdb.store import (
+from musicdb.store import catalog
+from musicdb.store.database import (
     FeatureSetDef,
     create_views,
     ensure_feature_set,
@@ -39,10 +38,11 @@ from musicdb.store import (
     similarity_stale,
     write_failure,
 )
-from musicdb.tags import TAG_FIELDS, TagReadError, read_file_info
+from musicdb.workers.allocator import keep_freed_memory
+from musicdb.workers.pool import DIED, JobFailed, analysis_context, call, run_in_workers
 
 if TYPE_CHECKING:  # imported by the caller only when a scheduler is given (distributed: ~1 s)
-    from musicdb.cluster import Cluster
+    from musicdb.workers.cluster import Cluster
 
 BATCH_FILES = 64  # results per write transaction
 BATCH_SECONDS = 5.0  # ...or sooner, so an interrupted run loses little
@@ -479,7 +479,7 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
     """Bring the database up to date with the audio files under `paths`.
 
     `analyse` turns one file into an Analysis (default: analyse_file, looked up at call time).
-    `cluster` (musicdb.cluster.Cluster): analyse on a Dask cluster instead of local workers.
+    `cluster` (musicdb.workers.cluster.Cluster): analyse on a Dask cluster instead of local workers.
     `file_timeout`: seconds every file may take, plus TIMEOUT_PER_AUDIO_S per second of audio
     it declares; a worker past that is stopped and the file becomes an error row.
     """

@@ -1,7 +1,7 @@
 """The DuckDB file: connecting, views, similarity tables, feature-set registration.
 
-Migrations and the checks of what a file holds live in musicdb.schema and musicdb.dbfile;
-their public names are re-exported here.
+Migrations and the checks of what a file holds live in musicdb.store.schema and
+musicdb.store.dbfile; their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import duckdb
 
-from musicdb import dbfile
 from musicdb.errors import StoreError
-from musicdb.schema import (  # noqa: F401  (re-exported: musicdb.store is where callers look)
+from musicdb.store import dbfile
+from musicdb.store.schema import (  # noqa: F401  (re-exported: musicdb.store.database is where callers look)
     NO_EXTENSIONS,
     Migration,
     applied_migrations,

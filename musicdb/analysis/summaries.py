@@ -15,8 +15,7 @@ import librosa
 import numpy as np
 import scipy.fft
 
-from musicdb.errors import DecodeError
-from musicdb.features import (
+from musicdb.analysis.features import (
     FRAME_ROWS,
     N_BANDS,
     N_CONTRAST,
@@ -28,6 +27,7 @@ from musicdb.features import (
     FrameParams,
     hann_window,
 )
+from musicdb.errors import DecodeError
 
 
 def moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """A map as one self-contained HTML page: plotly (inline), an audio player and neighbour lists.
 
 One trace per label (or album), so the legend toggles it on click and isolates it on double
-click; each keeps its stable colour (musicdb.colors). Clicking a point plays its song (a
+click; each keeps its stable colour (musicdb.maps.colors). Clicking a point plays its song (a
 snippet from its start) from the local file and lists its nearest songs.
 """
 
@@ -11,8 +11,8 @@ import html
 import json
 from pathlib import Path
 
-from musicdb.colors import label_styles
-from musicdb.maps import MapError, MapRun
+from musicdb.maps.colors import label_styles
+from musicdb.maps.runs import MapError, MapRun
 
 WEBGL_ABOVE = 3000  # points; SVG scatter gets sluggish beyond a few thousand
 METHOD_NAMES = {"svd": "SVD", "tsne": "t-SNE", "umap": "UMAP"}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import duckdb
 
-from musicdb import dbfile
 from musicdb.errors import MigrationError, StoreError
+from musicdb.store import dbfile
 
 MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Every connection: a database file must never make DuckDB download or load an extension.
@@ -21,8 +21,9 @@ NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensio
 
 def data_dir(name: str) -> Path:
     """`migrations/` or `sql/`: inside the installed package, else at the repository root."""
-    packaged = Path(__file__).parent / name
-    return packaged if packaged.is_dir() else Path(__file__).parent.parent / name
+    package = Path(__file__).resolve().parents[1]  # musicdb/, above musicdb/store/
+    packaged = package / name
+    return packaged if packaged.is_dir() else package.parent / name
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-from musicdb.store import quote_ident
+from musicdb.store.database import quote_ident
 
 
 def export(con: duckdb.DuckDBPyConnection, out_dir: Path, fmt: str) -> list[tuple[Path, int]]:

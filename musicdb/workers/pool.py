@@ -31,13 +31,13 @@ STOP_TIMEOUT_S = 5.0  # a worker told to stop gets this long before it is killed
 def analysis_context() -> BaseContext:
     """The forkserver that analysis workers fork from, started now if it is not running.
 
-    It imports librosa and loads the compiled kernels once (musicdb.worker_preload, ~1.6 s)
+    It imports librosa and loads the compiled kernels once (musicdb.workers.preload, ~1.6 s)
     before it forks any worker; ensure_running returns at once, so that preload overlaps
     whatever the caller does next (its own imports, the scan, hashing) instead of delaying
     the first analysis. Cheap to call again.
     """
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["musicdb.worker_preload"])
+    ctx.set_forkserver_preload(["musicdb.workers.preload"])
     multiprocessing.forkserver.ensure_running()
     return ctx
 

@@ -12,9 +12,7 @@ from pathlib import Path
 import numpy as np
 from librosa.util.exceptions import ParameterError
 
-from musicdb.audio import decode
-from musicdb.errors import DecodeError
-from musicdb.features import (
+from musicdb.analysis.features import (
     ROW,
     FrameParams,
     FrameStream,
@@ -22,7 +20,9 @@ from musicdb.features import (
     frame_slice,
     snippet_bounds,
 )
-from musicdb.summaries import FEATURE_SETS, mean_tempograms, tempogram_window
+from musicdb.analysis.summaries import FEATURE_SETS, mean_tempograms, tempogram_window
+from musicdb.audio.decode import decode
+from musicdb.errors import DecodeError
 
 EXTRACTORS = FEATURE_SETS
 DEFAULT_SETS = ("default", "seed55")

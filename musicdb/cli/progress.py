@@ -17,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from musicdb.ingest import IngestSummary
+from musicdb.ingest.run import IngestSummary
 from musicdb.terminal import one_line
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from musicdb.choices import LABEL_RULES, require_choice
 from musicdb.errors import MusicdbError
-from musicdb.store import resolve_feature_set
+from musicdb.store.database import resolve_feature_set
 
 METHODS = ("svd", "tsne", "umap")
 UNITS = ("song", "snippet")

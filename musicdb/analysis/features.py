@@ -17,8 +17,8 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage
 
-from musicdb.hpss import hpss
-from musicdb.kernels import band_extremes, bank_sums, spectral_shape
+from musicdb.analysis.hpss import hpss
+from musicdb.analysis.kernels import band_extremes, bank_sums, spectral_shape
 
 SAMPLE_RATE = 22050
 
@@ -98,8 +98,8 @@ def kernels_cached() -> bool:
     False on a machine's first run, which compiles them (~20 s with librosa's own) before the
     first file is analysed. Reads numba internals; if they change, says True (no message).
     """
-    from musicdb import hpss as hpss_module
-    from musicdb import kernels
+    from musicdb.analysis import hpss as hpss_module
+    from musicdb.analysis import kernels
 
     try:
         return all(os.path.exists(f._cache._cache_file._index_path)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from musicdb.store import schema_version, similarity_stale
+from musicdb.store.database import schema_version, similarity_stale
 
 
 @dataclass

@@ -12,8 +12,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from musicdb import confine, models
-from musicdb.experiments import ExperimentError
+from musicdb.ml import models
+from musicdb.ml.experiments import ExperimentError
+from musicdb.store import confine
 
 
 @dataclass
@@ -73,8 +74,8 @@ def stored_probabilities(con: duckdb.DuckDBPyConnection, sm: StoredModel,
 
 
 def _analyse(con: duckdb.DuckDBPyConnection, sm: StoredModel, path: Path) -> np.ndarray:
-    from musicdb.analyse import EXTRACTORS, analyse_file
-    from musicdb.features import FrameParams
+    from musicdb.analysis.analyse import EXTRACTORS, analyse_file
+    from musicdb.analysis.features import FrameParams
 
     kind, params_json = con.execute("SELECT kind, params FROM feature_sets "
                                     "WHERE feature_set_id = ?", [sm.feature_set_id]).fetchone()
@@ -154,7 +155,7 @@ def register_udfs(con: duckdb.DuckDBPyConnection, db: Path, query: str) -> None:
 
 def run_sql(con: duckdb.DuckDBPyConnection, db: Path, query: str,
             allow_files: Sequence[Path] = ()) -> tuple[list[str], list]:
-    """Run one read-only SELECT, confined (musicdb.confine), with the UDFs registered.
+    """Run one read-only SELECT, confined (musicdb.store.confine), with the UDFs registered.
 
     The connection stays confined afterwards. The models the query names are read by Python
     before it runs, so the UDFs need no file access from DuckDB.

@@ -15,9 +15,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from musicdb import models
-from musicdb.experiments import Dataset, Experiment, ExperimentError, dataset
-from musicdb.store import insert_columns
+from musicdb.ml import models
+from musicdb.ml.experiments import Dataset, Experiment, ExperimentError, dataset
+from musicdb.store.database import insert_columns
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
 

@@ -1,6 +1,5 @@
 """The supervised commands of `musicdb`: experiment create/list/show/delete, evaluate,
-evaluations, predict, sql. Registered on musicdb.cli's app when that module is imported; the
-logic lives in experiments.py, evaluate.py, models.py, predict.py and report.py.
+evaluations, predict, sql. The logic lives in musicdb.ml and musicdb.plots.report.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from musicdb.cli import DEFAULT_DB, DbPath, LabelFrom, app, err, out, user_errors
+from musicdb.cli.app import DEFAULT_DB, DbPath, LabelFrom, app, err, out, user_errors
 from musicdb.terminal import one_line
 
 experiment_app = typer.Typer(no_args_is_help=True)
@@ -55,8 +54,8 @@ def experiment_create(
     db: DbPath = DEFAULT_DB,
 ) -> None:
     """Define an experiment (stored in the database's experiments table)."""
-    from musicdb import experiments as ex
-    from musicdb import store
+    from musicdb.ml import experiments as ex
+    from musicdb.store import database as store
 
     spec = ex.Experiment(name, [s.strip() for s in labels.split(",") if s.strip()], label_from,
                          feature_set, unit, split, test_fraction, seed, model)
@@ -74,8 +73,8 @@ def experiment_list(
     """List experiments (presets first)."""
     import json
 
-    from musicdb import experiments as ex
-    from musicdb import store
+    from musicdb.ml import experiments as ex
+    from musicdb.store import database as store
 
     with user_errors(), store.connect(db) as con:
         found = ex.list_all(con)
@@ -96,8 +95,8 @@ def experiment_show(name: str, db: DbPath = DEFAULT_DB) -> None:
     """Show an experiment's definition as JSON."""
     import json
 
-    from musicdb import experiments as ex
-    from musicdb import store
+    from musicdb.ml import experiments as ex
+    from musicdb.store import database as store
 
     with user_errors(), store.connect(db) as con:
         found = ex.get(con, name)
@@ -107,8 +106,8 @@ def experiment_show(name: str, db: DbPath = DEFAULT_DB) -> None:
 @experiment_app.command("delete")
 def experiment_delete(name: str, db: DbPath = DEFAULT_DB) -> None:
     """Delete an experiment with its stored evaluations and model files."""
-    from musicdb import experiments as ex
-    from musicdb import store
+    from musicdb.ml import experiments as ex
+    from musicdb.store import database as store
 
     with user_errors(), store.connect(db) as con:
         n = ex.delete(con, name, _models_dir(db))
@@ -143,16 +142,16 @@ def evaluate(
     """Train and score an experiment's model; store the evaluation and the model (skops)."""
     import json
 
-    from musicdb import experiments as ex
-    from musicdb import store
-    from musicdb.evaluate import evaluate as run_evaluate
+    from musicdb.ml import experiments as ex
+    from musicdb.ml.evaluate import evaluate as run_evaluate
+    from musicdb.store import database as store
 
     with user_errors(), store.connect(db) as con:
         result = run_evaluate(con, ex.get(con, experiment), db, cv=cv, prune=prune, seed=seed,
                               model=model, feature_set=feature_set, keep=keep,
                               measure_album_effect=album_effect)
     if html is not None:
-        from musicdb.report import write_report
+        from musicdb.plots.report import write_report
 
         write_report(html, result)
         err.print(f"Wrote {escape(str(html))}")
@@ -200,8 +199,8 @@ def evaluations(
     """List stored evaluations (the evaluation_comparison view)."""
     import json
 
-    from musicdb import store
-    from musicdb.evaluate import list_evaluations
+    from musicdb.ml.evaluate import list_evaluations
+    from musicdb.store import database as store
 
     with user_errors(), store.connect(db, read_only=True) as con:
         rows = list_evaluations(con, experiment)
@@ -230,8 +229,8 @@ def predict(
     """Top labels with probabilities from an experiment's stored (hash-checked) model."""
     import json
 
-    from musicdb import predict as pr
-    from musicdb import store
+    from musicdb.ml import predict as pr
+    from musicdb.store import database as store
 
     with user_errors(), store.connect(db, read_only=True) as con:
         results = pr.predict(con, pr.load(con, db, experiment), items)
@@ -264,8 +263,8 @@ def sql(
     import csv
     import json
 
-    from musicdb import predict as pr
-    from musicdb import store
+    from musicdb.ml import predict as pr
+    from musicdb.store import database as store
 
     with user_errors(), store.connect(db, read_only=True) as con:
         names, rows = pr.run_sql(con, db, query, allow_files or ())

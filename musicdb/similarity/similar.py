@@ -14,10 +14,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from musicdb import confine
 from musicdb.choices import LABEL_RULES, require_choice
 from musicdb.errors import SimilarityError
-from musicdb.store import resolve_feature_set
+from musicdb.store import confine
+from musicdb.store.database import resolve_feature_set
 
 METHODS = ("centroid", "cosine", "songs")
 ALL = 2**31 - 1  # "every row" for a macro's k, before our own filters and limit
@@ -70,7 +70,7 @@ def _allowed_labels(con: duckdb.DuckDBPyConnection, rule: str, where: str) -> se
 
 def _confined_where(con: duckdb.DuckDBPyConnection, where: str | None) -> str | None:
     """The user's condition as one parsed expression, with the connection confined for good
-    (musicdb.confine): a --where reads the database and nothing else."""
+    (musicdb.store.confine): a --where reads the database and nothing else."""
     if not where:
         return None
     expression = confine.where_clause(where)
@@ -141,8 +141,8 @@ def resolve_song(con: duckdb.DuckDBPyConnection, query: str, set_name: str,
 def _analyse_and_standardise(con: duckdb.DuckDBPyConnection, path: Path, set_name: str,
                              set_id: int) -> list[float]:
     """Extract a file that is not in the library with the set's own parameters; z-score it."""
-    from musicdb.analyse import EXTRACTORS, analyse_file
-    from musicdb.features import FrameParams
+    from musicdb.analysis.analyse import EXTRACTORS, analyse_file
+    from musicdb.analysis.features import FrameParams
 
     kind, params_json = con.execute("SELECT kind, params FROM feature_sets "
                                     "WHERE feature_set_id = ?", [set_id]).fetchone()

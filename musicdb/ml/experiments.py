@@ -12,7 +12,7 @@ import numpy as np
 
 from musicdb.choices import LABEL_RULES, require_choice
 from musicdb.errors import MusicdbError
-from musicdb.store import resolve_feature_set
+from musicdb.store.database import resolve_feature_set
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 UNITS = ("song", "snippet")

@@ -9,7 +9,7 @@ import numpy as np
 
 from musicdb.choices import LABEL_RULES, require_choice
 from musicdb.errors import SimilarityError
-from musicdb.store import resolve_feature_set
+from musicdb.store.database import resolve_feature_set
 
 # method -> (column of the artist_distances view, what it measures)
 METHODS = {

@@ -1,0 +1,1 @@
+"""Pure numerics: a signal in, frame features and feature-set vectors out (no duckdb)."""

@@ -1,0 +1,10 @@
+"""The `musicdb` command: a thin Typer layer over the library, one module per command group.
+
+Importing this package registers every command on `app`; the command modules import only
+musicdb.cli.app (shared options and consoles), never each other.
+"""
+
+from musicdb.cli import experiments, explore, ingest, library  # noqa: F401 - registers them
+from musicdb.cli.app import app, main
+
+__all__ = ["app", "main"]

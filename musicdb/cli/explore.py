@@ -1,0 +1,214 @@
+"""`musicdb similar`, `heatmap`, `map`: the library's sonic neighbourhoods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from musicdb.cli.app import (
+    DEFAULT_DB,
+    DbPath,
+    DistanceMethod,
+    FeatureSetChoice,
+    LabelFrom,
+    MinSongs,
+    app,
+    err,
+    out,
+    user_errors,
+)
+from musicdb.terminal import one_line
+
+
+@app.command()
+def similar(
+    name: Annotated[str, typer.Argument(
+        help="An artist (any label), or with --songs a song: id, path, 'Artist - Title', or an "
+        "audio file not in the library (analysed now).")],
+    songs: Annotated[bool, typer.Option("--songs", help="Nearest songs to a song.")] = False,
+    number: Annotated[int, typer.Option("-n", "--number", min=1, help="How many.")] = 10,
+    feature_set: FeatureSetChoice = None,
+    label_from: LabelFrom = "auto",
+    method: DistanceMethod = "centroid",
+    min_songs: MinSongs = 1,
+    exclude_label: Annotated[list[str] | None, typer.Option(
+        help="Leave out this label (repeatable), e.g. --exclude-label Xmas.")] = None,
+    where: Annotated[str | None, typer.Option(
+        help="SQL condition on the library view's columns, e.g. \"genre <> 'Podcast'\"; "
+        "for artists, keeps those with a song matching it. Read-only: one condition, no "
+        "files.")] = None,
+    no_same_artist: Annotated[bool, typer.Option(
+        "--no-same-artist", help="Songs: leave out the query's artist.")] = False,
+    no_same_album: Annotated[bool, typer.Option(
+        "--no-same-album", help="Songs: leave out the query's album.")] = False,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Show the features that bring each result close and keep it apart.")
+    ] = False,
+    playlist: Annotated[Path | None, typer.Option(
+        dir_okay=False, help="Write the nearest songs as an m3u/m3u8 playlist.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    db: DbPath = DEFAULT_DB,
+) -> None:
+    """Nearest artists (or with --songs, songs) on standardised features.
+
+    Same answers as the SQL macros similar_artists() / similar_songs() in the duckdb shell.
+    """
+    from musicdb.similarity import similar as sim
+    from musicdb.store import database as store
+
+    with user_errors(), store.connect(db, read_only=True) as con:
+        if songs:
+            answer = sim.similar_songs(
+                con, name, k=number, feature_set=feature_set, label_from=label_from,
+                exclude_labels=tuple(exclude_label or ()), where=where,
+                no_same_artist=no_same_artist, no_same_album=no_same_album)
+        else:
+            answer = sim.similar_artists(
+                con, name, k=number, feature_set=feature_set, label_from=label_from,
+                method=method, min_songs=min_songs, exclude_labels=tuple(exclude_label or ()),
+                where=where)
+        reasons = sim.explain(con, answer) if explain else None
+    if playlist is not None:
+        if not songs:
+            err.print("[yellow]--playlist lists songs: use it with --songs[/yellow]")
+        else:
+            written = sim.write_playlist(playlist, answer)
+            err.print(f"Wrote {written} songs to {escape(str(playlist))}", soft_wrap=True)
+    if as_json:
+        if reasons is not None:
+            for result, why in zip(answer.results, reasons, strict=False):
+                result["explain"] = why
+        print(answer.as_json())
+        return
+    _render_similar(answer, reasons)
+
+
+def _render_similar(answer, reasons: list[dict] | None) -> None:  # answer: similar.Similar
+    what = "songs" if answer.kind == "songs" else f"labels ({answer.label_from})"
+    out.print(f"Nearest {what} to [bold]{escape(answer.query)}[/bold] · feature set "
+              f"{answer.feature_set} · {answer.method}", soft_wrap=True)
+    if answer.kind == "songs":
+        table = Table("#", "artist", "title", "distance", "path")
+        rows = [(r.get("artist") or "", r.get("title") or "", r["distance"], r.get("path") or "")
+                for r in answer.results]
+    else:
+        table = Table("#", "name", "distance", "songs")
+        rows = [(r["name"], r["distance"], r["songs"]) for r in answer.results]
+    for i, row in enumerate(rows, start=1):
+        cells = [str(i)] + [f"{c:.3f}" if isinstance(c, float) else one_line(str(c))
+                            for c in row]
+        table.add_row(*cells)
+    out.print(table)
+    if not answer.results:
+        out.print("No results (filters removed everything?).")
+    for result, why in zip(answer.results, reasons or [], strict=False):
+        label = result.get("name") or f"{result.get('artist')} - {result.get('title')}"
+        near = ", ".join(f"{w['feature']} {w['query']:.3g} vs {w['result']:.3g}"
+                         for w in why["closest"])
+        far = ", ".join(f"{w['feature']} {w['query']:.3g} vs {w['result']:.3g}"
+                        for w in why["apart"])
+        out.print(f"[bold]{escape(str(label))}[/bold]: close on {escape(near)}; "
+                  f"apart on {escape(far)}", soft_wrap=True)
+
+
+@app.command()
+def heatmap(
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", dir_okay=False,
+        help="The HTML file to write (self-contained: works offline).")] = Path("artists.html"),
+    feature_set: FeatureSetChoice = None,
+    label_from: LabelFrom = "auto",
+    method: DistanceMethod = "centroid",
+    min_songs: MinSongs = 1,
+    db: DbPath = DEFAULT_DB,
+) -> None:
+    """Heatmap of the distances between artists (labels), as an interactive HTML page.
+
+    Rows and columns are ordered by hierarchical clustering, so similar labels sit together;
+    hovering a cell shows both names and their distance.
+    """
+    from musicdb.similarity.heatmap import write_heatmap
+    from musicdb.store import database as store
+
+    with user_errors(), store.connect(db, read_only=True) as con:
+        n = write_heatmap(con, output, feature_set=feature_set, label_from=label_from,
+                          method=method, min_songs=min_songs)
+    out.print(f"Wrote a heatmap of {n} labels to {escape(str(output))}", soft_wrap=True,
+              highlight=False)
+
+
+@app.command("map")
+def map_(
+    method: Annotated[str, typer.Option(
+        help="svd (fast, linear), tsne (openTSNE; scikit-learn's Barnes-Hut without it) or "
+        "umap (needs the optional umap-learn).")] = "tsne",
+    labels: Annotated[str | None, typer.Option(
+        help="Comma-separated labels to draw, e.g. TheFlashbulb,Zero7 [default: all].")] = None,
+    top: Annotated[int | None, typer.Option(min=1, help="Keep the N largest labels.")] = None,
+    label_from: LabelFrom = "auto",
+    feature_set: Annotated[str | None, typer.Option(
+        help="Feature set (default: 'default' if present, else the set with most songs).")
+    ] = None,
+    unit: Annotated[str, typer.Option(help="song (whole songs) or snippet.")] = "song",
+    perplexity: Annotated[float, typer.Option(
+        min=1, help="t-SNE perplexity (lowered to (n-1)/3 on small maps).")] = 30.0,
+    learning_rate: Annotated[float | None, typer.Option(
+        min=1, help="t-SNE learning rate [default: auto, n/48].")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same map.")] = 0,
+    color_by: Annotated[str, typer.Option(
+        help="label, or album (e.g. one artist's albums with --labels NAME).")] = "label",
+    from_run: Annotated[int | None, typer.Option(
+        help="Redraw a stored run (see the map_runs table) without projecting again.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", dir_okay=False,
+        help="The HTML file [default: named after the options, e.g. "
+        "map-study55-tsne-song-p30-seed0.html].")] = None,
+    open_page: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")
+    ] = False,
+    db: DbPath = DEFAULT_DB,
+) -> None:
+    """Map songs (or snippets) in 2-D: an interactive, self-contained HTML page.
+
+    Features are standardised first. One legend entry per label (click toggles it, double
+    click isolates it), a stable colour per label; clicking a point plays the song from its
+    file and lists its 5 nearest songs. Every run is stored (map_runs, map_points).
+    """
+    import time
+    import webbrowser
+
+    from musicdb.maps.runs import default_output, load_run, make_map
+    from musicdb.plots.mapplot import write_page
+    from musicdb.store import database as store
+
+    names = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
+    started = time.perf_counter()
+    with user_errors(), store.connect(db, read_only=from_run is not None) as con:
+        if from_run is not None:
+            run = load_run(con, from_run)
+        else:
+            with err.status("Projecting ...") as status:
+                run = make_map(con, method=method, feature_set=feature_set,
+                               label_from=label_from, labels=names, top=top, unit=unit,
+                               perplexity=perplexity, learning_rate=learning_rate, seed=seed,
+                               color_by=color_by,
+                               on_project=lambda what: status.update(f"Projecting: {what} ..."))
+            err.print(f"Projected {len(run.xy):,} {unit}s ({run.method}) in {run.seconds:.1f} s",
+                      highlight=False)
+            if "perplexity_asked" in run.params:
+                err.print(f"[yellow]Perplexity lowered to {run.params['perplexity']} for "
+                          f"{len(run.xy)} points[/yellow]")
+        page = output or default_output(method=run.method, feature_set=run.feature_set,
+                                        unit=run.unit, labels=run.labels if names else None,
+                                        top=top,
+                                        color_by=run.color_by, perplexity=perplexity,
+                                        seed=seed, from_run=from_run)
+        write_page(run, page)
+    out.print(f"Wrote map run {run.run_id} ({len(run.xy):,} points, {len(set(run.groups))} "
+              f"{'albums' if run.color_by == 'album' else 'labels'}) to {escape(str(page))} "
+              f"in {time.perf_counter() - started:.1f} s", soft_wrap=True, highlight=False)
+    if open_page:
+        webbrowser.open(page.resolve().as_uri())

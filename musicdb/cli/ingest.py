@@ -1,0 +1,175 @@
+"""`musicdb ingest` and `musicdb demo`: folders of audio into the database."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from musicdb.cli.app import (
+    DEFAULT_DB,
+    DbPath,
+    app,
+    err,
+    out,
+    user_errors,
+)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(exists=True, metavar="PATH...",
+                                                help="Audio files or folders.")],
+    db: DbPath = DEFAULT_DB,
+    snippet_seconds: Annotated[float, typer.Option(
+        min=0, help="Length of the snippets ('mini songs'); 0 = whole songs only.")] = 30.0,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Worker processes [default: all cores].")] = None,
+    feature_set: Annotated[str, typer.Option(
+        help="Comma-separated feature sets to extract, in one pass: 'default' (131 columns: "
+        "seed55 plus MFCC, chroma, contrast per band, roll-off, flatness, loudness and dynamic "
+        "range, onset rate, tempo confidence) and 'seed55' (the study's 55). Sets already "
+        "extracted with the same parameters are skipped.")] = "default,seed55",
+    n_fft: Annotated[int, typer.Option(
+        min=64, help="STFT size; any change makes a new feature-set version.")] = 2048,
+    hop_length: Annotated[int, typer.Option(
+        min=1, help="STFT hop in samples at 22,050 Hz (441 = 20 ms); a new version too.")] = 441,
+    retry_errors: Annotated[bool, typer.Option(
+        help="Try again files that failed before and have not changed.")] = False,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Analyse on a Dask cluster (e.g. tcp://host:8786) instead of local workers; "
+        "every worker must see the files at the same paths and have musicdb installed.")
+    ] = None,
+    file_timeout: Annotated[float, typer.Option(
+        min=1, help="Seconds any one file may take, plus 0.1 s per second of audio it "
+        "declares (a 3-hour file: 120 + 1,080 s); a worker past that is stopped and the file "
+        "becomes an error row.")] = 120.0,
+) -> None:
+    """Scan folders for audio, extract features of songs and snippets, store them.
+
+    Incremental: unchanged files are skipped (their tags are still re-read), changed files are
+    re-extracted, moved files keep their features, vanished files are marked missing. A bad
+    file becomes a row with status 'error' and the run goes on. Ctrl-C or SIGTERM stops after
+    writing what is finished; the same command resumes.
+    """
+    with _StopSignals() as stop:  # from the start: a SIGTERM at any moment gives its code
+        from musicdb.workers.pool import analysis_context
+
+        if scheduler is None:
+            analysis_context()  # workers' warm-up (~1.6 s) overlaps the imports and the scan
+
+        from musicdb.analysis.features import FrameParams
+        from musicdb.cli.progress import IngestProgress, render_summary
+        from musicdb.ingest.run import ingest as run_ingest
+        from musicdb.store import database as store
+
+        sets = tuple(s.strip() for s in feature_set.split(",") if s.strip())
+        params = FrameParams(n_fft=n_fft, hop_length=hop_length)
+        try:
+            with user_errors(), contextlib.ExitStack() as stack, stop.raising():
+                cluster = None
+                if scheduler is not None:
+                    from musicdb.workers.cluster import Cluster
+
+                    cluster = stack.enter_context(Cluster(scheduler))
+                con = stack.enter_context(store.connect(db, create=True))
+                progress = stack.enter_context(IngestProgress(err))
+                summary = run_ingest(con, paths, sets=sets, snippet_seconds=snippet_seconds,
+                                     workers=workers, retry_errors=retry_errors, progress=progress,
+                                     params=params, cluster=cluster, file_timeout=file_timeout)
+        except KeyboardInterrupt:  # before any file was analysed: scanning, hashing, opening
+            err.print("[yellow]Interrupted[/yellow] before any file was analysed; run the same "
+                      "command again to resume.")
+            raise typer.Exit(code=stop.exit_code) from None
+        render_summary(err, summary, db)
+        if summary.interrupted or stop.signum:
+            raise typer.Exit(code=stop.exit_code)
+        if summary.nothing_ingested:
+            raise typer.Exit(code=1)
+
+
+class _StopSignals:
+    """SIGTERM (`kill`, a service manager) and SIGHUP (a closed terminal) stop like Ctrl-C.
+
+    While `raising()`, a signal raises KeyboardInterrupt: the ingest loop writes the finished
+    files and stops. Outside it (the summary, the exit) it is only recorded. Either way the
+    exit code says which signal it was: 128 + its number (SIGTERM: 143, Ctrl-C: 130).
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._raise = False
+        self._previous: dict = {}
+
+    def __enter__(self) -> _StopSignals:
+        self._previous = {sig: signal.signal(sig, self._handle)
+                          for sig in (signal.SIGTERM, signal.SIGHUP)}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = signum
+        if self._raise:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def raising(self) -> Iterator[None]:
+        self._raise = True
+        try:
+            yield
+        finally:
+            self._raise = False
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Option(help="Where to write the demo library.")] = Path(
+        "musicdb-demo"),
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes.")] = None,
+) -> None:
+    """Generate a small labelled library of synthetic songs, ingest it, show what to try next."""
+    from musicdb.audio.synth import demo_library
+    from musicdb.cli.progress import IngestProgress, render_summary
+    from musicdb.ingest.run import ingest as run_ingest
+    from musicdb.store import database as store
+
+    library, db = folder / "library", folder / "demo.duckdb"
+    err.print(f"Writing synthetic songs to {library}/ ...")
+    demo_library(library)
+    with (user_errors(), store.connect(db, create=True) as con,
+          IngestProgress(err) as progress):
+        summary = run_ingest(con, [library], workers=workers, progress=progress)
+    render_summary(err, summary, db)
+    shell, me = _beside_python("duckdb"), _beside_python("musicdb")
+    out.print(f"""
+[bold]Try next:[/bold]
+  {me} info --db {db}
+  {shell} {db} -c "SELECT label, count(*) AS songs, round(avg(bpm)) AS bpm, round(avg(centroid_a)) AS centroid_hz FROM features_seed55 GROUP BY label ORDER BY label"
+  {shell} {db} -c "SELECT label, title, snippet, start_s, end_s, round(zcr_a, 3) AS zcr FROM snippets_seed55 ORDER BY label, title, snippet"
+  {me} similar "Click Machine" --db {db}
+  {me} similar "Click Machine - Song 1" --songs --explain --db {db}
+  {me} heatmap -o artists.html --db {db}
+  {me} ingest ~/Music           # your own music, into ./music.duckdb
+""", soft_wrap=True, highlight=False)  # noqa: E501
+
+
+def _beside_python(command: str) -> str:
+    """A command's name if it is on PATH, else its path in this Python's bin folder."""
+    if shutil.which(command):
+        return command
+    beside = Path(sys.executable).with_name(command)
+    return str(beside) if beside.exists() else command

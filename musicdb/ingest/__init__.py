@@ -1,0 +1,1 @@
+"""Bringing the database up to date with folders of audio: plan, analyse, write."""

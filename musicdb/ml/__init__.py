@@ -1,0 +1,1 @@
+"""Supervised experiments: splits, evaluation, models as skops files, predictions."""

@@ -1,0 +1,1 @@
+"""Pages drawn with plotly (the only plotly imports)."""

@@ -1,0 +1,1 @@
+"""Nearest artists and songs, artist distances."""

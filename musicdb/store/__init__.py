@@ -1,0 +1,1 @@
+"""The DuckDB file: opening and checking it, schema, rows, import and export."""
