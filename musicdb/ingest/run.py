@@ -34,8 +34,8 @@ from musicdb.store.database import (
     ensure_feature_set,
     mark_similarity_stale,
     refresh_similarity,
-    rollback,
     similarity_stale,
+    transaction,
     write_failure,
 )
 from musicdb.workers.allocator import keep_freed_memory
@@ -137,18 +137,10 @@ def _set_ids(con: duckdb.DuckDBPyConnection, sets: tuple[str, ...],
     unknown = [s for s in sets if s not in EXTRACTORS]
     if unknown:
         raise StoreError(f"unknown feature set(s) {unknown}; extracted sets: {sorted(EXTRACTORS)}")
-    con.begin()
-    try:
+    with transaction(con, "the feature sets"):
         ids = {name: ensure_feature_set(con, FeatureSetDef(
             name, "extracted", set_params(name, snippet_seconds, params),
             EXTRACTORS[name].names, EXTRACTORS[name].descriptions)) for name in sets}
-        con.commit()
-    except duckdb.Error as exc:
-        rollback(con)
-        raise write_failure(con, exc, "the feature sets") from exc
-    except BaseException:
-        rollback(con)
-        raise
     create_views(con)  # a new set or version gets its wide views now
     return ids
 
@@ -310,8 +302,7 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
             and not any(Path(s.path).is_relative_to(u) for u in unlisted)]
     summary.missing = len(gone)
 
-    con.begin()
-    try:
+    with transaction(con, "the scan's changes"):
         # Moved rows carry path/size/mtime/hash, unchanged rows do not: update each kind of row
         # only in the columns it has, or the others' would be overwritten with NULL.
         groups: dict[tuple[str, ...], list[dict]] = {}
@@ -322,10 +313,6 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
         catalog.mark_missing(con, gone)
         if summary.tags_updated or summary.moved or gone:  # labels and paths changed
             mark_similarity_stale(con)
-        con.commit()
-    except duckdb.Error as exc:
-        rollback(con)
-        raise write_failure(con, exc, "the scan's changes") from exc
     return jobs
 
 
@@ -452,8 +439,8 @@ def _write_batch(con: duckdb.DuckDBPyConnection, batch: list[tuple[Job, Analysis
             for k, ((start, end), vec) in enumerate(zip(values.bounds, values.snippets,
                                                         strict=True)):
                 rows.add(job.song_id, set_id, k, start, end, vec)
-    con.begin()
-    try:
+    # Ctrl-C mid-write rolls it back, so the final write can redo the batch.
+    with transaction(con, f"a batch of {len(batch)} files"):
         catalog.insert_songs(con, inserts)
         catalog.update_songs(con, updates, [c for c in catalog.SONG_COLUMNS
                                             if c not in ("song_id", "imported_label",
@@ -461,13 +448,6 @@ def _write_batch(con: duckdb.DuckDBPyConnection, batch: list[tuple[Job, Analysis
         catalog.delete_features(con, broken)
         catalog.replace_features(con, rows)
         mark_similarity_stale(con)  # committed with the rows: a kill before the refresh shows
-        con.commit()
-    except duckdb.Error as exc:
-        rollback(con)
-        raise write_failure(con, exc, f"a batch of {len(batch)} files") from exc
-    except BaseException:  # Ctrl-C mid-write: undo it, so the final write can redo the batch
-        rollback(con)
-        raise
 
 
 def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,

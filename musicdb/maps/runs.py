@@ -20,6 +20,7 @@ import numpy as np
 from musicdb.choices import LABEL_RULES, require_choice
 from musicdb.errors import MusicdbError
 from musicdb.store.database import resolve_feature_set
+from musicdb.store.transaction import transaction
 
 METHODS = ("svd", "tsne", "umap")
 UNITS = ("song", "snippet")
@@ -233,8 +234,7 @@ def _run_from_rows(rows: list[tuple], xy: np.ndarray, **meta) -> MapRun:
 
 
 def _store(con: duckdb.DuckDBPyConnection, run: MapRun, set_id: int) -> int:
-    con.begin()
-    try:
+    with transaction(con, "the map run"):
         run_id = con.execute(
             "INSERT INTO map_runs (method, unit, feature_set_id, feature_set, label_from, "
             "color_by, labels, params, n_points, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -248,10 +248,6 @@ def _store(con: duckdb.DuckDBPyConnection, run: MapRun, set_id: int) -> int:
             "unnest(?::VARCHAR[]), unnest(?::DOUBLE[]), unnest(?::DOUBLE[])",
             [run_id, run.song_id.tolist(), run.snippet.tolist(), run.label,
              run.xy[:, 0].tolist(), run.xy[:, 1].tolist()])
-    except BaseException:
-        con.rollback()
-        raise
-    con.commit()
     return run_id
 
 

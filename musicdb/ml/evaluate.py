@@ -18,6 +18,7 @@ import numpy as np
 from musicdb.ml import models
 from musicdb.ml.experiments import Dataset, Experiment, ExperimentError, dataset
 from musicdb.store.database import insert_columns
+from musicdb.store.transaction import transaction
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
 
@@ -198,47 +199,45 @@ def store(con: duckdb.DuckDBPyConnection, ev: Evaluation, data: Dataset, exp: Ex
     old = con.execute("SELECT evaluation_id, path FROM models WHERE experiment = ?",
                       [exp.name]).fetchall()
     m = ev.metrics
-    con.begin()
     try:
-        con.execute(
-            "INSERT INTO evaluations VALUES (" + ", ".join(["?"] * 31) + ", current_timestamp)",
-            [ev.evaluation_id, exp.name, data.feature_set, data.feature_set_id, exp.label_from,
-             exp.unit, exp.split, ev.model, ev.cv, ev.seed, ev.prune,
-             None if ev.cv else exp.test_fraction, ev.n_songs, ev.n_rows, ev.n_test,
-             ev.n_features, len(ev.kept_features), m["accuracy"], ev.stds["accuracy"],
-             m["balanced_accuracy"], ev.stds["balanced_accuracy"], m["macro_f1"],
-             ev.stds["macro_f1"], m["log_loss"], ev.stds["log_loss"], ev.kept_features,
-             _params(fitted), json.dumps(_versions()), data.fingerprint(), ev.wall_s,
-             json.dumps(ev.extra["album_effect"]) if "album_effect" in ev.extra else None])
-        classes = ev.per_class
-        insert_columns(con, "evaluation_classes", {
-            "evaluation_id": [ev.evaluation_id] * len(classes),
-            "label": [c["label"] for c in classes],
-            "precision": [c["precision"] for c in classes],
-            "recall": [c["recall"] for c in classes], "f1": [c["f1"] for c in classes],
-            "support": [c["support"] for c in classes]})
-        cells = [(t, p, n) for t, row in ev.confusion.items() for p, n in row.items()]
-        insert_columns(con, "evaluation_confusion", {
-            "evaluation_id": [ev.evaluation_id] * len(cells),
-            "true_label": [c[0] for c in cells], "predicted_label": [c[1] for c in cells],
-            "songs": [c[2] for c in cells]})
-        ranks = ev.importances
-        insert_columns(con, "evaluation_importances", {
-            "evaluation_id": [ev.evaluation_id] * len(ranks),
-            "feature": [i["feature"] for i in ranks],
-            "importance": [i["importance"] for i in ranks], "rank": [i["rank"] for i in ranks],
-            "kept": [i["kept"] for i in ranks]})
-        con.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
-                    [ev.evaluation_id, exp.name, str(rel), digest, size,
-                     [str(c) for c in fitted.classes_], [int(k) + 1 for k in kept]])
-        if not keep:
-            for eid, _ in old:
-                con.execute("DELETE FROM models WHERE evaluation_id = ?", [eid])
-    except duckdb.Error:
-        con.rollback()
-        (db.parent / rel).unlink(missing_ok=True)
+        with transaction(con, f"evaluation {ev.evaluation_id}"):
+            con.execute(
+                "INSERT INTO evaluations VALUES (" + ", ".join(["?"] * 31) + ", current_timestamp)",
+                [ev.evaluation_id, exp.name, data.feature_set, data.feature_set_id, exp.label_from,
+                 exp.unit, exp.split, ev.model, ev.cv, ev.seed, ev.prune,
+                 None if ev.cv else exp.test_fraction, ev.n_songs, ev.n_rows, ev.n_test,
+                 ev.n_features, len(ev.kept_features), m["accuracy"], ev.stds["accuracy"],
+                 m["balanced_accuracy"], ev.stds["balanced_accuracy"], m["macro_f1"],
+                 ev.stds["macro_f1"], m["log_loss"], ev.stds["log_loss"], ev.kept_features,
+                 _params(fitted), json.dumps(_versions()), data.fingerprint(), ev.wall_s,
+                 json.dumps(ev.extra["album_effect"]) if "album_effect" in ev.extra else None])
+            classes = ev.per_class
+            insert_columns(con, "evaluation_classes", {
+                "evaluation_id": [ev.evaluation_id] * len(classes),
+                "label": [c["label"] for c in classes],
+                "precision": [c["precision"] for c in classes],
+                "recall": [c["recall"] for c in classes], "f1": [c["f1"] for c in classes],
+                "support": [c["support"] for c in classes]})
+            cells = [(t, p, n) for t, row in ev.confusion.items() for p, n in row.items()]
+            insert_columns(con, "evaluation_confusion", {
+                "evaluation_id": [ev.evaluation_id] * len(cells),
+                "true_label": [c[0] for c in cells], "predicted_label": [c[1] for c in cells],
+                "songs": [c[2] for c in cells]})
+            ranks = ev.importances
+            insert_columns(con, "evaluation_importances", {
+                "evaluation_id": [ev.evaluation_id] * len(ranks),
+                "feature": [i["feature"] for i in ranks],
+                "importance": [i["importance"] for i in ranks], "rank": [i["rank"] for i in ranks],
+                "kept": [i["kept"] for i in ranks]})
+            con.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+                        [ev.evaluation_id, exp.name, str(rel), digest, size,
+                         [str(c) for c in fitted.classes_], [int(k) + 1 for k in kept]])
+            if not keep:
+                for eid, _ in old:
+                    con.execute("DELETE FROM models WHERE evaluation_id = ?", [eid])
+    except BaseException:
+        (db.parent / rel).unlink(missing_ok=True)  # its rows are gone: so is its file
         raise
-    con.commit()
     if not keep:
         for _, path in old:
             (db.parent / path).unlink(missing_ok=True)

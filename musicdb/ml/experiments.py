@@ -13,6 +13,7 @@ import numpy as np
 from musicdb.choices import LABEL_RULES, require_choice
 from musicdb.errors import MusicdbError
 from musicdb.store.database import resolve_feature_set
+from musicdb.store.transaction import transaction
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 UNITS = ("song", "snippet")
@@ -89,18 +90,13 @@ def delete(con: duckdb.DuckDBPyConnection, name: str, models_dir: Path) -> int:
     paths = [r[0] for r in con.execute("SELECT path FROM models WHERE experiment = ?",
                                        [name]).fetchall()]
     ids = "SELECT evaluation_id FROM evaluations WHERE experiment = ?"
-    con.begin()
-    try:
+    with transaction(con, f"the deletion of experiment {name!r}"):
         n = con.execute(f"SELECT count(*) FROM ({ids})", [name]).fetchone()[0]
         for table in ("evaluation_classes", "evaluation_confusion", "evaluation_importances",
                       "models"):
             con.execute(f"DELETE FROM {table} WHERE evaluation_id IN ({ids})", [name])
         con.execute("DELETE FROM evaluations WHERE experiment = ?", [name])
         con.execute("DELETE FROM experiments WHERE name = ?", [name])
-    except duckdb.Error:
-        con.rollback()
-        raise
-    con.commit()
     for path in paths:
         (models_dir.parent / path).unlink(missing_ok=True)
     return n

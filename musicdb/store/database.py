@@ -24,11 +24,15 @@ from musicdb.store.schema import (  # noqa: F401  (re-exported: musicdb.store.da
     check_musicdb,
     check_not_newer,
     data_dir,
-    database_path,
     load_migrations,
     migrate,
-    rollback,
     schema_version,
+)
+from musicdb.store.transaction import (  # noqa: F401  (re-exported)
+    database_path,
+    rollback,
+    transaction,
+    write_failure,
 )
 
 SET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -84,22 +88,14 @@ def refresh_similarity(con: duckdb.DuckDBPyConnection) -> None:
 
     One transaction: a kill or a full disk midway keeps the old tables and the flag.
     """
-    con.begin()
-    try:
+    with transaction(con, "the similarity tables (the data is saved; the next command "
+                          "that writes rebuilds them)"):
         for table in reversed(SIMILARITY_TABLES):
             con.execute(f"DELETE FROM {table}")
         for table in SIMILARITY_TABLES:
             con.execute(f"INSERT INTO {table} SELECT * FROM {table}_computed")
         con.execute("UPDATE similarity_state SET stale = false, "
                     "refreshed_at = current_timestamp")
-        con.commit()
-    except duckdb.Error as exc:
-        rollback(con)
-        raise write_failure(con, exc, "the similarity tables (the data is saved; the next "
-                                      "command that writes rebuilds them)") from exc
-    except BaseException:
-        rollback(con)
-        raise
 
 
 def mark_similarity_stale(con: duckdb.DuckDBPyConnection) -> None:
@@ -124,14 +120,6 @@ def similarity_stale(con: duckdb.DuckDBPyConnection) -> bool:
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?",
                        [name]).fetchone()[0] > 0
-
-
-def write_failure(con: duckdb.DuckDBPyConnection, exc: BaseException, what: str) -> StoreError:
-    """A failed write as one line: a full disk or a file size limit says so and what to do.
-
-    `what` names what was being written ("a batch of 64 files"). Raise the result `from exc`.
-    """
-    return StoreError(dbfile.write_problem(str(exc), database_path(con), what))
 
 
 @contextmanager

@@ -17,11 +17,10 @@ from musicdb.store.database import (
     find_feature_set,
     mark_similarity_stale,
     refresh_similarity,
-    rollback,
+    transaction,
     write_failure,
 )
 from musicdb.store.database import quote_ident as q
-from musicdb.store.dbfile import is_write_problem
 
 
 @dataclass
@@ -127,20 +126,12 @@ def import_table(con: duckdb.DuckDBPyConnection, path: Path, *, set_name: str,
 def _load_all_or_nothing(con: duckdb.DuckDBPyConnection, path: Path,
                          load: Callable[[], ImportSummary]) -> ImportSummary:
     """Run load in one transaction that also marks the similarity tables stale."""
-    con.begin()
-    try:
+    def refused(exc: duckdb.Error) -> ImportTableError:
+        return ImportTableError(f"import of {path.name} failed: {str(exc).splitlines()[0]}")
+
+    with transaction(con, f"the import of {path.name}", other=refused):
         summary = load()
         mark_similarity_stale(con)
-        con.commit()  # the journal is written here: a full disk fails the commit
-    except duckdb.Error as exc:
-        rollback(con)
-        if is_write_problem(str(exc)):
-            raise write_failure(con, exc, f"the import of {path.name}") from exc
-        raise ImportTableError(f"import of {path.name} failed: {str(exc).splitlines()[0]}"
-                               ) from exc
-    except BaseException:
-        rollback(con)
-        raise
     return summary
 
 

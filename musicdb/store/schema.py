@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import re
@@ -13,6 +12,7 @@ import duckdb
 
 from musicdb.errors import MigrationError, StoreError
 from musicdb.store import dbfile
+from musicdb.store.transaction import transaction
 
 MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Every connection: a database file must never make DuckDB download or load an extension.
@@ -90,20 +90,14 @@ def migrate(con: duckdb.DuckDBPyConnection, migrations: list[Migration] | None =
                 )
             continue
         # A multi-statement string is not atomic by itself: wrap it explicitly.
-        con.begin()
-        try:
+        what = f"migration {m.version:04d}_{m.name}"
+        with transaction(con, what, other=lambda exc, what=what: MigrationError(
+                f"{what} failed: {exc}")):
             con.execute(m.sql)
             con.execute(
                 "INSERT INTO _migrations (version, name, checksum) VALUES (?, ?, ?)",
                 [m.version, m.name, m.checksum],
             )
-            con.commit()
-        except duckdb.Error as exc:
-            rollback(con)
-            if dbfile.is_write_problem(str(exc)):
-                raise StoreError(dbfile.write_problem(
-                    str(exc), database_path(con), f"migration {m.version:04d}_{m.name}")) from exc
-            raise MigrationError(f"migration {m.version:04d}_{m.name} failed: {exc}") from exc
         ran += 1
     return ran
 
@@ -183,21 +177,3 @@ def _expected_tables(versions: tuple[int, ...]) -> frozenset[str]:
         return frozenset(_tables(con))
     finally:
         con.close()
-
-
-def database_path(con: duckdb.DuckDBPyConnection) -> str:
-    """The connection's file, for messages."""
-    try:
-        row = con.execute("SELECT path FROM duckdb_databases() "
-                          "WHERE database_name = current_database()").fetchone()
-    except duckdb.Error:  # a failed write can leave the connection unusable
-        return "the database"
-    return row[0] if row and row[0] else "the database"
-
-
-def rollback(con: duckdb.DuckDBPyConnection) -> None:
-    """Undo the open transaction, if the failure left one to undo."""
-    # After a failed commit, or a write error that invalidated the database, there is no
-    # transaction left (or no usable connection): the error being raised is the one to show.
-    with contextlib.suppress(duckdb.Error):
-        con.rollback()
