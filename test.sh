@@ -22,7 +22,9 @@ fi
 .venv/bin/python -m pip install -q -e '.[test]'
 
 set +e
-.venv/bin/python -m pytest -q "$@"
+# On every core; a module whose tests share a module-scoped fixture stays on one worker
+# (tests/conftest.py marks it), so the fixture is built once. `bash test.sh -n 0` runs serially.
+.venv/bin/python -m pytest -q -n auto --dist loadgroup "$@"
 code=$?
 set -e
 if [ "$code" -eq 5 ]; then

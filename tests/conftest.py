@@ -20,6 +20,39 @@ SEED_CSV = REPO / "tests" / "data" / "seed_features_5band.csv"
 SEED_CSV_247 = REPO / "tests" / "data" / "seed_features_5and25band.csv.gz"
 
 
+@pytest.fixture(autouse=True)
+def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test runs in an empty folder of its own, with its own HOME and no MUSICDB_DB.
+
+    So a test that forgets --db cannot write the developer's ./music.duckdb (or a shared one
+    that a parallel test also writes), and nobody's ~/.duckdbrc or environment changes what a
+    test sees. The folder is not tmp_path, so a test's own files never count as a stray one.
+    """
+    home, work = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("cwd")
+    monkeypatch.delenv("MUSICDB_DB", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    yield
+    stray = work / "music.duckdb"
+    assert not stray.exists(), "the test wrote ./music.duckdb: give the command --db"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (--dist loadgroup) a module whose tests share a module-scoped fixture
+    (a study database, a browser, a generated library) runs on one worker, so that fixture is
+    built once; every other test goes to whichever worker is free."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return  # plain pytest: nothing to group (and the mark would be unknown)
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures is None:
+            continue
+        shared = any(defs[-1].scope == "module" for defs in fixtures.name2fixturedefs.values())
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "music.duckdb"
@@ -65,7 +98,8 @@ def shell():
 
 @pytest.fixture
 def calls(monkeypatch) -> list[str]:
-    """Names of the files analysed (in-process, i.e. with --workers 1)."""
+    """Names of the files analysed: every ingest runs its analyses in this process (the
+    in-process executor), through a counting analyse_file."""
     seen: list[str] = []
     real = musicdb.ingest.run.analyse_file
 
@@ -74,7 +108,9 @@ def calls(monkeypatch) -> list[str]:
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(musicdb.ingest.run, "analyse_file", counting)
-    monkeypatch.setattr(musicdb.ingest.run, "RUN_IN_PROCESS", True)  # counted here, not in workers
+    from tests.executors import in_process
+
+    in_process(monkeypatch)  # counted here, not in workers
     return seen
 
 

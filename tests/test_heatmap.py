@@ -138,6 +138,18 @@ def test_min_songs_drops_small_labels(run, study_db, browser, tmp_path):
     assert len(trace["z"]) == 7
 
 
+def test_labels_counted_without_a_browser(run, study_db, tmp_path):
+    """The command's half of the browser tests above, so it runs where Chromium is missing."""
+    page = tmp_path / "out.html"
+    result = run("heatmap", "-o", page, "--db", study_db)
+    assert "13 labels" in result.output
+    assert str(page) in result.output.replace("\n", "")
+    assert page.stat().st_size > 0
+    big = run("heatmap", "-o", tmp_path / "big.html", "--db", study_db, "--min-songs", "100")
+    assert "7 labels" in big.output
+    assert sum(songs >= 100 for songs in STUDY_COUNTS.values()) == 7
+
+
 def test_the_page_is_self_contained(run, study_db, tmp_path):
     page = tmp_path / "artists.html"
     run("heatmap", "-o", page, "--db", study_db, "--method", "cosine")

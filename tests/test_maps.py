@@ -151,6 +151,38 @@ def test_same_seed_same_map_and_colours_stay(study_db, browser, tmp_path, monkey
         assert con.execute("SELECT max(run_id) FROM map_runs").fetchone()[0] == runs[-1]
 
 
+def test_stored_runs_without_a_browser(study_db, tmp_path, shell, monkeypatch):
+    """The database half of the two browser tests above, so it runs where Chromium is missing:
+    a run stores every point joined to the library, a seed fixes the points, --from-run redraws
+    without projecting or adding a run."""
+    svd = run_id(invoke("map", "--method", "svd", "-o", tmp_path / "svd.html", "--db", study_db))
+    assert {label: len(xy) for label, xy in points(study_db, svd).items()} == STUDY_COUNTS
+    assert shell(study_db, f"SELECT count(*), count(title) FROM map_coordinates "
+                           f"WHERE run_id = {svd}") == [["2333", "2333"]]
+
+    labels = "Zero7,ImogenHeap"  # 92 songs: t-SNE in a second
+    runs = [run_id(invoke("map", "--labels", labels, "--seed", seed, "-o",
+                          tmp_path / f"{i}.html", "--db", study_db))
+            for i, seed in enumerate((3, 3, 4))]
+    first, again, other = (points(study_db, r) for r in runs)
+    assert {label: len(xy) for label, xy in first.items()} == {
+        "ImogenHeap": STUDY_COUNTS["ImogenHeap"], "Zero7": STUDY_COUNTS["Zero7"]}
+    for label in first:
+        np.testing.assert_array_equal(first[label], again[label])
+    assert not np.allclose(first["Zero7"], other["Zero7"])
+
+    def no_projection(*args, **kwargs):
+        raise AssertionError("--from-run must not project")
+
+    monkeypatch.setattr("musicdb.maps.runs.project", no_projection)
+    output = invoke("map", "--from-run", runs[0], "-o", tmp_path / "again.html",
+                    "--db", study_db)
+    assert f"map run {runs[0]}" in output
+    assert (tmp_path / "again.html").stat().st_size > 0
+    with duckdb.connect(str(study_db), read_only=True) as con:
+        assert con.execute("SELECT max(run_id) FROM map_runs").fetchone()[0] == runs[-1]
+
+
 def test_clear_errors(run, study_db, tmp_path):
     result = run("map", "--labels", "Zero7,MichaelJacksn", "--db", study_db, code=1)
     assert "no label 'MichaelJacksn'" in result.output
