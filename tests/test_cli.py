@@ -10,6 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from musicdb.audio.synth import demo_library
 from musicdb.cli import app
 from tests.conftest import REPO, SEED_CSV
 
@@ -124,7 +125,13 @@ def test_import_of_a_missing_file_is_a_usage_error(tmp_path, run):
 @pytest.mark.slow
 def test_demo_and_its_queries(tmp_path, run, shell):
     folder = tmp_path / "demo"
+    # The demo writes only the songs that are missing, so the same 16 songs are written here at
+    # 20 s instead of its 40 s: half the analysis, and each still has a snippet (a last partial
+    # one is kept from 15 s). The demo must keep them as they are.
+    made = demo_library(folder / "library", seconds=20.0)
+    written = {p: p.stat().st_mtime_ns for p in made}
     result = run("demo", "--folder", folder, "--workers", "1")
+    assert {p: p.stat().st_mtime_ns for p in made} == written
     db = folder / "demo.duckdb"
     assert db.is_file()
     songs = sorted(p.relative_to(folder / "library") for p in (folder / "library").rglob("*.flac"))
