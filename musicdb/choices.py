@@ -13,3 +13,20 @@ def require_choice(value: str, allowed: tuple[str, ...] | dict, option: str,
     """Raise `error` naming the option and its allowed values unless value is one of them."""
     if value not in allowed:
         raise error(f"{option} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def did_you_mean(con, wanted: str, names_sql: str, args: list | tuple = (),
+                 limit: int = 3) -> str:
+    """'; did you mean 'A', 'B'?' naming the closest of the names `names_sql` selects (one
+    column, `name`), or '' when there are none.
+
+    The caller's query decides what is offered, so only names that exist and can be used are
+    suggested (a song that failed to decode is not one); a name equal to what was typed, up
+    to case and accents (sql: label_key), is never offered back. `con` is a DuckDB connection.
+    """
+    rows = con.execute(
+        f"SELECT name FROM ({names_sql}) WHERE name IS NOT NULL "
+        "AND label_key(name) <> label_key(?) GROUP BY name "
+        "ORDER BY jaro_winkler_similarity(label_key(name), label_key(?)) DESC, name LIMIT ?",
+        [*args, wanted, wanted, limit]).fetchall()
+    return f"; did you mean {', '.join(repr(r[0]) for r in rows)}?" if rows else ""

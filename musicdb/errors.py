@@ -34,3 +34,15 @@ class SimilarityError(MusicdbError):
 
 class QueryRefused(MusicdbError):
     """User-written SQL (`musicdb sql`, `--where`) tried something confined SQL may not do."""
+
+
+class MapError(MusicdbError):
+    """A map cannot be made (unknown option value, too few points, a missing extra)."""
+
+
+class ExperimentError(MusicdbError):
+    """An experiment cannot be defined, found or evaluated."""
+
+
+class ModelFileError(MusicdbError):
+    """A stored model is missing, changed since it was written, or holds untrusted types."""

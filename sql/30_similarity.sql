@@ -72,30 +72,33 @@ SELECT s.feature_set, p.feature_set_id, p.rule AS label_from, p.label,
 FROM per_feature p JOIN latest_feature_sets s USING (feature_set_id)
 GROUP BY ALL;
 
--- Every ordered pair of labels under the same rule and set. euclidean and cosine compare the
--- centroids; song_rms is the root-mean-square distance between the two labels' songs,
--- sqrt(|centroid_a - centroid_b|^2 + variance_a + variance_b): spread-aware, since an artist
--- is a cloud of songs, not a point.
-CREATE OR REPLACE VIEW artist_distances AS
-SELECT feature_set, label_from, artist, other, artist_songs, other_songs,
-       sqrt(greatest(squared, 0)) AS euclidean,
-       CASE WHEN norms > 0 THEN 1 - dot / norms ELSE 1 END AS cosine,
-       sqrt(greatest(squared, 0) + artist_variance + other_variance) AS song_rms
-FROM (
-    -- One inner product per pair gives both: |a - b|^2 = |a|^2 + |b|^2 - 2 a.b.
-    SELECT a.feature_set, a.label_from, a.label AS artist, b.label AS other,
-           a.songs AS artist_songs, b.songs AS other_songs,
-           a.norm2 + b.norm2 - 2 * list_dot_product(a.centroid, b.centroid) AS squared,
-           list_dot_product(a.centroid, b.centroid) AS dot, sqrt(a.norm2 * b.norm2) AS norms,
-           a.variance AS artist_variance, b.variance AS other_variance
-    FROM artist_centroids a
-    JOIN artist_centroids b
-      ON a.feature_set_id = b.feature_set_id AND a.label_from = b.label_from
-     AND a.label <> b.label
-);
+-- The distance between two labels, the one formula behind artist_distances, similar_artists
+-- and the heatmap. method: 'centroid' (euclidean between the centroids), 'cosine' (1 when a
+-- centroid is all zeros), or 'songs': the root-mean-square distance between the two labels'
+-- songs, sqrt(|centroid_a - centroid_b|^2 + variance_a + variance_b): spread-aware, since an
+-- artist is a cloud of songs, not a point.
+CREATE OR REPLACE MACRO label_distance(method, a, b, a_variance, b_variance) AS
+CASE method
+    WHEN 'cosine' THEN CASE WHEN list_dot_product(a, a) * list_dot_product(b, b) > 0
+                            THEN list_cosine_distance(a, b) ELSE 1 END
+    WHEN 'songs' THEN sqrt(list_distance(a, b) ^ 2 + a_variance + b_variance)
+    ELSE list_distance(a, b)
+END;
 
--- Nearest labels to one label (matched ignoring case and accents). method: 'centroid'
--- (euclidean, the default), 'cosine' or 'songs' (song_rms above).
+-- Every ordered pair of labels under the same rule and set, in the three methods.
+CREATE OR REPLACE VIEW artist_distances AS
+SELECT a.feature_set, a.label_from, a.label AS artist, b.label AS other,
+       a.songs AS artist_songs, b.songs AS other_songs,
+       label_distance('centroid', a.centroid, b.centroid, a.variance, b.variance) AS euclidean,
+       label_distance('cosine', a.centroid, b.centroid, a.variance, b.variance) AS cosine,
+       label_distance('songs', a.centroid, b.centroid, a.variance, b.variance) AS song_rms
+FROM artist_centroids a
+JOIN artist_centroids b
+  ON a.feature_set_id = b.feature_set_id AND a.label_from = b.label_from
+ AND a.label <> b.label;
+
+-- Nearest labels to one label (matched by label_key: ignoring case and accents). method:
+-- 'centroid' (euclidean, the default), 'cosine' or 'songs' (see label_distance).
 --   SELECT * FROM similar_artists('Taylor Swift', 5);
 --   SELECT * FROM similar_artists('TaylorSwift', 5, label_rule := 'imported', set_name := 'study55');
 CREATE OR REPLACE MACRO similar_artists(artist_name, k := 10, label_rule := 'auto',
@@ -105,15 +108,10 @@ WITH target AS (
     SELECT c.* FROM artist_centroids c
     WHERE c.label_from = label_rule
       AND c.feature_set = coalesce(set_name, (SELECT feature_set FROM default_feature_set))
-      AND strip_accents(lower(c.label)) = strip_accents(lower(artist_name))
+      AND label_key(c.label) = label_key(artist_name)
 )
 SELECT o.label AS name,
-       CASE method
-           WHEN 'cosine' THEN list_cosine_distance(t.centroid, o.centroid)
-           WHEN 'songs' THEN sqrt(list_distance(t.centroid, o.centroid) ^ 2
-                                  + t.variance + o.variance)
-           ELSE list_distance(t.centroid, o.centroid)
-       END AS distance,
+       label_distance(method, t.centroid, o.centroid, t.variance, o.variance) AS distance,
        o.songs
 FROM target t
 JOIN artist_centroids o

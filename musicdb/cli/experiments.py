@@ -33,10 +33,6 @@ def literal(*values: object) -> list[str]:
     return [one_line(str(v)) for v in values]
 
 
-def _models_dir(db: Path) -> Path:
-    return Path(db).parent / "models"
-
-
 @experiment_app.command("create")
 def experiment_create(
     name: Annotated[str, typer.Argument(help="Lower-case name, e.g. xmas-snippets.")],
@@ -76,7 +72,7 @@ def experiment_list(
     from musicdb.ml import experiments as ex
     from musicdb.store import database as store
 
-    with user_errors(), store.connect(db) as con:
+    with user_errors(), store.connect(db, read_only=True) as con:
         found = ex.list_all(con)
     if as_json:
         print(json.dumps([e.as_dict() for e in found], indent=2))
@@ -98,7 +94,7 @@ def experiment_show(name: str, db: DbPath = DEFAULT_DB) -> None:
     from musicdb.ml import experiments as ex
     from musicdb.store import database as store
 
-    with user_errors(), store.connect(db) as con:
+    with user_errors(), store.connect(db, read_only=True) as con:
         found = ex.get(con, name)
     print(json.dumps(found.as_dict(), indent=2))
 
@@ -110,7 +106,7 @@ def experiment_delete(name: str, db: DbPath = DEFAULT_DB) -> None:
     from musicdb.store import database as store
 
     with user_errors(), store.connect(db) as con:
-        n = ex.delete(con, name, _models_dir(db))
+        n = ex.delete(con, name, db)
     err.print(f"Deleted experiment {escape(name)} and {n} evaluation(s).")
 
 

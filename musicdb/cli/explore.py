@@ -60,6 +60,8 @@ def similar(
     from musicdb.similarity import similar as sim
     from musicdb.store import database as store
 
+    if playlist is not None and not songs:  # before any work: an artist answer has no songs
+        raise typer.BadParameter("a playlist lists songs: add --songs", param_hint="--playlist")
     with user_errors(), store.connect(db, read_only=True) as con:
         if songs:
             answer = sim.similar_songs(
@@ -73,11 +75,8 @@ def similar(
                 where=where)
         reasons = sim.explain(con, answer) if explain else None
     if playlist is not None:
-        if not songs:
-            err.print("[yellow]--playlist lists songs: use it with --songs[/yellow]")
-        else:
-            written = sim.write_playlist(playlist, answer)
-            err.print(f"Wrote {written} songs to {escape(str(playlist))}", soft_wrap=True)
+        written = sim.write_playlist(playlist, answer)
+        err.print(f"Wrote {written} songs to {escape(str(playlist))}", soft_wrap=True)
     if as_json:
         if reasons is not None:
             for result, why in zip(answer.results, reasons, strict=False):
@@ -131,14 +130,17 @@ def heatmap(
     Rows and columns are ordered by hierarchical clustering, so similar labels sit together;
     hovering a cell shows both names and their distance.
     """
-    from musicdb.similarity.heatmap import write_heatmap
+    from musicdb.plots.heatmap import write_heatmap
+    from musicdb.similarity.heatmap import label_matrix
     from musicdb.store import database as store
 
-    with user_errors(), store.connect(db, read_only=True) as con:
-        n = write_heatmap(con, output, feature_set=feature_set, label_from=label_from,
-                          method=method, min_songs=min_songs)
-    out.print(f"Wrote a heatmap of {n} labels to {escape(str(output))}", soft_wrap=True,
-              highlight=False)
+    with user_errors():
+        with store.connect(db, read_only=True) as con:
+            matrix = label_matrix(con, feature_set=feature_set, label_from=label_from,
+                                  method=method, min_songs=min_songs)
+        write_heatmap(output, matrix)
+    out.print(f"Wrote a heatmap of {len(matrix.names)} labels to {escape(str(output))}",
+              soft_wrap=True, highlight=False)
 
 
 @app.command("map")

@@ -17,8 +17,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from musicdb.choices import LABEL_RULES, require_choice
-from musicdb.errors import MusicdbError
+from musicdb.choices import LABEL_RULES, did_you_mean, require_choice
+from musicdb.errors import MapError
 from musicdb.store.database import resolve_feature_set
 from musicdb.store.transaction import transaction
 
@@ -28,10 +28,6 @@ COLOR_BY = ("label", "album")
 NEIGHBOURS = 5
 FFT_ABOVE = 10_000  # points: openTSNE's gradient method switches to FFT interpolation
 NO_ALBUM = "(no album)"
-
-
-class MapError(MusicdbError):
-    """A map cannot be made (unknown option value, too few points, a missing extra)."""
 
 
 @dataclass
@@ -95,36 +91,28 @@ WHERE p.run_id = ? ORDER BY p.label, p.song_id, p.snippet
 
 def select_labels(con: duckdb.DuckDBPyConnection, set_id: int, rule: str,
                   labels: list[str] | None, top: int | None) -> list[str]:
-    """The labels to draw: those named (matched ignoring case and accents), else all; the
+    """The labels to draw: those named (matched by sql label_key: case, accents), else all; the
     `top` largest of those when given."""
     counts = con.execute(
         "SELECT l.label, count(*) AS n FROM song_vectors s JOIN song_labels l "
         "ON l.song_id = s.song_id AND l.rule = ? WHERE s.feature_set_id = ? "
         "GROUP BY l.label ORDER BY n DESC, l.label", [rule, set_id]).fetchall()
-    by_key = {_key(name): name for name, _ in counts}
     if labels:
+        stored = [name for name, _ in counts]
         chosen = []
         for wanted in labels:
-            if _key(wanted) not in by_key:
-                close = con.execute(
-                    "SELECT name FROM unnest(?) t(name) ORDER BY jaro_winkler_similarity("
-                    "strip_accents(lower(name)), strip_accents(lower(?))) DESC, name LIMIT 3",
-                    [[n for n, _ in counts], wanted]).fetchall()
-                hint = f"; did you mean {', '.join(repr(r[0]) for r in close)}?" if close else ""
+            match = con.execute("SELECT name FROM unnest(?::VARCHAR[]) WITH ORDINALITY "
+                                "t(name, i) WHERE label_key(name) = label_key(?) ORDER BY i "
+                                "LIMIT 1", [stored, wanted]).fetchone()
+            if match is None:
+                hint = did_you_mean(con, wanted, "SELECT unnest(?::VARCHAR[]) AS name", [stored])
                 raise MapError(f"no label {wanted!r} under the {rule!r} rule{hint}")
-            chosen.append(by_key[_key(wanted)])
+            chosen.append(match[0])
         order = {name: i for i, (name, _) in enumerate(counts)}
         names = sorted(set(chosen), key=order.__getitem__)
     else:
         names = [name for name, _ in counts]
     return names[:top] if top else names
-
-
-def _key(name: str) -> str:
-    import unicodedata
-
-    decomposed = unicodedata.normalize("NFKD", name.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def project(z: np.ndarray, method: str, *, perplexity: float = 30.0,

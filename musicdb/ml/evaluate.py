@@ -15,8 +15,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from musicdb.errors import ExperimentError
 from musicdb.ml import models
-from musicdb.ml.experiments import Dataset, Experiment, ExperimentError, dataset
+from musicdb.ml.experiments import Dataset, Experiment, dataset
 from musicdb.store.database import insert_columns
 from musicdb.store.transaction import transaction
 
@@ -100,10 +101,7 @@ def song_probabilities(fitted, X: np.ndarray, song_ids: np.ndarray,
     columns = [classes.index(c) for c in fitted.classes_]
     with models.one_openmp_thread():
         proba[:, columns] = fitted.predict_proba(X)
-    songs, inverse = np.unique(song_ids, return_inverse=True)
-    sums = np.zeros((len(songs), len(classes)))
-    np.add.at(sums, inverse, proba)
-    return songs, sums / np.bincount(inverse)[:, None]
+    return models.mean_per_song(song_ids, proba)
 
 
 def _scores(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, float]:
@@ -192,10 +190,11 @@ def store(con: duckdb.DuckDBPyConnection, ev: Evaluation, data: Dataset, exp: Ex
           fitted, kept: np.ndarray, db: Path, *, keep: bool = False) -> Evaluation:
     """Insert the evaluation and its details; write the model file beside the database."""
     ev.evaluation_id = con.execute("SELECT nextval('evaluation_id_seq')").fetchone()[0]
-    rel = Path("models") / f"{exp.name}-{ev.evaluation_id}.skops"
-    digest = models.save(fitted, db.parent / rel)
-    size = (db.parent / rel).stat().st_size
-    ev.model_path = str(rel)
+    rel = models.relative_path(exp.name, ev.evaluation_id)
+    file = models.stored_path(db, rel)
+    digest = models.save(fitted, file)
+    size = file.stat().st_size
+    ev.model_path = rel
     old = con.execute("SELECT evaluation_id, path FROM models WHERE experiment = ?",
                       [exp.name]).fetchall()
     m = ev.metrics
@@ -230,17 +229,17 @@ def store(con: duckdb.DuckDBPyConnection, ev: Evaluation, data: Dataset, exp: Ex
                 "importance": [i["importance"] for i in ranks], "rank": [i["rank"] for i in ranks],
                 "kept": [i["kept"] for i in ranks]})
             con.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
-                        [ev.evaluation_id, exp.name, str(rel), digest, size,
+                        [ev.evaluation_id, exp.name, rel, digest, size,
                          [str(c) for c in fitted.classes_], [int(k) + 1 for k in kept]])
             if not keep:
                 for eid, _ in old:
                     con.execute("DELETE FROM models WHERE evaluation_id = ?", [eid])
     except BaseException:
-        (db.parent / rel).unlink(missing_ok=True)  # its rows are gone: so is its file
+        file.unlink(missing_ok=True)  # its rows are gone: so is its file
         raise
     if not keep:
         for _, path in old:
-            (db.parent / path).unlink(missing_ok=True)
+            models.remove(db, path)
     return ev
 
 

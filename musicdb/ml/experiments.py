@@ -11,7 +11,8 @@ import duckdb
 import numpy as np
 
 from musicdb.choices import LABEL_RULES, require_choice
-from musicdb.errors import MusicdbError
+from musicdb.errors import ExperimentError
+from musicdb.ml import models
 from musicdb.store.database import resolve_feature_set
 from musicdb.store.transaction import transaction
 
@@ -19,10 +20,6 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 UNITS = ("song", "snippet")
 SPLITS = ("hash", "album")
 MODELS = ("ensemble", "rf", "hgb", "svc", "logreg")
-
-
-class ExperimentError(MusicdbError):
-    """An experiment cannot be defined, found or evaluated."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,7 @@ def get(con: duckdb.DuckDBPyConnection, name: str) -> Experiment:
     return Experiment(*row)
 
 
-def delete(con: duckdb.DuckDBPyConnection, name: str, models_dir: Path) -> int:
+def delete(con: duckdb.DuckDBPyConnection, name: str, db: Path) -> int:
     """Delete an experiment, its evaluations and its model files; returns evaluations removed."""
     get(con, name)
     paths = [r[0] for r in con.execute("SELECT path FROM models WHERE experiment = ?",
@@ -98,7 +95,7 @@ def delete(con: duckdb.DuckDBPyConnection, name: str, models_dir: Path) -> int:
         con.execute("DELETE FROM evaluations WHERE experiment = ?", [name])
         con.execute("DELETE FROM experiments WHERE name = ?", [name])
     for path in paths:
-        (models_dir.parent / path).unlink(missing_ok=True)
+        models.remove(db, path)
     return n
 
 

@@ -10,11 +10,9 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from musicdb.errors import MusicdbError
+import numpy as np
 
-
-class ModelFileError(MusicdbError):
-    """A stored model is missing, changed since it was written, or holds untrusted types."""
+from musicdb.errors import ExperimentError, ModelFileError
 
 
 def build(name: str, *, seed: int = 0, n_jobs: int = -1):
@@ -54,7 +52,7 @@ def build(name: str, *, seed: int = 0, n_jobs: int = -1):
     elif name in parts:
         model = parts[name]()
     else:
-        raise MusicdbError(f"unknown model {name!r}; use ensemble, rf, hgb, svc or logreg")
+        raise ExperimentError(f"unknown model {name!r}; use ensemble, rf, hgb, svc or logreg")
     return Pipeline([("scale", StandardScaler()), ("model", model)])
 
 
@@ -167,13 +165,43 @@ def save(model, path: Path) -> str:
     return sha256(path)
 
 
+MODELS_FOLDER = "models"  # beside the database file; the models table holds paths under it
+
+
+def models_dir(db: Path) -> Path:
+    """Where the model files of database `db` live: the one place that knows."""
+    return Path(db).parent / MODELS_FOLDER
+
+
+def relative_path(experiment: str, evaluation_id: int) -> str:
+    """The path the models table records for an evaluation's model (relative to the db)."""
+    return f"{MODELS_FOLDER}/{experiment}-{evaluation_id}.skops"
+
+
 def stored_path(db: Path, relative: str) -> Path:
     """A path from the models table, which must stay inside the database's models/ folder."""
-    folder = (Path(db).parent / "models").resolve()
+    folder = models_dir(db).resolve()
     path = (Path(db).parent / relative).resolve()
     if not path.is_relative_to(folder):
         raise ModelFileError(f"model path {relative!r} points outside {folder}; refusing it")
     return path
+
+
+def remove(db: Path, relative: str) -> None:
+    """Delete a model file named by the models table; a path outside models/ is left alone
+    (a tampered row must not make musicdb delete a file it never wrote)."""
+    try:
+        stored_path(db, relative).unlink(missing_ok=True)
+    except ModelFileError:
+        return
+
+
+def mean_per_song(song_ids: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted song ids, their mean probabilities): a song scored by its rows (snippets)."""
+    songs, inverse = np.unique(song_ids, return_inverse=True)
+    sums = np.zeros((len(songs), proba.shape[1]))
+    np.add.at(sums, inverse, proba)
+    return songs, sums / np.bincount(inverse)[:, None]
 
 
 def load(path: Path, expected_sha256: str):

@@ -12,8 +12,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from musicdb.errors import ExperimentError
 from musicdb.ml import models
-from musicdb.ml.experiments import ExperimentError
 from musicdb.store import confine
 
 
@@ -66,10 +66,7 @@ def stored_probabilities(con: duckdb.DuckDBPyConnection, sm: StoredModel,
     X = np.array([r[1] for r in rows], dtype=np.float64)[:, sm.columns]
     with models.one_openmp_thread():
         proba = sm.model.predict_proba(X)
-    songs, inverse = np.unique(ids, return_inverse=True)
-    sums = np.zeros((len(songs), proba.shape[1]))
-    np.add.at(sums, inverse, proba)
-    means = sums / np.bincount(inverse)[:, None]
+    songs, means = models.mean_per_song(ids, proba)
     return dict(zip(songs.tolist(), means, strict=True))
 
 

@@ -11,8 +11,9 @@ import html
 import json
 from pathlib import Path
 
+from musicdb.errors import MapError
 from musicdb.maps.colors import label_styles
-from musicdb.maps.runs import MapError, MapRun
+from musicdb.maps.runs import MapRun
 
 WEBGL_ABOVE = 3000  # points; SVG scatter gets sluggish beyond a few thousand
 METHOD_NAMES = {"svd": "SVD", "tsne": "t-SNE", "umap": "UMAP"}

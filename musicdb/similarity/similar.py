@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from musicdb.choices import LABEL_RULES, require_choice
+from musicdb.choices import LABEL_RULES, did_you_mean, require_choice
 from musicdb.errors import SimilarityError
 from musicdb.store import confine
 from musicdb.store.database import resolve_feature_set
@@ -46,15 +46,12 @@ def resolve_label(con: duckdb.DuckDBPyConnection, name: str, set_id: int, rule: 
     """The stored label matching name, ignoring case and accents; else suggestions."""
     rows = con.execute(
         "SELECT label FROM artist_centroids WHERE feature_set_id = ? AND label_from = ? "
-        "AND strip_accents(lower(label)) = strip_accents(lower(?)) ORDER BY label",
+        "AND label_key(label) = label_key(?) ORDER BY label",
         [set_id, rule, name]).fetchall()
     if rows:
         return rows[0][0]
-    close = con.execute(
-        "SELECT label FROM artist_centroids WHERE feature_set_id = ? AND label_from = ? "
-        "ORDER BY jaro_winkler_similarity(strip_accents(lower(label)), "
-        "strip_accents(lower(?))) DESC, label LIMIT 3", [set_id, rule, name]).fetchall()
-    hint = f"; did you mean {', '.join(repr(r[0]) for r in close)}?" if close else ""
+    hint = did_you_mean(con, name, "SELECT label AS name FROM artist_centroids "
+                        "WHERE feature_set_id = ? AND label_from = ?", [set_id, rule])
     raise SimilarityError(f"no label {name!r} under the {rule!r} rule{hint}")
 
 
@@ -130,11 +127,9 @@ def resolve_song(con: duckdb.DuckDBPyConnection, query: str, set_name: str,
     if path.is_file():
         return SongQuery(str(path.resolve()), z=_analyse_and_standardise(con, path, set_name,
                                                                           set_id))
-    close = con.execute(
-        "SELECT coalesce(artist, label) || ' - ' || title FROM library WHERE title IS NOT NULL "
-        "ORDER BY jaro_winkler_similarity(lower(coalesce(artist, label) || ' - ' || title), "
-        "lower(?)) DESC LIMIT 3", [query]).fetchall()
-    hint = f"; did you mean {', '.join(repr(r[0]) for r in close)}?" if close else ""
+    # Only songs this set can answer for: song_vectors holds no failed or missing songs.
+    hint = did_you_mean(con, query, "SELECT artist || ' - ' || title AS name FROM song_vectors "
+                        "WHERE feature_set_id = ? AND title IS NOT NULL", [set_id])
     raise SimilarityError(f"no song {query!r} (give a song id, a path or 'Artist - Title'){hint}")
 
 
@@ -175,7 +170,7 @@ def similar_songs(con: duckdb.DuckDBPyConnection, query: str, *, k: int = 10,
     conditions, args = [], []
     if exclude_labels:
         conditions.append("s.song_id NOT IN (SELECT song_id FROM song_labels WHERE rule = ? "
-                          "AND lower(label) IN (SELECT lower(unnest(?::VARCHAR[]))))")
+                          "AND label_key(label) IN (SELECT label_key(unnest(?::VARCHAR[]))))")
         args += [label_from, list(exclude_labels)]
     if where:
         conditions.append("s.song_id IN (SELECT song_id FROM library "
