@@ -37,3 +37,10 @@ def echo_or_unpicklable(value: str):
     if value == "lock":
         return threading.Lock()
     return value
+
+
+def echo_or_raise(value: str):
+    """value back, except for "bug": an exception no caller expects."""
+    if value == "bug":
+        raise KeyError("a key no file should miss")
+    return value

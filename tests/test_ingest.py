@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 
 import musicdb.ingest.run
+import musicdb.store.catalog
 from musicdb.analysis.summaries import SEED55_NAMES
 from musicdb.audio import synth
 from tests import crashing
+from tests.executors import in_process
 
 CENTROID = SEED55_NAMES.index("centroid_a") + 1  # 1-based, like features.vals[i] in SQL
 
@@ -513,7 +515,8 @@ def test_a_copy_of_a_song_without_snippets_is_copied(run, db, tmp_path, calls):
 def test_a_result_that_cannot_be_sent_back_fails_its_job_only():
     import multiprocessing
 
-    from musicdb.workers.pool import JobFailed, run_in_workers
+    from musicdb.workers.executor import JobFailed
+    from musicdb.workers.pool import run_in_workers
 
     jobs = [(i, (value,)) for i, value in enumerate(["a", "lock", "b", "c"])]
     results = dict(run_in_workers(crashing.echo_or_unpicklable, jobs, 2,
@@ -547,7 +550,7 @@ def test_a_dask_cluster_gives_the_same_values_as_local_analysis(run, tmp_path, m
     bug = songs(dask)["bug.flac"]
     assert (bug["status"], bug["error"]) == (
         "error", "on the Dask cluster: KeyError: 'a key no file should miss'")
-    bug = songs(local)["bug.flac"]  # in-process analysis: the same rule
+    bug = songs(local)["bug.flac"]  # local workers: the same rule
     assert (bug["status"], bug["error"]) == ("error", "KeyError: 'a key no file should miss'")
 
     def values(db: Path) -> dict:
@@ -618,7 +621,7 @@ def test_interrupted_ingest_resumes_without_duplicates(run, db, tmp_path, monkey
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(musicdb.ingest.run, "analyse_file", interrupting)
-    monkeypatch.setattr(musicdb.ingest.run, "RUN_IN_PROCESS", True)
+    in_process(monkeypatch)
     result = ingest(run, root, db, code=130)
     assert "Interrupted" in result.output
     assert sorted(songs(db)) == ["0.flac", "1.flac"]
@@ -646,7 +649,7 @@ def test_interrupt_during_a_write_keeps_the_batch(run, db, tmp_path, monkeypatch
     for i in range(4):
         synth.write_audio(root / f"{i}.flac", synth.tone(300 + 100 * i, 2))
     monkeypatch.setattr(musicdb.ingest.run, "BATCH_FILES", 1)
-    real, writes = musicdb.ingest.run.catalog.replace_features, []
+    real, writes = musicdb.store.catalog.replace_features, []
 
     def interrupting(con, rows):
         writes.append(list(rows.song_ids))
@@ -654,16 +657,79 @@ def test_interrupt_during_a_write_keeps_the_batch(run, db, tmp_path, monkeypatch
             raise KeyboardInterrupt
         return real(con, rows)
 
-    monkeypatch.setattr(musicdb.ingest.run.catalog, "replace_features", interrupting)
-    monkeypatch.setattr(musicdb.ingest.run, "RUN_IN_PROCESS", True)  # files in a known order
+    monkeypatch.setattr(musicdb.store.catalog, "replace_features", interrupting)
+    in_process(monkeypatch)  # files in a known order
     result = ingest(run, root, db, code=130)
     assert "Interrupted" in result.output
     assert sorted(songs(db)) == ["0.flac", "1.flac"]
     assert sql(db, "SELECT count(*) FROM features_seed55 WHERE status = 'ok'") == [(2,)]
     assert_no_duplicates(db)
 
-    monkeypatch.setattr(musicdb.ingest.run.catalog, "replace_features", real)
+    monkeypatch.setattr(musicdb.store.catalog, "replace_features", real)
     ingest(run, root, db)
     assert sorted(songs(db)) == [f"{i}.flac" for i in range(4)]
     assert sql(db, "SELECT count(*) FROM features") == [(4,)]
     assert_no_duplicates(db)
+
+
+# --- the executors and the plan ---------------------------------------------------------------
+
+
+def test_every_executor_returns_a_failed_job_the_same_way():
+    """In-process and the local pool: results by key, an exception as the same JobFailed (the
+    Dask cluster's is checked end to end above)."""
+    from musicdb.workers.executor import InProcess, JobFailed
+    from musicdb.workers.pool import LocalPool
+
+    jobs = [(i, (value,), 30.0) for i, value in enumerate(["a", "bug", "b"])]
+    failed = JobFailed("KeyError: 'a key no file should miss'")
+    for executor in (InProcess(), LocalPool(2)):
+        executor.warm_up()
+        assert dict(executor.run(crashing.echo_or_raise, jobs)) == {0: "a", 1: failed, 2: "b"}
+    assert list(InProcess().run(crashing.echo_or_raise, jobs)) == [(0, "a"), (1, failed), (2, "b")]
+
+
+def test_the_cli_warms_its_workers_up_once(run, db, library, monkeypatch):
+    from musicdb.workers.pool import LocalPool
+
+    warm_ups, real = [], LocalPool.warm_up
+
+    def counting(self: LocalPool) -> None:
+        warm_ups.append(self.slots)
+        real(self)
+
+    monkeypatch.setattr(LocalPool, "warm_up", counting)
+    run("ingest", library, "--db", db, "--workers", "2", "--feature-set", "seed55")
+    assert warm_ups == [2]
+    assert sql(db, "SELECT count(*) FROM songs WHERE status = 'ok'") == [(4,)]
+
+
+def test_the_plan_writes_nothing_and_apply_scan_writes_its_changes(run, db, library, calls):
+    """A tag edit, a move and a deletion: plan() sees all three, the database is untouched
+    until apply_scan."""
+    from musicdb.ingest.plan import plan
+    from musicdb.ingest.run import _Quiet
+    from musicdb.ingest.write import apply_scan, register_sets
+    from musicdb.store import database as store
+
+    before = first_ingest(run, library, db, calls)
+    b = library / "A" / "b.flac"
+    old = b.stat()
+    synth.tag(b, artist="Renamed")
+    os.utime(b, ns=(old.st_atime_ns, old.st_mtime_ns))  # the same file, new tags
+    (library / "B" / "c.ogg").rename(library / "A" / "c.ogg")
+    (library / "B" / "d.flac").unlink()
+    everything = "SELECT * FROM songs ORDER BY song_id"
+    rows = sql(db, everything)
+    with store.connect(db) as con:
+        set_ids = register_sets(con, ("seed55",), 30.0, musicdb.ingest.run.FrameParams())
+        scan = plan(con, [library], set_ids, _Quiet(), retry_errors=False)
+        assert (scan.found, scan.moved, len(scan.gone), scan.jobs) == (3, 1, 1, [])
+        assert con.execute(everything).fetchall() == rows
+        assert apply_scan(con, scan) == 2  # the retagged song and the moved one
+    after = songs(db)
+    assert after["b.flac"]["artist"] == "Renamed"
+    assert after["c.ogg"]["song_id"] == before["songs"]["c.ogg"]["song_id"]
+    assert Path(after["c.ogg"]["path"]).parent.name == "A"
+    assert after["d.flac"]["status"] == "missing"
+    assert calls == []

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +20,10 @@ from musicdb.cli.app import (
     out,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from musicdb.ingest.run import IngestSummary
+    from musicdb.workers.executor import Executor
 
 
 @app.command()
@@ -60,39 +63,40 @@ def ingest(
     writing what is finished; the same command resumes.
     """
     with _StopSignals() as stop:  # from the start: a SIGTERM at any moment gives its code
-        from musicdb.workers.pool import analysis_context
+        from musicdb.workers.executor import open_executor
 
-        if scheduler is None:
-            analysis_context()  # workers' warm-up (~1.6 s) overlaps the imports and the scan
-
-        from musicdb.analysis.features import FrameParams
-        from musicdb.cli.progress import IngestProgress, render_summary
-        from musicdb.ingest.run import ingest as run_ingest
-        from musicdb.store import database as store
-
-        sets = tuple(s.strip() for s in feature_set.split(",") if s.strip())
-        params = FrameParams(n_fft=n_fft, hop_length=hop_length)
         try:
-            with user_errors(), contextlib.ExitStack() as stack, stop.raising():
-                cluster = None
-                if scheduler is not None:
-                    from musicdb.workers.cluster import Cluster
+            with user_errors(), stop.raising(), open_executor(workers, scheduler) as executor:
+                executor.warm_up()  # the workers' start (~1.6 s) overlaps imports and the scan
+                from musicdb.analysis.features import FrameParams
 
-                    cluster = stack.enter_context(Cluster(scheduler))
-                con = stack.enter_context(store.connect(db, create=True))
-                progress = stack.enter_context(IngestProgress(err))
-                summary = run_ingest(con, paths, sets=sets, snippet_seconds=snippet_seconds,
-                                     workers=workers, retry_errors=retry_errors, progress=progress,
-                                     params=params, cluster=cluster, file_timeout=file_timeout)
+                sets = tuple(s.strip() for s in feature_set.split(",") if s.strip())
+                summary = _ingest_with(
+                    executor, paths, db, sets=sets, snippet_seconds=snippet_seconds,
+                    retry_errors=retry_errors, file_timeout=file_timeout,
+                    params=FrameParams(n_fft=n_fft, hop_length=hop_length))
         except KeyboardInterrupt:  # before any file was analysed: scanning, hashing, opening
             err.print("[yellow]Interrupted[/yellow] before any file was analysed; run the same "
                       "command again to resume.")
             raise typer.Exit(code=stop.exit_code) from None
+        from musicdb.cli.progress import render_summary
+
         render_summary(err, summary, db)
         if summary.interrupted or stop.signum:
             raise typer.Exit(code=stop.exit_code)
         if summary.nothing_ingested:
             raise typer.Exit(code=1)
+
+
+def _ingest_with(executor: Executor, paths: list[Path], db: Path, **options: Any
+                 ) -> IngestSummary:
+    """The library's ingest (its keyword options) into `db`, its progress bar on stderr."""
+    from musicdb.cli.progress import IngestProgress
+    from musicdb.ingest.run import ingest as run_ingest
+    from musicdb.store import database as store
+
+    with store.connect(db, create=True) as con, IngestProgress(err) as progress:
+        return run_ingest(con, paths, executor=executor, progress=progress, **options)
 
 
 class _StopSignals:
@@ -142,17 +146,17 @@ def demo(
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes.")] = None,
 ) -> None:
     """Generate a small labelled library of synthetic songs, ingest it, show what to try next."""
-    from musicdb.audio.synth import demo_library
-    from musicdb.cli.progress import IngestProgress, render_summary
-    from musicdb.ingest.run import ingest as run_ingest
-    from musicdb.store import database as store
+    from musicdb.workers.executor import open_executor
 
     library, db = folder / "library", folder / "demo.duckdb"
-    err.print(f"Writing synthetic songs to {library}/ ...")
-    demo_library(library)
-    with (user_errors(), store.connect(db, create=True) as con,
-          IngestProgress(err) as progress):
-        summary = run_ingest(con, [library], workers=workers, progress=progress)
+    with user_errors(), open_executor(workers) as executor:
+        executor.warm_up()  # overlaps writing the songs
+        from musicdb.audio.synth import demo_library
+        from musicdb.cli.progress import render_summary
+
+        err.print(f"Writing synthetic songs to {library}/ ...")
+        demo_library(library)
+        summary = _ingest_with(executor, [library], db)
     render_summary(err, summary, db)
     shell, me = _beside_python("duckdb"), _beside_python("musicdb")
     out.print(f"""

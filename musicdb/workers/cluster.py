@@ -16,7 +16,7 @@ from typing import Any
 from distributed import Client, WorkerPlugin, as_completed
 
 from musicdb.errors import MusicdbError
-from musicdb.workers.pool import JobFailed
+from musicdb.workers.executor import Job, JobFailed
 
 CONNECT_TIMEOUT_S = 10
 IN_FLIGHT_PER_THREAD = 2  # jobs handed to the scheduler ahead, per worker thread
@@ -37,7 +37,11 @@ class AnalysisSetup(WorkerPlugin):
 
 
 class Cluster:
-    """A connection to a Dask scheduler; `threads` is how many jobs run at once over there."""
+    """The executor of `ingest --scheduler ADDR`: a connection to a Dask scheduler; `slots` is
+    how many jobs run at once over there (its workers' threads). A job's seconds are not
+    enforced: a Dask worker cannot be stopped from here mid-job."""
+
+    analyses_here = False
 
     def __init__(self, address: str) -> None:
         self.address = address
@@ -53,8 +57,8 @@ class Cluster:
             raise MusicdbError(f"the Dask workers at {address} could not be set up (is "
                                f"musicdb installed on every worker?): {type(exc).__name__}: "
                                f"{exc}".splitlines()[0]) from exc
-        self.threads = sum(self.client.nthreads().values())
-        if self.threads == 0:
+        self.slots = sum(self.client.nthreads().values())
+        if self.slots == 0:
             self.client.close()
             raise MusicdbError(f"the Dask scheduler at {address} has no workers")
 
@@ -64,9 +68,11 @@ class Cluster:
     def __exit__(self, *exc_info: object) -> None:
         self.client.close()
 
-    def run(self, work: Callable[..., Any], jobs: Iterable[tuple[Any, tuple]]
-            ) -> Iterator[tuple[Any, Any]]:
-        """work(*args) for each (key, args) on the cluster; yields (key, result) as done.
+    def warm_up(self) -> None:
+        """Nothing to start: the workers set themselves up when they join (AnalysisSetup)."""
+
+    def run(self, work: Callable[..., Any], jobs: Iterable[Job]) -> Iterator[tuple[Any, Any]]:
+        """work(*args) for each (key, args, seconds) on the cluster; yields (key, result) as done.
 
         A job that raised, or whose worker kept dying (Dask retries it elsewhere first),
         yields (key, JobFailed). Leaving the loop early cancels what is still queued.
@@ -79,13 +85,13 @@ class Cluster:
             job = next(queue, None)
             if job is None:
                 return []
-            key, args = job
+            key, args, _seconds = job
             future = self.client.submit(work, *args, pure=False,
                                         key=f"musicdb-{run_id}-{len(keys)}")
             keys[future.key] = key
             return [future]
 
-        first = [f for _ in range(IN_FLIGHT_PER_THREAD * self.threads) for f in submit_next()]
+        first = [f for _ in range(IN_FLIGHT_PER_THREAD * self.slots) for f in submit_next()]
         if not first:
             return
         done = as_completed(first, loop=self.client.loop)

@@ -18,12 +18,12 @@ import multiprocessing.forkserver
 import os
 import signal
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
 from typing import Any
+
+from musicdb.workers.executor import JobFailed, call
 
 STOP_TIMEOUT_S = 5.0  # a worker told to stop gets this long before it is killed
 
@@ -40,33 +40,6 @@ def analysis_context() -> BaseContext:
     ctx.set_forkserver_preload(["musicdb.workers.preload"])
     multiprocessing.forkserver.ensure_running()
     return ctx
-
-
-@dataclass(frozen=True)
-class JobFailed:
-    """The result of a job that raised in its worker, or whose worker process died."""
-
-    reason: str
-
-    @classmethod
-    def died(cls, exitcode: int | None) -> JobFailed:
-        if exitcode is not None and exitcode < 0:
-            try:
-                how = f"killed by {signal.Signals(-exitcode).name}"
-            except ValueError:
-                how = f"killed by signal {-exitcode}"
-        else:
-            how = f"exit code {exitcode}"
-        return cls(f"{DIED} ({how})")
-
-    @classmethod
-    def overdue(cls, seconds: float) -> JobFailed:
-        return cls(f"{OVERDUE} {seconds:.0f} s, so its process was stopped (a decoder stuck "
-                   "on a damaged file?); --file-timeout allows more")
-
-
-DIED = "the analysis process died while reading this file"
-OVERDUE = "analysis took longer than"
 
 
 def _serve(conn: Connection, work: Callable[..., Any]) -> None:
@@ -106,21 +79,6 @@ def _quiet_stderr() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
         os.close(devnull)
-
-
-def call(work: Callable[..., Any], args: tuple) -> Any:
-    """work(*args), or a JobFailed naming the exception it raised.
-
-    A bug met on one strange file becomes that file's error, not the end of an hours-long run.
-    Its error row names the exception; the traceback goes to stderr only with
-    MUSICDB_TRACEBACKS=1 (for a bug report), so a library of odd files prints no tracebacks.
-    """
-    try:
-        return work(*args)
-    except Exception as exc:  # noqa: BLE001 - reported, not hidden: see above
-        if os.environ.get("MUSICDB_TRACEBACKS") == "1":
-            traceback.print_exc()
-        return JobFailed(f"{type(exc).__name__}: {exc}".splitlines()[0])
 
 
 class _Worker:
@@ -189,6 +147,31 @@ class _Worker:
 
 
 Job = tuple[Any, tuple] | tuple[Any, tuple, float | None]  # (key, args[, seconds allowed])
+
+
+class LocalPool:
+    """The executor of a local ingest: `slots` worker processes forked from the analysis
+    forkserver, each job under its own deadline (its seconds allowed)."""
+
+    analyses_here = True
+
+    def __init__(self, slots: int) -> None:
+        self.slots = max(1, slots)
+        self._context: BaseContext | None = None
+
+    def warm_up(self) -> None:
+        """Start the forkserver's preload now (~1.6 s), so that it overlaps the scan."""
+        if self._context is None:
+            self._context = analysis_context()
+
+    def run(self, work: Callable[..., Any], jobs: Iterable[Job]) -> Iterator[tuple[Any, Any]]:
+        """As run_in_workers; no more processes than jobs."""
+        jobs = list(jobs)
+        if not jobs:
+            return
+        if self._context is None:  # the caller did not warm up early: start it now
+            self.warm_up()
+        yield from run_in_workers(work, jobs, min(self.slots, len(jobs)), self._context)
 
 
 def run_in_workers(work: Callable[..., Any], jobs: Iterable[Job], workers: int,

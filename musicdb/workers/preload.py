@@ -1,4 +1,4 @@
-"""Imported once by the forkserver before it forks ingest workers (see ingest._run_jobs).
+"""Imported once by the forkserver before it forks ingest workers (workers.pool.LocalPool).
 
 Importing librosa and loading numba's compiled kernels (from its on-disk cache: LLVM start-up,
 ~1 s) happen here once, instead of once in every worker. BLAS is held to one thread: the pool
