@@ -23,7 +23,6 @@ from musicdb.analysis.features import (
     N_TONNETZ,
     PITCH_CLASSES,
     ROW,
-    SAMPLE_RATE,
     FrameParams,
     hann_window,
 )
@@ -136,9 +135,14 @@ class FeatureSet:
 
     name: str
     names: list[str]
-    descriptions: list[str]
+    describe: Callable[[FrameParams], list[str]]  # one line per column, for these parameters
     summarise: Callable[..., np.ndarray]
     prefix_of: str | None = None  # a set whose first columns are exactly these
+
+    @property
+    def descriptions(self) -> list[str]:
+        """The descriptions at the default parameters."""
+        return self.describe(FrameParams())
 
 class NonFiniteValues(DecodeError):
     """Frames or summaries that are NaN or infinite. Never stored: one such song would turn
@@ -182,8 +186,8 @@ SEED55_NAMES = [
 _STAT_WORDS = {"a": "mean", "rms": "mean", "std": "std", "skew": "skewness",
                "kurtosis": "Fisher kurtosis"}
 _SOURCE_WORDS = {
-    "rmseP": "RMS energy per frame of the percussive part",
-    "rmseH": "RMS energy per frame of the harmonic part",
+    "rmseP": "percussive part's RMS level of the plain {frame}",
+    "rmseH": "harmonic part's RMS level of the plain {frame}",
     "centroid": "spectral centroid (Hz)",
     "bw": "spectral bandwidth, 2nd order (Hz)",
     "contrast": "spectral contrast (dB), over all 7 rows and frames",
@@ -194,22 +198,32 @@ _SOURCE_WORDS = {
 }
 
 
-def _describe_seed55(name: str) -> str:
+def _plain_frame(params: FrameParams) -> str:
+    """What the loudness rows measure (features._frame_rms): the unwindowed n_fft frame."""
+    ms = 1000 * params.n_fft / params.sample_rate
+    return (f"(rectangular, not Hann-windowed) {params.n_fft}-sample ({ms:.0f} ms) frame "
+            "around each frame centre")
+
+
+def _describe_seed55(name: str, params: FrameParams) -> str:
     if name == "bpm":
         return "global tempo (BPM) from the percussive onset envelope; 0 when there are no onsets"
     if name.startswith("5band_"):
         _, stat, part = name.split("_")
-        edges = FrameParams().band_edges
-        lo, hi = edges[int(part[1])], edges[int(part[1]) + 1]
+        lo, hi = params.band_edges[int(part[1])], params.band_edges[int(part[1]) + 1]
         which = "harmonic" if part[0] == "h" else "percussive"
-        hz = SAMPLE_RATE / FrameParams().n_fft
-        return (f"{_STAT_WORDS[stat]} over frames of the {which} part's RMS magnitude in STFT "
-                f"bins {lo}-{hi - 1} ({lo * hz:.0f}-{hi * hz:.0f} Hz)")
+        hz = params.sample_rate / params.n_fft
+        return (f"{_STAT_WORDS[stat]} over frames of the {which} part's RMS magnitude "
+                f"(Hann-windowed STFT, n_fft {params.n_fft}) in bins {lo}-{hi - 1} "
+                f"({lo * hz:.0f}-{hi * hz:.0f} Hz)")
     source, stat = name.rsplit("_", 1)
-    return f"{_STAT_WORDS[stat]} over frames of the {_SOURCE_WORDS[source]}"
+    words = _SOURCE_WORDS[source].format(frame=_plain_frame(params))
+    return f"{_STAT_WORDS[stat]} over frames of the {words}"
 
 
-SEED55_DESCRIPTIONS = [_describe_seed55(n) for n in SEED55_NAMES]
+def describe_seed55(params: FrameParams) -> list[str]:
+    return [_describe_seed55(n, params) for n in SEED55_NAMES]
+
 _SERIES = (["rms_p", "rms_h", "centroid", "bandwidth", "poly_slope", "zcr", "onset"]
            + [f"band_{p}{i}" for p in "hp" for i in range(N_BANDS)])
 
@@ -261,20 +275,24 @@ _DEFAULT_EXTRA: list[tuple[str, str]] = (
        ("rolloff_std", "std over frames of the 85% spectral roll-off frequency (Hz)"),
        ("flatness_mean", "mean over frames of spectral flatness (0 tonal .. 1 white noise)"),
        ("flatness_std", "std over frames of spectral flatness"),
-       ("loudness_mean_db", "mean over frames of frame RMS level in dB full scale (Hann-windowed "
-        "frame; floor -100 dB)"),
-       ("loudness_std_db", "std over frames of frame RMS level (dB)"),
-       ("loudness_p10_db", "10th percentile of frame RMS level (dB): the quiet passages"),
-       ("loudness_p50_db", "median frame RMS level (dB)"),
-       ("loudness_p90_db", "90th percentile of frame RMS level (dB): the loud passages"),
-       ("dynamic_range_db", "95th minus 5th percentile of frame RMS level (dB); silent gaps "
-        "count at the -100 dB floor"),
+       ("loudness_mean_db", "mean over frames of the RMS level of the plain {frame}, in dB "
+        "full scale (floor -100 dB)"),
+       ("loudness_std_db", "std over frames of the plain-frame RMS level (dB)"),
+       ("loudness_p10_db", "10th percentile of the plain-frame RMS level (dB): the quiet passages"),
+       ("loudness_p50_db", "median plain-frame RMS level (dB)"),
+       ("loudness_p90_db", "90th percentile of the plain-frame RMS level (dB): the loud passages"),
+       ("dynamic_range_db", "95th minus 5th percentile of the plain-frame RMS level (dB); "
+        "silent gaps count at the -100 dB floor"),
        ("onset_rate", "percussive onsets per second (librosa peak picking on the onset envelope)"),
        ("tempo_confidence", "autocorrelation of the mean-removed onset envelope at the bpm's "
         "period over its zero lag (0 no beat .. 1 a steady beat)")]
 )
 DEFAULT_NAMES = list(SEED55_NAMES) + [n for n, _ in _DEFAULT_EXTRA]
-DEFAULT_DESCRIPTIONS = list(SEED55_DESCRIPTIONS) + [d for _, d in _DEFAULT_EXTRA]
+
+
+def describe_default(params: FrameParams) -> list[str]:
+    return describe_seed55(params) + [d.format(frame=_plain_frame(params))
+                                      for _, d in _DEFAULT_EXTRA]
 
 
 def _rows(prefix: str, count: int) -> list[int]:
@@ -310,7 +328,7 @@ def summarise_default(frames: np.ndarray, *, params: FrameParams = FrameParams()
 
 
 FEATURE_SETS = {
-    "seed55": FeatureSet("seed55", list(SEED55_NAMES), SEED55_DESCRIPTIONS, summarise_seed55,
+    "seed55": FeatureSet("seed55", list(SEED55_NAMES), describe_seed55, summarise_seed55,
                          prefix_of="default"),
-    "default": FeatureSet("default", DEFAULT_NAMES, DEFAULT_DESCRIPTIONS, summarise_default),
+    "default": FeatureSet("default", DEFAULT_NAMES, describe_default, summarise_default),
 }

@@ -71,24 +71,12 @@ def stored_probabilities(con: duckdb.DuckDBPyConnection, sm: StoredModel,
 
 
 def _analyse(con: duckdb.DuckDBPyConnection, sm: StoredModel, path: Path) -> np.ndarray:
-    from musicdb.analysis.analyse import EXTRACTORS, analyse_file
-    from musicdb.analysis.features import FrameParams
+    from musicdb.analysis.like import analyse_like
 
     kind, params_json = con.execute("SELECT kind, params FROM feature_sets "
                                     "WHERE feature_set_id = ?", [sm.feature_set_id]).fetchone()
-    if kind != "extracted" or sm.feature_set not in EXTRACTORS:
-        raise ExperimentError(f"{path}: the model of {sm.experiment!r} reads feature set "
-                              f"{sm.feature_set!r}, which was imported, not extracted; "
-                              "predict stored songs by id instead")
-    p = json.loads(params_json)
-    params = FrameParams(sample_rate=p["sample_rate"], n_fft=p["n_fft"],
-                         hop_length=p["hop_length"], hpss_kernel=p["hpss_kernel"],
-                         band_edges=tuple(p["band_edges"]))
-    seconds = p.get("snippet_seconds", 0.0) if sm.unit == "snippet" else 0.0
-    result = analyse_file(str(path), (sm.feature_set,), seconds, params)
-    if not result.ok:
-        raise ExperimentError(f"cannot analyse {path}: {result.error}")
-    values = result.values[sm.feature_set]
+    values = analyse_like(path, sm.feature_set, kind, json.loads(params_json),
+                          snippets=sm.unit == "snippet", error=ExperimentError)
     rows = values.snippets if sm.unit == "snippet" and len(values.snippets) else \
         values.whole[None, :]
     with models.one_openmp_thread():

@@ -135,26 +135,17 @@ def resolve_song(con: duckdb.DuckDBPyConnection, query: str, set_name: str,
 
 def _analyse_and_standardise(con: duckdb.DuckDBPyConnection, path: Path, set_name: str,
                              set_id: int) -> list[float]:
-    """Extract a file that is not in the library with the set's own parameters; z-score it."""
-    from musicdb.analysis.analyse import EXTRACTORS, analyse_file
-    from musicdb.analysis.features import FrameParams
+    """Extract a file that is not in the library as the set's values were made; z-score it."""
+    from musicdb.analysis.like import analyse_like
 
     kind, params_json = con.execute("SELECT kind, params FROM feature_sets "
                                     "WHERE feature_set_id = ?", [set_id]).fetchone()
-    if kind != "extracted" or set_name not in EXTRACTORS:
-        raise SimilarityError(f"{path} is not in the library, and feature set {set_name!r} was "
-                              "imported, not extracted: pick one with --feature-set default")
-    stored = json.loads(params_json)
-    params = FrameParams(sample_rate=stored["sample_rate"], n_fft=stored["n_fft"],
-                         hop_length=stored["hop_length"], hpss_kernel=stored["hpss_kernel"],
-                         band_edges=tuple(stored["band_edges"]))
-    result = analyse_file(str(path), (set_name,), 0.0, params)
-    if not result.ok:
-        raise SimilarityError(f"cannot analyse {path}: {result.error}")
+    analysed = analyse_like(path, set_name, kind, json.loads(params_json),
+                            error=SimilarityError)
     means, stds = con.execute("SELECT means, stds FROM feature_stats WHERE feature_set_id = ?",
                               [set_id]).fetchone()
     means, stds = np.asarray(means), np.asarray(stds)
-    values = result.values[set_name].whole.astype(np.float64)
+    values = analysed.whole.astype(np.float64)
     z = np.divide(values - means, stds, out=np.zeros_like(means), where=stds > 0)
     return z.tolist()
 

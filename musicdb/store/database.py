@@ -186,7 +186,11 @@ def _close(con: duckdb.DuckDBPyConnection, db: Path, failed: bool) -> None:
 
 @dataclass(frozen=True)
 class FeatureSetDef:
-    """What identifies a feature-set version: its name, its parameters and its columns."""
+    """What identifies a feature-set version: its name, its parameters and its columns.
+
+    The library versions are the caller's to give: extraction passes the librosa and numpy it
+    ran on (musicdb.analysis.like.library_versions()); an imported table ran on neither.
+    """
 
     name: str
     kind: str  # 'extracted' or 'imported'
@@ -194,6 +198,8 @@ class FeatureSetDef:
     names: list[str]
     descriptions: list[str]
     source: str | None = None
+    librosa_version: str | None = None
+    numpy_version: str | None = None
 
     @property
     def params_json(self) -> str:
@@ -249,10 +255,9 @@ def ensure_feature_set(con: duckdb.DuckDBPyConnection, fs: FeatureSetDef) -> int
         if kind != fs.kind:
             raise StoreError(f"feature set {fs.name!r} exists already as {kind}, not {fs.kind}")
         if params == fs.params_json and feature_names(con, set_id) == fs.names:
+            if kind == "extracted":
+                _update_descriptions(con, set_id, fs.descriptions)
             return set_id
-    import librosa
-    import numpy
-
     from musicdb import __version__
 
     set_id = con.execute("SELECT nextval('feature_set_id_seq')").fetchone()[0]
@@ -262,7 +267,7 @@ def ensure_feature_set(con: duckdb.DuckDBPyConnection, fs: FeatureSetDef) -> int
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [set_id, fs.name, len(rows) + 1, fs.kind, fs.params_json, fs.params.get("sample_rate"),
          fs.params.get("n_fft"), fs.params.get("hop_length"), len(fs.names),
-         librosa.__version__, numpy.__version__, __version__, fs.source],
+         fs.librosa_version, fs.numpy_version, __version__, fs.source],
     )
     insert_columns(con, "feature_names", {
         "feature_set_id": [set_id] * len(fs.names),
@@ -271,6 +276,20 @@ def ensure_feature_set(con: duckdb.DuckDBPyConnection, fs: FeatureSetDef) -> int
         "description": fs.descriptions,
     })
     return set_id
+
+
+def _update_descriptions(con: duckdb.DuckDBPyConnection, set_id: int,
+                         descriptions: list[str]) -> None:
+    """Rewrite an existing version's descriptions where today's text differs.
+
+    Descriptions document a version, they do not identify it: an older musicdb wrote some
+    wrongly (band edges at the default n_fft, "Hann-windowed" loudness), and this corrects them.
+    """
+    con.execute(
+        "UPDATE feature_names f SET description = d.text FROM (SELECT unnest(?::VARCHAR[]) AS "
+        "text, unnest(range(1, ? + 1)) AS position) d WHERE f.feature_set_id = ? "
+        "AND f.position = d.position AND f.description IS DISTINCT FROM d.text",
+        [descriptions, len(descriptions), set_id])
 
 
 def insert_columns(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, list]) -> None:
