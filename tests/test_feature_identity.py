@@ -29,6 +29,8 @@ from musicdb.store.database import load_migrations, migrate
 
 BIG = ("--n-fft", "4096", "--hop-length", "512")
 SEED55 = FEATURE_SETS["seed55"].names
+OLD_LOUDNESS = ("mean over frames of frame RMS level in dB full scale (Hann-windowed frame; "
+                "floor -100 dB)")  # what musicdb wrote before
 
 
 def sql(db: Path, query: str, params: list | None = None) -> list[tuple]:
@@ -182,6 +184,27 @@ def test_descriptions_follow_the_parameters_they_are_built_from():
     assert at[1024][h1].endswith("n_fft 1024) in bins 4-21 (86-474 Hz)")  # 4.5 rounds to 4
     assert FEATURE_SETS["seed55"].describe(FrameParams()) == at[2048][: len(SEED55)]
     assert len(set(at[2048])) == len(names)  # every column says something of its own
+
+
+def test_an_existing_version_s_old_descriptions_are_corrected_by_the_next_ingest(run, tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    synth.write_audio(lib / "a.flac", synth.tone(330, 3))
+    db = tmp_path / "m.duckdb"
+    ingest = ("ingest", lib, "--db", db, "--workers", "1", "--feature-set", "default",
+              "--snippet-seconds", "0")
+    run(*ingest)
+    write_sql(db, "UPDATE feature_names SET description = ? WHERE name = 'loudness_mean_db'",
+              [OLD_LOUDNESS])
+    values = sql(db, "SELECT song_id, vals FROM features ORDER BY ALL")
+    synth.write_audio(lib / "b.flac", synth.tone(660, 3))
+    run(*ingest)
+    assert sql(db, "SELECT count(*) FROM feature_sets") == [(1,)]  # the same version
+    text = descriptions(db, 2048)
+    assert text == dict(zip(FEATURE_SETS["default"].names,
+                            FEATURE_SETS["default"].describe(FrameParams()), strict=True))
+    assert text["loudness_mean_db"] != OLD_LOUDNESS
+    assert sql(db, "SELECT song_id, vals FROM features ORDER BY ALL")[:1] == values
 
 
 def test_loudness_is_in_plain_frame_units_as_described():
