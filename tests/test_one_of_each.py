@@ -287,3 +287,33 @@ def test_playlist_without_songs_is_refused_before_any_work(run, label_db, tmp_pa
     proc = musicdb_cli("similar", "Straße", "--playlist", playlist, "--db", label_db)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
+
+
+# --- one place for model files ---------------------------------------------------------------
+
+def test_model_files_live_in_one_folder_and_a_tampered_path_deletes_nothing(run, label_db,
+                                                                            tmp_path):
+    from musicdb.ml.models import models_dir
+
+    db = tmp_path / "m.duckdb"
+    shutil.copy(label_db, db)
+    run("experiment", "create", "pair", "--labels", "Straße,Beyoncé", "--feature-set", "lab",
+        "--model", "logreg", "--test-fraction", "0.5", "--db", db)
+    result = json.loads(run("evaluate", "--experiment", "pair", "--no-prune", "--json",
+                            "--db", db).stdout)
+    written = db.parent / result["model_path"]
+    assert written.parent == models_dir(db) == tmp_path / "models"
+    assert written.is_file()
+    labels = json.loads(run("predict", "1", "--experiment", "pair", "--json", "--db", db
+                            ).stdout)[0]["labels"]
+    assert sum(x["probability"] for x in labels) == pytest.approx(1.0)
+
+    # A models row pointing outside models/ (a tampered file) is refused, and never deleted.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not musicdb's")
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE models SET path = 'models/../victim.txt' WHERE experiment = 'pair'")
+    refused = run("predict", "1", "--experiment", "pair", "--db", db, code=1)
+    assert "points outside" in refused.output
+    run("experiment", "delete", "pair", "--db", db)
+    assert victim.read_text() == "not musicdb's"
