@@ -317,3 +317,18 @@ def test_model_files_live_in_one_folder_and_a_tampered_path_deletes_nothing(run,
     assert "points outside" in refused.output
     run("experiment", "delete", "pair", "--db", db)
     assert victim.read_text() == "not musicdb's"
+
+
+def test_an_unwritable_report_is_one_line_and_keeps_the_evaluation(run, label_db, tmp_path):
+    db = tmp_path / "m.duckdb"
+    shutil.copy(label_db, db)
+    run("experiment", "create", "pair", "--labels", "Straße,Zero 7", "--feature-set", "lab",
+        "--model", "logreg", "--test-fraction", "0.5", "--db", db)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file, not a folder")
+    result = run("evaluate", "--experiment", "pair", "--no-prune", "--html",
+                 blocker / "report.html", "--db", db, code=1)
+    assert "Traceback" not in result.output
+    assert "is stored, but" in result.output
+    stored = json.loads(run("evaluations", "--experiment", "pair", "--json", "--db", db).stdout)
+    assert len(stored) == 1

@@ -149,7 +149,8 @@ def evaluate(
     if html is not None:
         from musicdb.plots.report import write_report
 
-        write_report(html, result)
+        with user_errors():
+            write_report(html, result)
         err.print(f"Wrote {escape(str(html))}")
     if as_json:
         print(json.dumps(result.as_json(), indent=2))

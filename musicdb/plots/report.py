@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from musicdb.errors import ExperimentError
+
 
 def figure(ev):  # ev: evaluate.Evaluation
     import plotly.graph_objects as go
@@ -44,4 +46,10 @@ def figure(ev):  # ev: evaluate.Evaluation
 
 
 def write_report(path: Path, ev) -> None:
-    figure(ev).write_html(path, include_plotlyjs=True, full_html=True)
+    """Write the report page (plotly.js inline, so it works offline)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure(ev).write_html(path, include_plotlyjs=True, full_html=True)
+    except OSError as exc:  # the evaluation is stored already: say so, in one line
+        raise ExperimentError(f"evaluation {ev.evaluation_id} is stored, but {path} cannot "
+                              f"be written: {exc.strerror or exc}") from exc
