@@ -72,19 +72,6 @@ SELECT s.feature_set, p.feature_set_id, p.rule AS label_from, p.label,
 FROM per_feature p JOIN latest_feature_sets s USING (feature_set_id)
 GROUP BY ALL;
 
--- The distance between two labels, the one formula behind artist_distances, similar_artists
--- and the heatmap. method: 'centroid' (euclidean between the centroids), 'cosine' (1 when a
--- centroid is all zeros), or 'songs': the root-mean-square distance between the two labels'
--- songs, sqrt(|centroid_a - centroid_b|^2 + variance_a + variance_b): spread-aware, since an
--- artist is a cloud of songs, not a point.
-CREATE OR REPLACE MACRO label_distance(method, a, b, a_variance, b_variance) AS
-CASE method
-    WHEN 'cosine' THEN CASE WHEN list_dot_product(a, a) * list_dot_product(b, b) > 0
-                            THEN list_cosine_distance(a, b) ELSE 1 END
-    WHEN 'songs' THEN sqrt(list_distance(a, b) ^ 2 + a_variance + b_variance)
-    ELSE list_distance(a, b)
-END;
-
 -- Every ordered pair of labels under the same rule and set, in the three methods.
 CREATE OR REPLACE VIEW artist_distances AS
 SELECT a.feature_set, a.label_from, a.label AS artist, b.label AS other,

@@ -332,3 +332,20 @@ def test_an_unwritable_report_is_one_line_and_keeps_the_evaluation(run, label_db
     assert "is stored, but" in result.output
     stored = json.loads(run("evaluations", "--experiment", "pair", "--json", "--db", db).stdout)
     assert len(stored) == 1
+
+
+def test_readers_work_on_a_database_whose_views_predate_the_shared_functions(run, label_db,
+                                                                             tmp_path):
+    """A database from before sql/00_functions.sql, read without a write command first."""
+    db = tmp_path / "old.duckdb"
+    shutil.copy(label_db, db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("DROP MACRO label_key")
+        con.execute("DROP MACRO label_distance")
+    before = db.read_bytes()
+    answer = json.loads(run("similar", "strasse", "--method", "songs", "--json",
+                            "--db", db).stdout)
+    assert answer["query"] == "Straße"
+    assert len(answer["results"]) == 3
+    run("heatmap", "-o", tmp_path / "h.html", "--method", "cosine", "--db", db)
+    assert db.read_bytes() == before

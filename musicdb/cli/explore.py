@@ -58,11 +58,13 @@ def similar(
     Same answers as the SQL macros similar_artists() / similar_songs() in the duckdb shell.
     """
     from musicdb.similarity import similar as sim
+    from musicdb.similarity.functions import use_sql_functions
     from musicdb.store import database as store
 
     if playlist is not None and not songs:  # before any work: an artist answer has no songs
         raise typer.BadParameter("a playlist lists songs: add --songs", param_hint="--playlist")
     with user_errors(), store.connect(db, read_only=True) as con:
+        use_sql_functions(con)
         if songs:
             answer = sim.similar_songs(
                 con, name, k=number, feature_set=feature_set, label_from=label_from,
@@ -131,11 +133,13 @@ def heatmap(
     hovering a cell shows both names and their distance.
     """
     from musicdb.plots.heatmap import write_heatmap
+    from musicdb.similarity.functions import use_sql_functions
     from musicdb.similarity.heatmap import label_matrix
     from musicdb.store import database as store
 
     with user_errors():
         with store.connect(db, read_only=True) as con:
+            use_sql_functions(con)
             matrix = label_matrix(con, feature_set=feature_set, label_from=label_from,
                                   method=method, min_songs=min_songs)
         write_heatmap(output, matrix)
