@@ -37,20 +37,40 @@ def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     assert not stray.exists(), "the test wrote ./music.duckdb: give the command --db"
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist registers it too; here so a test module can use it under plain pytest
+    config.addinivalue_line("markers", "xdist_group(name): run on the same pytest-xdist worker")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
     """Under pytest-xdist (--dist loadgroup) a module whose tests share a module-scoped fixture
     (a study database, a browser, a generated library) runs on one worker, so that fixture is
-    built once; every other test goes to whichever worker is free."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return  # plain pytest: nothing to group (and the mark would be unknown)
-    for item in items:
-        fixtures = getattr(item, "_fixtureinfo", None)
-        if fixtures is None:
-            continue
-        shared = any(defs[-1].scope == "module" for defs in fixtures.name2fixturedefs.values())
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    built once; every other test goes to whichever worker is free. A test that names its own
+    xdist_group keeps it (tests/test_hostile.py: one group per generated library)."""
+    if config.getoption("loadgroup", default=False):
+        for item in items:
+            if not item.get_closest_marker("xdist_group") and shares_a_module_fixture(item):
+                item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    yield  # pytest-xdist's own hook marks each grouped test by adding `@group` to its id
+    if config.getoption("loadgroup", default=False):
+        refuse_ignored_groups(items)
+
+
+def shares_a_module_fixture(item: pytest.Item) -> bool:
+    fixtures = getattr(item, "_fixtureinfo", None)
+    return fixtures is not None and any(
+        defs[-1].scope == "module" for defs in fixtures.name2fixturedefs.values())
+
+
+def refuse_ignored_groups(items: list[pytest.Item]) -> None:
+    """Stop rather than run the groups apart: with pytest 9.2 the `@group` has no effect
+    (pytest-xdist issue 1386) and every module fixture would be rebuilt on every worker."""
+    ignored = [item.nodeid for item in items
+               if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if ignored:
+        raise pytest.UsageError(f"pytest-xdist's --dist loadgroup has no effect with this "
+                                f"pytest (e.g. on {ignored[0]}): pip install -e '.[test]'")
 
 
 @pytest.fixture

@@ -30,7 +30,10 @@ INGEST = ("--workers", "2", "--snippet-seconds", "30")
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory) -> list[Path]:
-    """Twelve songs of 40-100 s (14 min of audio): an ingest takes several seconds."""
+    """Twelve songs of 40-100 s (14 min of audio): an ingest takes several seconds.
+
+    Written in about a second, so each test below may run on its own pytest-xdist worker (its
+    own xdist_group) and write its own copy: the three take ~30 s each."""
     root = tmp_path_factory.mktemp("crash") / "library"
     rng = random.Random(SEED)
     paths = []
@@ -228,6 +231,7 @@ def kill_moment(run: Ingest, rng: random.Random, kill: int) -> bool:
     return bool(wait_for_workers(run)) and sleep_while_alive(run, rng.uniform(0.0, 5.0))
 
 
+@pytest.mark.xdist_group("crash-sigkill")
 def test_sigkill_of_ingest_at_random_moments_loses_nothing(library, tmp_path):
     """kill -9 of the ingest process, MAIN_KILLS times at seeded random moments; each run
     resumes the last one, started at once as an impatient user would (the killed run's workers
@@ -262,6 +266,7 @@ def test_sigkill_of_ingest_at_random_moments_loses_nothing(library, tmp_path):
     assert printed == [], f"{len(printed)} killed runs printed tracebacks:\n{printed[0][-3000:]}"
 
 
+@pytest.mark.xdist_group("crash-workers")
 def test_workers_killed_from_outside_cost_one_retry(library, tmp_path):
     """Workers killed with SIGKILL during a run: the run goes on and finishes by itself; a
     killed worker's file is an error row that says the process died, or fine if the worker
@@ -295,6 +300,7 @@ def test_workers_killed_from_outside_cost_one_retry(library, tmp_path):
     assert "0 new, 0 changed" in " ".join(again.output.split()), again.output[-2000:]
 
 
+@pytest.mark.xdist_group("crash-sigterm")
 def test_sigterm_finishes_the_batch_and_exits_143(library, tmp_path):
     """SIGTERM (a closing terminal, `kill`, systemd) behaves like Ctrl-C: the finished files
     are written, the output says how to resume, the exit code is 128 + 15."""

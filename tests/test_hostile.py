@@ -601,11 +601,17 @@ def completed(result: GroupResult) -> None:
     assert result.run.problem is None, f"{result.run.problem}\n{result.run.output[-3000:]}"
 
 
-ALL_CASES = [(g, c) for g, make in GROUPS.items() for c in make()]
+def built_by_one_worker(name: str) -> pytest.MarkDecorator:
+    """Every test of one group on the same pytest-xdist worker, so its library is built and
+    ingested once; the four groups run side by side (see tests/conftest.py)."""
+    return pytest.mark.xdist_group(f"hostile-{name}")
 
 
-@pytest.mark.parametrize(("group_name", "case"), ALL_CASES,
-                         ids=[f"{g}:{c.id}" for g, c in ALL_CASES])
+ALL_CASES = [pytest.param(g, c, id=f"{g}:{c.id}", marks=built_by_one_worker(g))
+             for g, make in GROUPS.items() for c in make()]
+
+
+@pytest.mark.parametrize(("group_name", "case"), ALL_CASES)
 def test_case(group, group_name: str, case: Case):
     result = group(group_name)
     if case.id in result.skipped:
@@ -635,7 +641,8 @@ def test_case(group, group_name: str, case: Case):
             assert math.isfinite(row["duration_s"]), why
 
 
-@pytest.mark.parametrize("group_name", list(GROUPS))
+@pytest.mark.parametrize("group_name", [pytest.param(g, marks=built_by_one_worker(g))
+                                        for g in GROUPS])
 def test_group_run_is_clean(group, group_name: str):
     """The run exits by itself with 0 (good files were ingested), prints no traceback, keeps
     the good files, and stores no value that is not finite."""
@@ -653,12 +660,14 @@ def test_group_run_is_clean(group, group_name: str):
     assert ok_songs_without_features(result.db) == []
 
 
+@built_by_one_worker("names")
 def test_failed_lines_and_summary_print_markup_literally(group):
     result = group("names")
     completed(result)
     assert "weird[/y]bad.mp3" in result.run.output.replace("\n", ""), result.run.output[-3000:]
 
 
+@built_by_one_worker("names")
 def test_one_file_reached_three_ways_is_one_song(group):
     """Through the root, `real/../real/one.wav` and the symlinked folder `linked/`."""
     result = group("names")
@@ -667,6 +676,7 @@ def test_one_file_reached_three_ways_is_one_song(group):
     assert [r["path"] for r in ones] == [str((result.root / "real/one.wav").resolve())]
 
 
+@built_by_one_worker("formats")
 def test_sample_rate_and_channels_are_the_files(group):
     result = group("formats")
     completed(result)
@@ -678,6 +688,7 @@ def test_sample_rate_and_channels_are_the_files(group):
     assert abs(by_name["rate-192000.wav"]["duration_s"] - 3.0) < 0.05
 
 
+@built_by_one_worker("names")
 def test_info_after_markup_tags(group, tmp_path):
     """A tag containing [/red] is a label like any other: `musicdb info` shows it literally."""
     result = group("names")
