@@ -46,3 +46,13 @@ class ExperimentError(MusicdbError):
 
 class ModelFileError(MusicdbError):
     """A stored model is missing, changed since it was written, or holds untrusted types."""
+
+
+class NonFiniteValues(DecodeError):
+    """Frames or summaries that are NaN or infinite. Never stored: one such song would turn
+    every song's standardised vector (feature_stats' means and stds) into NaN."""
+
+    def __init__(self, names: list[str]) -> None:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        super().__init__("", f"its analysis gave values that are not finite ({shown}); the "
+                         "audio may be damaged")

@@ -26,7 +26,7 @@ from musicdb.analysis.features import (
     FrameParams,
     hann_window,
 )
-from musicdb.errors import DecodeError
+from musicdb.errors import NonFiniteValues
 
 
 def moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -143,16 +143,6 @@ class FeatureSet:
     def descriptions(self) -> list[str]:
         """The descriptions at the default parameters."""
         return self.describe(FrameParams())
-
-class NonFiniteValues(DecodeError):
-    """Frames or summaries that are NaN or infinite. Never stored: one such song would turn
-    every song's standardised vector (feature_stats' means and stds) into NaN."""
-
-    def __init__(self, names: list[str]) -> None:
-        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        super().__init__("", f"its analysis gave values that are not finite ({shown}); the "
-                         "audio may be damaged")
-
 
 def _finite(values: np.ndarray, names: list[str]) -> np.ndarray:
     """values, unless one is not finite (in any dimension but the first, per name)."""

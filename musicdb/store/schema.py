@@ -129,7 +129,7 @@ def check_musicdb(con: duckdb.DuckDBPyConnection, db: Path, *, writer: bool,
     if not writer and max(applied) < READABLE_FROM:  # views and tables readers need are missing
         raise StoreError(f"{db} has musicdb schema {max(applied)}, older than this musicdb reads "
                          f"({READABLE_FROM}): run a writing command once (e.g. `musicdb ingest` "
-                         "of its folders, or `musicdb experiment list`) to upgrade it in place")
+                         "of its folders, or `musicdb import` of a table) to upgrade it in place")
     missing = sorted(_expected_tables(tuple(sorted(applied))) - _tables(con))
     if missing:
         raise StoreError(
