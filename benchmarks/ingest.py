@@ -24,6 +24,7 @@ from musicdb.audio.scan import find_audio
 from musicdb.audio.synth import demo_library
 from musicdb.ingest.run import ingest
 from musicdb.store import database as store
+from musicdb.workers.pool import LocalPool
 
 
 def study_pipeline(path: Path) -> int:
@@ -66,7 +67,9 @@ def main() -> None:
         files = [c.path for c in find_audio([folder])]
         print(f"start-up (python + import musicdb.analysis.analyse): {startup_seconds():.2f} s")
         with store.connect(Path(tmp) / "bench.duckdb") as con:
-            s = ingest(con, [folder], workers=args.workers, snippet_seconds=args.snippet_seconds)
+            executor = LocalPool(args.workers)
+            executor.warm_up()
+            s = ingest(con, [folder], executor=executor, snippet_seconds=args.snippet_seconds)
         per_core = s.audio_s / (s.wall_s * s.workers)
         print(f"musicdb ingest: {s.found} files, {s.audio_s / 3600:.3f} h audio, {len(s.failed)} "
               f"failed, wall {s.wall_s:.1f} s, workers {s.workers}")

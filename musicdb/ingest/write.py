@@ -12,6 +12,7 @@ import numpy as np
 
 from musicdb.analysis.analyse import EXTRACTORS, Analysis, SetValues, set_params
 from musicdb.analysis.features import FrameParams
+from musicdb.analysis.like import library_versions
 from musicdb.audio.scan import shown
 from musicdb.errors import StoreError
 from musicdb.ingest.plan import Job, ScanPlan, file_row
@@ -38,7 +39,8 @@ def register_sets(con: duckdb.DuckDBPyConnection, sets: tuple[str, ...],
     with transaction(con, "the feature sets"):
         ids = {name: ensure_feature_set(con, FeatureSetDef(
             name, "extracted", set_params(name, snippet_seconds, params),
-            EXTRACTORS[name].names, EXTRACTORS[name].descriptions)) for name in sets}
+            EXTRACTORS[name].names, EXTRACTORS[name].describe(params),
+            **library_versions())) for name in sets}
     create_views(con)  # a new set or version gets its wide views now
     return ids
 
