@@ -28,6 +28,10 @@ class ImportTableError(MusicdbError):
     """A table of precomputed features cannot be imported."""
 
 
+class WorkerError(MusicdbError):
+    """The workers that analyse the files cannot be reached or set up (a Dask cluster)."""
+
+
 class SimilarityError(MusicdbError):
     """A similarity query cannot be answered (unknown name, feature set or label rule)."""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from distributed import Client, WorkerPlugin, as_completed
 
-from musicdb.errors import MusicdbError
+from musicdb.errors import WorkerError
 from musicdb.workers.executor import Job, JobFailed
 
 CONNECT_TIMEOUT_S = 10
@@ -49,18 +49,18 @@ class Cluster:
             self.client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s",
                                  set_as_default=False)
         except (OSError, TimeoutError) as exc:
-            raise MusicdbError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
+            raise WorkerError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
         try:
             self.client.register_plugin(AnalysisSetup())  # fails if a worker lacks musicdb
         except Exception as exc:  # whatever a worker raised: one line, then stop
             self.client.close()
-            raise MusicdbError(f"the Dask workers at {address} could not be set up (is "
+            raise WorkerError(f"the Dask workers at {address} could not be set up (is "
                                f"musicdb installed on every worker?): {type(exc).__name__}: "
                                f"{exc}".splitlines()[0]) from exc
         self.slots = sum(self.client.nthreads().values())
         if self.slots == 0:
             self.client.close()
-            raise MusicdbError(f"the Dask scheduler at {address} has no workers")
+            raise WorkerError(f"the Dask scheduler at {address} has no workers")
 
     def __enter__(self) -> Cluster:
         return self
@@ -101,7 +101,7 @@ class Cluster:
                 if future.status == "finished":
                     result = future.result()
                 elif future.status == "cancelled":  # the scheduler went away: not this file
-                    raise MusicdbError(f"lost the Dask scheduler at {self.address}; the "
+                    raise WorkerError(f"lost the Dask scheduler at {self.address}; the "
                                        "files written so far are kept: run again to go on")
                 else:
                     exc = future.exception()
