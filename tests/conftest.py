@@ -20,6 +20,16 @@ SEED_CSV = REPO / "tests" / "data" / "seed_features_5band.csv"
 SEED_CSV_247 = REPO / "tests" / "data" / "seed_features_5and25band.csv.gz"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session(tmp_path_factory: pytest.TempPathFactory):
+    """The same for module-scoped fixtures (which are built before `isolated` below)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MUSICDB_DB", raising=False)
+        patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+        patch.chdir(tmp_path_factory.mktemp("cwd"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Every test runs in an empty folder of its own, with its own HOME and no MUSICDB_DB.

@@ -151,7 +151,9 @@ FOREIGN_FILES = {
              "is a text file"),
     "sqlite": (_sqlite, "is a SQLite database"),
 }
-WRITERS = (["import", "{csv}", "--feature-set", "x"], ["experiment", "list"], ["ingest", "{dir}"])
+# `experiment create` since `experiment list` became a reading command (issue 12)
+CREATE_EXPERIMENT = ["experiment", "create", "mine", "--labels", "artist0,artist1"]
+WRITERS = (["import", "{csv}", "--feature-set", "x"], CREATE_EXPERIMENT, ["ingest", "{dir}"])
 
 
 @pytest.mark.parametrize("kind", FOREIGN_FILES)
@@ -355,7 +357,7 @@ def run_read_only(case: str, db: Path, *args: str | Path) -> subprocess.Complete
 def test_read_only_file_or_folder(case, musicdb_file, small_csv):
     before = state(musicdb_file)
     expect = "the folder holding" if case == "folder" else "is read-only, and this command writes"
-    for args in (["import", small_csv, "--feature-set", "other"], ["experiment", "list"]):
+    for args in (["import", small_csv, "--feature-set", "other"], CREATE_EXPERIMENT):
         message = one_line_error(run_read_only(case, musicdb_file, *args, "--db", musicdb_file),
                                  expect)
         assert "reading commands" in message
@@ -363,6 +365,9 @@ def test_read_only_file_or_folder(case, musicdb_file, small_csv):
     info = run_read_only(case, musicdb_file, "info", "--db", musicdb_file)  # readers work
     assert info.returncode == 0, info.stderr
     assert "60 imported" in info.stdout
+    listed = run_read_only(case, musicdb_file, "experiment", "list", "--db", musicdb_file)
+    assert listed.returncode == 0, listed.stderr
+    assert "xmas (preset)" in listed.stdout
     assert state(musicdb_file) == before
     if case != "file":  # nor can a new database be made in a read-only folder
         new = musicdb_file.with_name("new.duckdb")
@@ -461,7 +466,7 @@ def test_any_writer_rebuilds_stale_tables(musicdb_file, run):
     with duckdb.connect(str(musicdb_file)) as con:
         con.execute("DELETE FROM song_vectors")  # as a killed refresh might leave them
         con.execute("UPDATE similarity_state SET stale = true")
-    run("experiment", "list", "--db", musicdb_file)
+    run(*CREATE_EXPERIMENT, "--db", musicdb_file)
     similarity_matches_computed(musicdb_file)
 
 
