@@ -736,7 +736,8 @@ def test_summaries_refuse_values_that_are_not_finite(bad: float):
     let it through) give the file a one-line error, never a stored NaN, which would turn every
     song's standardised vector into NaN through feature_stats."""
     from musicdb.analysis.features import FRAME_ROWS, ROW
-    from musicdb.analysis.summaries import FEATURE_SETS, NonFiniteValues
+    from musicdb.analysis.summaries import FEATURE_SETS
+    from musicdb.errors import NonFiniteValues
 
     frames = np.random.default_rng(0).random((len(FRAME_ROWS), 300)).astype(np.float32)
     frames[ROW["centroid"], 10] = bad
