@@ -136,10 +136,7 @@ def test_same_seed_same_map_and_colours_stay(study_db, browser, tmp_path, monkey
     assert all(s in title for s in ("t-SNE", "perplexity 30", "92 songs", "seed 3"))
 
     # Redrawn from the database: nothing projected, same coordinates, no new run.
-    def no_projection(*args, **kwargs):
-        raise AssertionError("--from-run must not project")
-
-    monkeypatch.setattr("musicdb.maps.runs.project", no_projection)
+    forbid_projection(monkeypatch)
     output = invoke("map", "--from-run", runs[0], "-o", tmp_path / "again.html",
                     "--db", study_db)
     assert f"map run {runs[0]}" in output
@@ -149,6 +146,14 @@ def test_same_seed_same_map_and_colours_stay(study_db, browser, tmp_path, monkey
         np.testing.assert_allclose(redrawn[label], first[label])
     with duckdb.connect(str(study_db), read_only=True) as con:
         assert con.execute("SELECT max(run_id) FROM map_runs").fetchone()[0] == runs[-1]
+
+
+def forbid_projection(monkeypatch) -> None:
+    """--from-run must redraw the stored coordinates: any projection fails the test."""
+    def no_projection(*args, **kwargs):
+        raise AssertionError("--from-run must not project")
+
+    monkeypatch.setattr("musicdb.maps.runs.project", no_projection)
 
 
 def test_stored_runs_without_a_browser(study_db, tmp_path, shell, monkeypatch):
@@ -171,10 +176,7 @@ def test_stored_runs_without_a_browser(study_db, tmp_path, shell, monkeypatch):
         np.testing.assert_array_equal(first[label], again[label])
     assert not np.allclose(first["Zero7"], other["Zero7"])
 
-    def no_projection(*args, **kwargs):
-        raise AssertionError("--from-run must not project")
-
-    monkeypatch.setattr("musicdb.maps.runs.project", no_projection)
+    forbid_projection(monkeypatch)
     output = invoke("map", "--from-run", runs[0], "-o", tmp_path / "again.html",
                     "--db", study_db)
     assert f"map run {runs[0]}" in output
