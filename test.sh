@@ -21,6 +21,12 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
 
+# Compile numba's kernels (musicdb's and librosa's) into its disk cache once, in one process:
+# test workers that all compiled them at the same moment on a fresh machine left a cache file
+# that crashed every later load (SIGSEGV in librosa's peak_pick). The forkserver of a real
+# ingest does the same (musicdb.workers.preload).
+.venv/bin/python -c "import musicdb.workers.preload"
+
 set +e
 # On every core; a module whose tests share a module-scoped fixture stays on one worker
 # (tests/conftest.py marks it), so the fixture is built once. `bash test.sh -n 0` runs serially.
