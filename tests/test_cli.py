@@ -160,9 +160,10 @@ def test_demo_and_its_queries(tmp_path, run, shell):
     assert len(queries) >= 2
     grouped = 0
     for argv in queries:
-        assert Path(argv[1]) == db, argv
-        assert argv[2] == "-c", argv
-        sql = argv[3]
+        assert argv[1] == "-readonly", argv  # never holds the write lock over the file
+        assert Path(argv[2]) == db, argv
+        assert argv[3] == "-c", argv
+        sql = argv[4]
         rows = shell(db, sql)
         assert rows, sql
         assert sql.startswith("SELECT label,"), sql

@@ -162,8 +162,8 @@ def demo(
     out.print(f"""
 [bold]Try next:[/bold]
   {me} info --db {db}
-  {shell} {db} -c "SELECT label, count(*) AS songs, round(avg(bpm)) AS bpm, round(avg(centroid_a)) AS centroid_hz FROM features_seed55 GROUP BY label ORDER BY label"
-  {shell} {db} -c "SELECT label, title, snippet, start_s, end_s, round(zcr_a, 3) AS zcr FROM snippets_seed55 ORDER BY label, title, snippet"
+  {shell} -readonly {db} -c "SELECT label, count(*) AS songs, round(avg(bpm)) AS bpm, round(avg(centroid_a)) AS centroid_hz FROM features_seed55 GROUP BY label ORDER BY label"
+  {shell} -readonly {db} -c "SELECT label, title, snippet, start_s, end_s, round(zcr_a, 3) AS zcr FROM snippets_seed55 ORDER BY label, title, snippet"
   {me} similar "Click Machine" --db {db}
   {me} similar "Click Machine - Song 1" --songs --explain --db {db}
   {me} heatmap -o artists.html --db {db}
