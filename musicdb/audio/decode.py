@@ -16,22 +16,17 @@ import av
 import numpy as np
 import soundfile as sf
 import soxr
-from mutagen import MutagenError
-from mutagen.mp3 import MPEGInfo, VBRIHeader, VBRIHeaderError, XingHeader, XingHeaderError
-from mutagen.ogg import OggPage
 
+from musicdb.audio.lengths import (
+    MIN_DECODED_SHARE,
+    check_length,
+    check_ogg_end,
+    mp3_states_length,
+)
+from musicdb.audio.mixdown import BLOCK, Frames, mix
 from musicdb.errors import DecodeError
 
 TARGET_SR = 22050
-BLOCK = 1 << 16  # input frames per read: memory stays bounded on long files
-# Where the declared length is an estimate (from a bitrate, from an Ogg file's last page) a
-# file that decodes to less than this share of it is truncated; a decoding error that leaves
-# at least this share (a damaged last packet, seen in real game music) keeps the song.
-MIN_DECODED_SHARE = 0.9
-# Where the header states the exact length (FLAC's sample count, an MP3's Xing/Info/VBRI frame
-# count) only a damaged last packet may be missing: a file cut at 95 % is truncated too.
-EXACT_LENGTH_SHARE = 0.99
-LAST_PACKET_S = 0.2
 # ffmpeg is killed past this deadline: a floor, plus a share of the declared length (it
 # decodes at hundreds of times real time; this allows 2x). ffprobe only reads the headers.
 FFMPEG_DEADLINE_S = 60.0
@@ -82,7 +77,7 @@ def decode(path: Path, *, sr: int = TARGET_SR, sink: SampleSink | None = None) -
         decoded = None
         head = _head(path, 4)
         if head == b"OggS":
-            _check_ogg_end(path)
+            check_ogg_end(path)
         if head in PYAV_MAGIC:
             decoded = _decode_pyav(path, sr, sink)  # None when it is not Ogg audio after all
         decoded = decoded or _decode_soundfile(path, sr, sink)
@@ -113,60 +108,6 @@ def _head(path: Path, size: int) -> bytes:
             return f.read(size)
     except OSError as exc:
         raise DecodeError(path, f"cannot read it: {exc.strerror or exc}") from exc
-
-
-def _check_ogg_end(path: Path) -> None:
-    """A complete Ogg stream ends with a page flagged end-of-stream; a cut file lacks it.
-
-    Ogg states no length anywhere (decoders take it from the last page present), so the
-    missing flag is the only sign that a Vorbis or Opus file was cut short.
-    """
-    try:
-        with path.open("rb") as f:
-            last = OggPage.find_last(f, OggPage(f).serial)
-    except (MutagenError, OSError, EOFError):
-        return  # not a readable Ogg stream: the decoders say what is wrong with it
-    if last is not None and not last.last:
-        raise DecodeError(path, "truncated: the Ogg stream stops before its end-of-stream page "
-                          "(the file was cut short, e.g. by an interrupted download or copy)")
-
-
-def _mp3_states_length(path: Path) -> bool:
-    """Whether an MP3's first frame holds a Xing/Info or VBRI header with its frame count.
-
-    Without one every decoder estimates the length from the file size, so a cut file looks
-    complete: its truncation cannot be seen.
-    """
-    try:
-        with path.open("rb") as f:
-            info = MPEGInfo(f)
-            if info.layer != 3:
-                return False
-            for header, not_there in ((XingHeader, XingHeaderError),
-                                      (VBRIHeader, VBRIHeaderError)):
-                f.seek(info.frame_offset + header.get_offset(info))
-                try:
-                    return header(f).frames > 0
-                except not_there:
-                    continue
-    except (MutagenError, OSError, EOFError):
-        return False
-    return False
-
-
-def _check_length(path: Path, decoded_s: float, declared_s: float, *, exact: bool) -> None:
-    """Truncated when clearly less than the declared length decoded.
-
-    An exact declared length allows only a damaged last packet's loss; an estimate (from a
-    bitrate, or the last page of an Ogg file) the MIN_DECODED_SHARE margin.
-    """
-    if declared_s <= 0:
-        return
-    needed = (EXACT_LENGTH_SHARE * declared_s - LAST_PACKET_S if exact
-              else MIN_DECODED_SHARE * declared_s)
-    if decoded_s < needed:
-        raise DecodeError(path, f"truncated: decoded {decoded_s:.1f} s of the "
-                          f"{declared_s:.1f} s its header declares")
 
 
 def _deadline_s(declared_s: float) -> float:
@@ -252,7 +193,7 @@ def _decode_soundfile(path: Path, sr: int, sink: SampleSink | None = None) -> De
             # Not f.blocks(): past a cut file's real end it repeats the last block's samples
             # up to the declared length, which hides the truncation.
             while len(block := f.read(BLOCK, dtype="float32", always_2d=True)):
-                mono = _mix(list(block.T))
+                mono = mix(list(block.T))
                 if floats:
                     nonfinite += int(np.count_nonzero(~np.isfinite(mono)))
                 signal.add(mono)
@@ -261,9 +202,9 @@ def _decode_soundfile(path: Path, sr: int, sink: SampleSink | None = None) -> De
                               f"{exc}") from exc
         if nonfinite:
             raise _not_finite(path, nonfinite)
-        exact = f.format == "FLAC" or (f.format == "MP3" and _mp3_states_length(path))
+        exact = f.format == "FLAC" or (f.format == "MP3" and mp3_states_length(path))
         read = signal.read
-        _check_length(path, read / f.samplerate, f.frames / f.samplerate, exact=exact)
+        check_length(path, read / f.samplerate, f.frames / f.samplerate, exact=exact)
         y = signal.finish()
         codec = f"{f.format}/{f.subtype}".lower()
         return Decoded(y, sr, f.samplerate, f.channels, codec, read / f.samplerate)
@@ -277,68 +218,6 @@ def _ffmpeg_reason(exc: av.FFmpegError) -> str:
 def _not_finite(path: Path, count: int) -> DecodeError:
     return DecodeError(path, f"{count} samples are NaN or infinite: a damaged float file, "
                        "nothing reliable to analyse")
-
-
-def _mix(channels: list[np.ndarray]) -> np.ndarray:
-    """Same-length channels of one sample type, as float32 mono in [-1, 1].
-
-    Summed channel by channel: a mean over an interleaved axis, with the int-to-float
-    conversion inside it, costs as much as decoding FLAC does.
-    """
-    kind = channels[0].dtype
-    mono = channels[0].astype(np.float32)
-    for channel in channels[1:]:
-        np.add(mono, channel, out=mono, casting="unsafe")
-    scale = 1.0 / len(channels)
-    if kind == np.uint8:  # unsigned 8-bit: silence is 128
-        mono -= np.float32(128 * len(channels))
-        scale /= 128.0
-    elif kind.kind == "i":  # full scale -> 1.0, as libsndfile converts
-        scale /= float(np.iinfo(kind).max) + 1.0
-    if scale != 1.0:
-        mono *= np.float32(scale)
-    return mono
-
-
-# ffmpeg's sample formats by name, without the planar "p" suffix.
-_SAMPLE_TYPES = {"flt": np.float32, "dbl": np.float64, "s16": np.int16, "s32": np.int32,
-                 "s64": np.int64, "u8": np.uint8}
-
-
-class _Frames:
-    """Decoded PyAV frames, kept as raw channel buffers and mixed down BLOCK samples at a time.
-
-    Per frame only np.frombuffer per plane: PyAV's to_ndarray stacks the planes with np.vstack
-    (~6 us a frame of ~1,000 samples: a fifth of the cost of decoding Vorbis).
-    """
-
-    def __init__(self, signal: _Signal, channels: int) -> None:
-        self.signal, self.channels = signal, channels
-        self.planes: list[list[np.ndarray]] = []  # per frame: one buffer per plane
-        self.planar, self.waiting = True, 0
-
-    def add(self, frame: av.AudioFrame) -> None:
-        self.planar = frame.format.is_planar
-        dtype = _SAMPLE_TYPES.get(frame.format.name.removesuffix("p"))
-        if dtype is None:  # a format not listed: PyAV's own (slower) conversion
-            self.planes.append(list(frame.to_ndarray()))
-        else:
-            count = frame.samples if self.planar else frame.samples * self.channels
-            self.planes.append([np.frombuffer(plane, dtype, count) for plane in frame.planes])
-        self.waiting += frame.samples
-        if self.waiting >= BLOCK:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.planes:
-            return
-        if self.planar:
-            mono = _mix([np.concatenate(channel) for channel in zip(*self.planes, strict=True)])
-        else:
-            joined = np.concatenate([frame[0] for frame in self.planes])
-            mono = _mix(list(joined.reshape(-1, self.channels).T))
-        self.signal.add(mono)
-        self.planes, self.waiting = [], 0
 
 
 def _decode_pyav(path: Path, sr: int, sink: SampleSink | None = None) -> Decoded | None:
@@ -361,7 +240,7 @@ def _decode_pyav(path: Path, sr: int, sink: SampleSink | None = None) -> Decoded
         else:
             declared = (container.duration or 0) / 1e6
         signal = _Signal(rate, sr, declared, sink)
-        frames = _Frames(signal, channels)
+        frames = Frames(signal, channels)
         try:
             for frame in container.decode(audio):
                 frames.add(frame)
@@ -378,8 +257,9 @@ def _decode_pyav(path: Path, sr: int, sink: SampleSink | None = None) -> Decoded
                                   f"{_ffmpeg_reason(exc)}") from exc
         frames.flush()
         read = signal.read
-        # FLAC's header counts its samples; an Ogg length is the last page's (see _check_ogg_end).
-        _check_length(path, read / rate, declared, exact=container.format.name == "flac")
+        # FLAC's header counts its samples; an Ogg length is the last page's
+        # (see lengths.check_ogg_end).
+        check_length(path, read / rate, declared, exact=container.format.name == "flac")
         codec = f"{container.format.name}/{audio.codec_context.name}"
         return Decoded(signal.finish(), sr, rate, channels, codec, read / rate)
 
@@ -471,6 +351,6 @@ def _decode_ffmpeg(path: Path, sr: int, sink: SampleSink | None = None) -> Decod
     if nonfinite:
         raise _not_finite(path, nonfinite)
     decoded_s = signal.read / info["rate"]
-    _check_length(path, decoded_s, info["duration"], exact=False)
+    check_length(path, decoded_s, info["duration"], exact=False)
     return Decoded(signal.finish(), sr, info["rate"], info["channels"],
                    f"ffmpeg/{info['codec']}", decoded_s)
