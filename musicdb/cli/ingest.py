@@ -12,14 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from musicdb.cli.app import (
-    DEFAULT_DB,
-    DbPath,
-    app,
-    err,
-    out,
-    user_errors,
-)
+from musicdb.cli.app import DEFAULT_DB, DbPath, app, err, out, user_errors
 
 if TYPE_CHECKING:
     from musicdb.ingest.run import IngestSummary

@@ -9,14 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from musicdb.cli.app import (
-    DEFAULT_DB,
-    DbPath,
-    app,
-    err,
-    out,
-    user_errors,
-)
+from musicdb.cli.app import DEFAULT_DB, DbPath, app, err, out, user_errors
 from musicdb.terminal import one_line
 
 
