@@ -64,8 +64,10 @@ def shown(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _problem(path: Path, has_audio_name: bool) -> tuple[str | None, os.stat_result | None]:
-    """(why it must not be opened, or None; its stat). Follows symlinks: the target counts."""
+def _problem(path: Path, real: Path, has_audio_name: bool
+             ) -> tuple[str | None, os.stat_result | None]:
+    """(why it must not be opened, or None; its stat). Follows symlinks: the target (`real`,
+    the resolved path) counts."""
     try:
         st = path.stat()
     except OSError as exc:
@@ -79,7 +81,7 @@ def _problem(path: Path, has_audio_name: bool) -> tuple[str | None, os.stat_resu
     if not stat.S_ISREG(st.st_mode):
         kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
         return (f"{kind}, not an audio file: skipped" if has_audio_name else "skip"), st
-    if storable(Path(os.path.realpath(path))) is None:
+    if storable(real) is None:
         return NOT_UTF8, st
     if not os.access(path, os.R_OK):
         return "cannot read it: permission denied", st
@@ -131,12 +133,13 @@ def find_audio(paths: list[Path], unreadable: list[tuple[str, str]] | None = Non
         root, files = _walk(Path(given).expanduser().absolute(), unreadable)
         for path in files:
             has_audio_name = path.suffix.lower() in AUDIO_EXTENSIONS
-            problem, st = _problem(path, has_audio_name)
+            resolved = Path(os.path.realpath(path))
+            problem, st = _problem(path, resolved, has_audio_name)
             if problem == "skip":
                 continue
             if problem is None and not has_audio_name and not _is_audio(path):
                 continue
-            real = Path(os.path.realpath(path)) if problem is None else path
+            real = resolved if problem is None else path  # a broken link: its own name
             label_root = root if path.is_relative_to(root) else path.parent
             label = _folder_label(path, label_root)
             if problem and storable(real) is None:  # recorded under a printable name
