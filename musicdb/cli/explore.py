@@ -1,4 +1,4 @@
-"""`musicdb similar`, `heatmap`, `map`: the library's sonic neighbourhoods."""
+"""`musicdb similar`, `heatmap`: the library's sonic neighbourhoods (`map` is in maps.py)."""
 
 from __future__ import annotations
 
@@ -146,75 +146,3 @@ def heatmap(
     out.print(f"Wrote a heatmap of {len(matrix.names)} labels to {escape(str(output))}",
               soft_wrap=True, highlight=False)
 
-
-@app.command("map")
-def map_(
-    method: Annotated[str, typer.Option(
-        help="svd (fast, linear), tsne (openTSNE; scikit-learn's Barnes-Hut without it) or "
-        "umap (needs the optional umap-learn).")] = "tsne",
-    labels: Annotated[str | None, typer.Option(
-        help="Comma-separated labels to draw, e.g. TheFlashbulb,Zero7 [default: all].")] = None,
-    top: Annotated[int | None, typer.Option(min=1, help="Keep the N largest labels.")] = None,
-    label_from: LabelFrom = "auto",
-    feature_set: Annotated[str | None, typer.Option(
-        help="Feature set (default: 'default' if present, else the set with most songs).")
-    ] = None,
-    unit: Annotated[str, typer.Option(help="song (whole songs) or snippet.")] = "song",
-    perplexity: Annotated[float, typer.Option(
-        min=1, help="t-SNE perplexity (lowered to (n-1)/3 on small maps).")] = 30.0,
-    learning_rate: Annotated[float | None, typer.Option(
-        min=1, help="t-SNE learning rate [default: auto, n/48].")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same map.")] = 0,
-    color_by: Annotated[str, typer.Option(
-        help="label, or album (e.g. one artist's albums with --labels NAME).")] = "label",
-    from_run: Annotated[int | None, typer.Option(
-        help="Redraw a stored run (see the map_runs table) without projecting again.")] = None,
-    output: Annotated[Path | None, typer.Option(
-        "-o", "--output", dir_okay=False,
-        help="The HTML file [default: named after the options, e.g. "
-        "map-study55-tsne-song-p30-seed0.html].")] = None,
-    open_page: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")
-    ] = False,
-    db: DbPath = DEFAULT_DB,
-) -> None:
-    """Map songs (or snippets) in 2-D: an interactive, self-contained HTML page.
-
-    Features are standardised first. One legend entry per label (click toggles it, double
-    click isolates it), a stable colour per label; clicking a point plays the song from its
-    file and lists its 5 nearest songs. Every run is stored (map_runs, map_points).
-    """
-    import time
-    import webbrowser
-
-    from musicdb.maps.runs import default_output, load_run, make_map
-    from musicdb.plots.mapplot import write_page
-    from musicdb.store import database as store
-
-    names = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
-    started = time.perf_counter()
-    with user_errors(), store.connect(db, read_only=from_run is not None) as con:
-        if from_run is not None:
-            run = load_run(con, from_run)
-        else:
-            with err.status("Projecting ...") as status:
-                run = make_map(con, method=method, feature_set=feature_set,
-                               label_from=label_from, labels=names, top=top, unit=unit,
-                               perplexity=perplexity, learning_rate=learning_rate, seed=seed,
-                               color_by=color_by,
-                               on_project=lambda what: status.update(f"Projecting: {what} ..."))
-            err.print(f"Projected {len(run.xy):,} {unit}s ({run.method}) in {run.seconds:.1f} s",
-                      highlight=False)
-            if "perplexity_asked" in run.params:
-                err.print(f"[yellow]Perplexity lowered to {run.params['perplexity']} for "
-                          f"{len(run.xy)} points[/yellow]")
-        page = output or default_output(method=run.method, feature_set=run.feature_set,
-                                        unit=run.unit, labels=run.labels if names else None,
-                                        top=top,
-                                        color_by=run.color_by, perplexity=perplexity,
-                                        seed=seed, from_run=from_run)
-        write_page(run, page)
-    out.print(f"Wrote map run {run.run_id} ({len(run.xy):,} points, {len(set(run.groups))} "
-              f"{'albums' if run.color_by == 'album' else 'labels'}) to {escape(str(page))} "
-              f"in {time.perf_counter() - started:.1f} s", soft_wrap=True, highlight=False)
-    if open_page:
-        webbrowser.open(page.resolve().as_uri())
