@@ -73,7 +73,7 @@ def test_info_after_an_import(tmp_path, run):
     assert f"schema version {migrations}" in text
     assert "songs: 0 ok, 0 error, 0 missing; 2,333 imported without audio" in text
     assert "snippets: 0" in text
-    assert "study55 1 imported 55 2,333 0" in text
+    assert "study55 1 imported 55 2333 0" in text  # a pipe: full values, no separators
     # The top labels, largest first, with the study's counts.
     assert "TheFlashbulb 560 Classical 467 Xmas 323 BoardsOfCanada 214" in text
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from musicdb.cli.app import DEFAULT_DB, DbPath, app, err, out, user_errors
+from musicdb.cli.output import OutputFormat, output_format, print_json, print_rows
 from musicdb.terminal import one_line
+
+if TYPE_CHECKING:
+    from musicdb.store.info import LibraryInfo
 
 
 @app.command("import")
@@ -61,30 +64,48 @@ def export(
         out.print(f"{escape(str(path))}\t{rows:,} rows", soft_wrap=True, highlight=False)
 
 
-@app.command()
-def info(db: DbPath = DEFAULT_DB) -> None:
-    """What the database holds: songs, snippets, hours, feature sets, top labels."""
-    from musicdb.store import database as store
-    from musicdb.store.info import library_info
+InfoJson = Annotated[bool, typer.Option(
+    "--json", help="Print one JSON object: every number below (not with --csv).")]
+InfoCsv = Annotated[bool, typer.Option(
+    "--csv", help="Print the feature-set table as CSV (not with --json).")]
 
+
+@app.command()
+def info(db: DbPath = DEFAULT_DB, as_json: InfoJson = False, as_csv: InfoCsv = False) -> None:
+    """What the database holds: songs, snippets, hours, feature sets, top labels.
+
+    Snippets are counted once however many feature sets describe them; the table gives each
+    set's own count.
+    """
+    from musicdb.store import database as store
+    from musicdb.store.info import SET_COLUMNS, library_info
+
+    fmt = output_format(as_json, as_csv)
     with user_errors(), store.connect(db, read_only=True) as con:
         i = library_info(con)
-    out.print(f"[bold]{escape(str(db))}[/bold]  schema version {i.schema_version}",
-              soft_wrap=True)
-    out.print(f"songs: {i.songs['ok']:,} ok, {i.songs['error']:,} error, "
-              f"{i.songs['missing']:,} missing; {i.imported:,} imported without audio")
-    out.print(f"snippets: {i.snippets:,}   audio: {i.audio_hours:.2f} h")
-    sets = Table("feature set", "version", "kind", "features", "songs", "snippets")
-    for name, version, kind, n, songs, snippets in i.feature_sets:
-        sets.add_row(escape(name), str(version), kind, str(n), f"{songs:,}", f"{snippets:,}")
-    out.print(sets)
-    labels = Table("label (auto)", "songs")
-    for label, n in i.top_labels:
-        labels.add_row(escape(str(label)), f"{n:,}")
-    out.print(labels)
+    if fmt is OutputFormat.JSON:
+        print_json({"database": str(db)} | i.as_json())
+    elif fmt is OutputFormat.CSV:
+        print_rows(SET_COLUMNS, i.feature_sets, fmt)
+    else:
+        print_info(db, i, fmt)
     if i.similarity_stale:
         err.print("[yellow]The similarity tables are out of date[/yellow] (a run stopped before "
                   "rebuilding them): the next write command (ingest, import) rebuilds them.")
+
+
+def print_info(db: Path, i: LibraryInfo, fmt: OutputFormat) -> None:
+    """`info` for people: a few lines, the feature sets and the top labels as tables."""
+    out.print(f"[bold]{escape(str(db))}[/bold]  schema version {i.schema_version}",
+              soft_wrap=True)
+    out.print(f"songs: {i.songs['ok']:,} ok, {i.songs['error']:,} error, "
+              f"{i.songs['missing']:,} missing; {i.imported:,} imported without audio",
+              soft_wrap=True)
+    out.print(f"snippets: {i.snippets:,} (each once, over all feature sets)   "
+              f"audio: {i.audio_hours:.2f} h", soft_wrap=True)
+    print_rows(["feature set", "version", "kind", "features", "songs", "snippets"],
+               i.feature_sets, fmt, terminal={"version": str})
+    print_rows(["label (auto)", "songs"], i.top_labels, fmt)
     for path, error in i.recent_errors:
         out.print(f"[red]error[/red] {one_line(path)}: {one_line(error or '')}",
                   soft_wrap=True, highlight=False)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 
 from musicdb.store.database import schema_version, similarity_stale
 
+# The columns of LibraryInfo.feature_sets (and of `musicdb info --csv`).
+SET_COLUMNS = ("feature_set", "version", "kind", "features", "songs", "snippets")
 
 @dataclass
 class LibraryInfo:
@@ -23,6 +26,21 @@ class LibraryInfo:
     # the shell's macros answer from the old numbers until the next write command rebuilds them.
     similarity_stale: bool = False
 
+    def as_json(self) -> dict[str, Any]:
+        """Every number of `musicdb info`, named: what `info --json` prints."""
+        return {
+            "schema_version": self.schema_version,
+            "songs": self.songs | {"imported": self.imported},
+            "snippets": self.snippets,
+            "audio_hours": self.audio_hours,
+            "feature_sets": [dict(zip(SET_COLUMNS, row, strict=True))
+                             for row in self.feature_sets],
+            "top_labels": [{"label": label, "songs": n} for label, n in self.top_labels],
+            "recent_errors": [{"path": path, "error": error}
+                              for path, error in self.recent_errors],
+            "similarity_stale": self.similarity_stale,
+        }
+
 
 def library_info(con: duckdb.DuckDBPyConnection, *, top: int = 10) -> LibraryInfo:
     by_status = dict(con.execute(
@@ -30,7 +48,8 @@ def library_info(con: duckdb.DuckDBPyConnection, *, top: int = 10) -> LibraryInf
     imported = con.execute("SELECT count(*) FROM songs WHERE source = 'import'").fetchone()[0]
     hours = con.execute("SELECT coalesce(sum(duration_s), 0) / 3600 FROM songs "
                         "WHERE source = 'scan' AND status = 'ok'").fetchone()[0]
-    # Snippets of songs, not rows: each feature set stores its own row per snippet.
+    # Snippets of songs, each counted once: every feature set stores its own row per snippet
+    # (two sets over 156 snippets are 312 rows); the per-set counts are in `sets`.
     snippets = con.execute("SELECT count(*) FROM (SELECT DISTINCT song_id, snippet FROM features "
                            "WHERE snippet >= 0)").fetchone()[0]
     sets = con.execute("SELECT name, version, kind, n_features, songs, snippets "
