@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,16 +13,57 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from musicdb import __version__
 from musicdb.errors import MusicdbError
 
 app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    # Plain help text, as Click writes it: help strings are text, not rich markup (which ate
+    # every "[default: all cores]" and left "Worker processes ."), flags show no "<bool>", and
+    # nothing is boxed, so a long path or option is not wrapped inside a frame.
+    rich_markup_mode=None,
     help="musicdb: a music feature store with a SQL face. Audio features for whole songs and "
     "snippets, in one DuckDB file you can query from the duckdb shell.",
 )
 out = Console()
 err = Console(stderr=True)
+
+
+def _element_types() -> None:
+    """Help shows a repeatable value by its element's type, `PATH... <Path>` and
+    `--exclude-label <str>`, not Python's `<list[Path]>` (Typer 0.2x writes the annotation)."""
+    from typer.core import _TyperParameter
+
+    shown = _TyperParameter.display_type
+    if getattr(shown, "musicdb", False):
+        return
+
+    def display_type(self, ctx):  # Typer's own signature
+        return re.sub(r"list\[(.*)\]", r"\1", shown(self, ctx))
+
+    display_type.musicdb = True
+    _TyperParameter.display_type = display_type
+
+
+_element_types()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import duckdb
+
+        out.print(f"musicdb {__version__} (duckdb {duckdb.__version__}, Python "
+                  f"{sys.version.split()[0]})", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="Print the version (and duckdb's, whose file format the shell must share) and "
+             "exit.")] = False) -> None:
+    """Options before the command name."""
 
 DbPath = Annotated[
     Path,
