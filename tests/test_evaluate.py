@@ -82,7 +82,7 @@ def test_same_seed_same_metrics_and_stored_rows_match_json(run, study: Path) -> 
     listed = run("evaluations", "--experiment", "classical-vs-taylor", "--json", "--db", study)
     assert [r["evaluation_id"] for r in json.loads(listed.stdout)][-2:] == [eid, eid + 1]
     # Without --keep only the latest model file stays.
-    assert sorted(p.name for p in (study.parent / "models").glob("classical-vs-taylor-*")) == [
+    assert sorted(p.name for p in models.models_dir(study).glob("classical-vs-taylor-*")) == [
         f"classical-vs-taylor-{eid + 1}.skops"]
 
 

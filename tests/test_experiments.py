@@ -62,7 +62,17 @@ def test_create_show_delete(run, study: Path) -> None:
 
 
 def test_missing_labels_are_named(run, study: Path) -> None:
-    run("experiment", "create", "nobody", "--labels", "Classical,Nobody,Ghost", "--db", study)
+    refused = run("experiment", "create", "nobody", "--labels", "Classical,Nobody,Ghost",
+                  "--db", study, code=1)
+    assert "no labels 'Nobody', 'Ghost' under the 'auto' rule" in refused.output
+    assert "no experiment 'nobody'" in run("experiment", "show", "nobody", "--db", study,
+                                           code=1).output
+    # A preset whose labels the library lacks still says so when evaluated.
+    with duckdb.connect(str(study)) as con:
+        con.execute("INSERT INTO experiments (name, labels, label_from, unit, split, "
+                    "test_fraction, seed, model, preset) VALUES ('nobody', "
+                    "['Classical', 'Nobody', 'Ghost'], 'auto', 'song', 'hash', 0.4, 0, "
+                    "'ensemble', false)")
     result = run("evaluate", "--experiment", "nobody", "--db", study, code=1)
     assert "Nobody, Ghost" in result.output
     assert "musicdb experiment create" in result.output

@@ -302,7 +302,7 @@ def test_model_files_live_in_one_folder_and_a_tampered_path_deletes_nothing(run,
     result = json.loads(run("evaluate", "--experiment", "pair", "--no-prune", "--json",
                             "--db", db).stdout)
     written = db.parent / result["model_path"]
-    assert written.parent == models_dir(db) == tmp_path / "models"
+    assert written.parent == models_dir(db) == tmp_path / "m.duckdb.models"
     assert written.is_file()
     labels = json.loads(run("predict", "1", "--experiment", "pair", "--json", "--db", db
                             ).stdout)[0]["labels"]

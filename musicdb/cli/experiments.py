@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from musicdb.cli.app import DEFAULT_DB, DbPath, LabelFrom, app, err, out, user_errors
-from musicdb.terminal import one_line
+from musicdb.cli.output import AsCsv, AsJson, OutputFormat, output_format, print_json, print_rows
+from musicdb.terminal import one_line, plural
 
 experiment_app = typer.Typer(no_args_is_help=True)
 app.add_typer(experiment_app, name="experiment")
@@ -36,7 +37,9 @@ def literal(*values: object) -> list[str]:
 @experiment_app.command("create")
 def experiment_create(
     name: Annotated[str, typer.Argument(help="Lower-case name, e.g. xmas-snippets.")],
-    labels: Annotated[str, typer.Option(help="Comma-separated labels, e.g. Classical,Xmas.")],
+    labels: Annotated[str, typer.Option(
+        help="Comma-separated labels, e.g. Classical,Xmas (matched up to case and accents), "
+        "or 'all': every label of the rule with at least --min-songs songs.")],
     label_from: LabelFrom = "auto",
     feature_set: Annotated[str | None, typer.Option(
         help="Feature set [default: the library's default set when evaluated].")] = None,
@@ -47,6 +50,9 @@ def experiment_create(
     test_fraction: Annotated[float, typer.Option(help="Share of songs on the test side.")] = 0.4,
     seed: Annotated[int, typer.Option(help="Seed of the split hash and the model.")] = 0,
     model: Annotated[str, typer.Option(help="ensemble, rf, hgb, svc or logreg.")] = "ensemble",
+    min_songs: Annotated[int, typer.Option(
+        "--min-songs", min=1, help="With --labels all: leave out labels with fewer songs.")
+    ] = 5,
     db: DbPath = DEFAULT_DB,
 ) -> None:
     """Define an experiment (stored in the database's experiments table)."""
@@ -56,26 +62,42 @@ def experiment_create(
     spec = ex.Experiment(name, [s.strip() for s in labels.split(",") if s.strip()], label_from,
                          feature_set, unit, split, test_fraction, seed, model)
     with user_errors(), store.connect(db) as con:
-        made = ex.create(con, spec)
-    err.print(f"Created experiment [bold]{escape(made.name)}[/bold] ({len(made.labels)} "
-              f"labels). Try: musicdb evaluate --experiment {escape(made.name)} --cv 5")
+        made = ex.create(con, spec, min_songs=min_songs)
+        counts = ex.label_counts(con, made)
+    sizes = ", ".join(f"{escape(label)} {counts.get(label, 0):,}" for label in made.labels)
+    err.print(f"Created experiment [bold]{escape(made.name)}[/bold] with "
+              f"{plural(len(made.labels), 'label')} (songs: {sizes}). Try: musicdb evaluate "
+              f"--experiment {escape(made.name)} --cv 5", soft_wrap=True, highlight=False)
+
+
+EXPERIMENT_COLUMNS = ["name", "preset", "labels", "label_from", "feature_set", "unit", "split",
+                      "test_fraction", "seed", "model"]
+
+
+def _experiment_row(e, *, joined: bool) -> tuple:  # e: experiments.Experiment
+    """A row of EXPERIMENT_COLUMNS; `joined`: the labels as one JSON array text (CSV, pipes)."""
+    import json
+
+    labels = json.dumps(e.labels, ensure_ascii=False) if joined else e.labels
+    return (e.name, e.preset, labels, e.label_from, e.feature_set, e.unit, e.split,
+            e.test_fraction, e.seed, e.model)
 
 
 @experiment_app.command("list")
-def experiment_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    db: DbPath = DEFAULT_DB,
-) -> None:
+def experiment_list(as_json: AsJson = False, as_csv: AsCsv = False,
+                    db: DbPath = DEFAULT_DB) -> None:
     """List experiments (presets first)."""
-    import json
-
     from musicdb.ml import experiments as ex
     from musicdb.store import database as store
 
+    fmt = output_format(as_json, as_csv)
     with user_errors(), store.connect(db, read_only=True) as con:
         found = ex.list_all(con)
-    if as_json:
-        print(json.dumps([e.as_dict() for e in found], indent=2))
+    if fmt is OutputFormat.JSON:
+        print_json([e.as_dict() for e in found])
+        return
+    if fmt is OutputFormat.CSV or not out.is_terminal:
+        print_rows(EXPERIMENT_COLUMNS, [_experiment_row(e, joined=True) for e in found], fmt)
         return
     table = Table("name", "labels", "rule", "feature set", "unit", "split", "test", "model")
     table.columns[0].no_wrap = True
@@ -87,16 +109,23 @@ def experiment_list(
 
 
 @experiment_app.command("show")
-def experiment_show(name: str, db: DbPath = DEFAULT_DB) -> None:
-    """Show an experiment's definition as JSON."""
-    import json
-
+def experiment_show(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the default).")] = False,
+    as_csv: AsCsv = False,
+    db: DbPath = DEFAULT_DB,
+) -> None:
+    """Show an experiment's definition as JSON (or with --csv, one CSV row)."""
     from musicdb.ml import experiments as ex
     from musicdb.store import database as store
 
+    fmt = output_format(as_json, as_csv)
     with user_errors(), store.connect(db, read_only=True) as con:
         found = ex.get(con, name)
-    print(json.dumps(found.as_dict(), indent=2))
+    if fmt is OutputFormat.CSV:
+        print_rows(EXPERIMENT_COLUMNS, [_experiment_row(found, joined=True)], fmt)
+    else:
+        print_json(found.as_dict())
 
 
 @experiment_app.command("delete")
@@ -107,7 +136,7 @@ def experiment_delete(name: str, db: DbPath = DEFAULT_DB) -> None:
 
     with user_errors(), store.connect(db) as con:
         n = ex.delete(con, name, db)
-    err.print(f"Deleted experiment {escape(name)} and {n} evaluation(s).")
+    err.print(f"Deleted experiment {escape(name)} and {plural(n, 'evaluation')}.")
 
 
 @app.command()
@@ -135,17 +164,19 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     db: DbPath = DEFAULT_DB,
 ) -> None:
-    """Train and score an experiment's model; store the evaluation and the model (skops)."""
-    import json
+    """Train and score an experiment's model; store the evaluation and the model (skops).
 
+    A progress bar on stderr shows each fit (every fold, the model kept, album folds).
+    """
+    from musicdb.cli.ml_progress import EvaluateProgress
     from musicdb.ml import experiments as ex
     from musicdb.ml.evaluate import evaluate as run_evaluate
     from musicdb.store import database as store
 
-    with user_errors(), store.connect(db) as con:
+    with user_errors(), store.connect(db) as con, EvaluateProgress(err) as progress:
         result = run_evaluate(con, ex.get(con, experiment), db, cv=cv, prune=prune, seed=seed,
                               model=model, feature_set=feature_set, keep=keep,
-                              measure_album_effect=album_effect)
+                              measure_album_effect=album_effect, progress=progress)
     if html is not None:
         from musicdb.plots.report import write_report
 
@@ -153,7 +184,7 @@ def evaluate(
             write_report(html, result)
         err.print(f"Wrote {escape(str(html))}")
     if as_json:
-        print(json.dumps(result.as_json(), indent=2))
+        print_json(result.as_json())
         return
     _render_evaluation(result)
 
@@ -162,7 +193,8 @@ def _render_evaluation(r) -> None:  # r: evaluate.Evaluation
     how = f"{r.cv}-fold CV (mean ± std)" if r.cv else "train/test split"
     out.print(f"[bold]{escape(r.experiment)}[/bold] · {escape(r.feature_set)} · "
               f"{escape(r.model)} · {how} · "
-              f"{r.n_songs:,} songs · {len(r.kept_features)}/{r.n_features} features · "
+              f"{plural(r.n_songs, 'song')} · {len(r.kept_features)}/"
+              f"{plural(r.n_features, 'feature')} · "
               f"evaluation {r.evaluation_id} · {r.wall_s:.1f} s", highlight=False, soft_wrap=True)
     table = Table("metric", "value")
     for k, v in r.metrics.items():
@@ -177,42 +209,45 @@ def _render_evaluation(r) -> None:  # r: evaluate.Evaluation
     out.print("top features: " + ", ".join(
         f"{escape(i['feature'])} {i['importance']:.3f}" for i in r.importances[:8]),
         soft_wrap=True)
-    out.print(f"model: {escape(str(r.model_path))}")
+    out.print(f"model: {escape(str(r.model_path))}", soft_wrap=True)
     if "album_effect" in r.extra:
         a = r.extra["album_effect"]
-        out.print(f"album effect ({a['albums']} albums): accuracy "
+        out.print(f"album effect ({plural(a['albums'], 'album')}): accuracy "
                   f"{a['accuracy_album_folds']:.3f} with whole albums per fold, "
                   f"{a['accuracy_inflation']:+.3f} inflation from split albums; macro-F1 "
                   f"{a['macro_f1_album_folds']:.3f} ({a['macro_f1_inflation']:+.3f})",
                   soft_wrap=True, highlight=False)
 
 
+# The columns `evaluations` shows on a terminal (and a pipe); --json and --csv give them all.
+EVALUATION_COLUMNS = ["evaluation_id", "experiment", "feature_set", "model", "cv", "prune",
+                      "accuracy", "macro_f1", "log_loss", "n_kept", "n_features", "wall_s"]
+EVALUATION_LOOK = {"evaluation_id": str, "cv": str, "accuracy": "{:.3f}".format,
+                   "macro_f1": "{:.3f}".format, "log_loss": "{:.3f}".format,
+                   "wall_s": "{:.1f}".format}
+
+
 @app.command()
 def evaluations(
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: AsJson = False,
+    as_csv: AsCsv = False,
     db: DbPath = DEFAULT_DB,
 ) -> None:
     """List stored evaluations (the evaluation_comparison view)."""
-    import json
-
     from musicdb.ml.evaluate import list_evaluations
     from musicdb.store import database as store
 
+    fmt = output_format(as_json, as_csv)
     with user_errors(), store.connect(db, read_only=True) as con:
         rows = list_evaluations(con, experiment)
-    if as_json:
-        print(json.dumps(rows, indent=2, default=str))
-        return
-    table = Table("id", "experiment", "set", "model", "cv", "prune", "accuracy", "macro-F1",
-                  "log-loss", "kept", "s")
-    for r in rows:
-        table.add_row(*literal(r["evaluation_id"], r["experiment"], r["feature_set"],
-                               r["model"], r["cv"], "yes" if r["prune"] else "no",
-                               f"{r['accuracy']:.3f}", f"{r['macro_f1']:.3f}",
-                               f"{r['log_loss']:.3f}", f"{r['n_kept']}/{r['n_features']}",
-                               f"{r['wall_s']:.1f}"))
-    out.print(table)
+    columns = EVALUATION_COLUMNS if fmt is OutputFormat.TABLE else (
+        list(rows[0]) if rows else EVALUATION_COLUMNS)
+    print_rows(columns, [tuple(r[c] for c in columns) for r in rows], fmt,
+               terminal=EVALUATION_LOOK)
+
+
+PREDICTION_COLUMNS = ["query", "song_id", "rank", "label", "probability"]
 
 
 @app.command()
@@ -220,21 +255,35 @@ def predict(
     items: Annotated[list[str], typer.Argument(help="Audio files, or song ids in the library.")],
     experiment: Annotated[str, typer.Option(help="Whose stored model to use.")],
     top: Annotated[int, typer.Option(min=1, help="Labels shown per item.")] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print JSON: per item its query, song_id and labels.")] = False,
+    as_csv: Annotated[bool, typer.Option(
+        "--csv", help="Print CSV: query, song_id, rank, label, probability.")] = False,
     db: DbPath = DEFAULT_DB,
 ) -> None:
-    """Top labels with probabilities from an experiment's stored (hash-checked) model."""
-    import json
+    """Top labels with probabilities from an experiment's stored (hash-checked) model.
 
+    An audio file is analysed first (seconds to a minute; stderr says so).
+    """
     from musicdb.ml import predict as pr
     from musicdb.store import database as store
 
+    fmt = output_format(as_json, as_csv)
+
+    def analysing(item: str):
+        return err.status(f"analysing {escape(item)} ...")
+
     with user_errors(), store.connect(db, read_only=True) as con:
-        results = pr.predict(con, pr.load(con, db, experiment), items)
+        results = pr.predict(con, pr.load(con, db, experiment), items, on_analyse=analysing)
     for r in results:
         r["labels"] = r["labels"][:top]
-    if as_json:
-        print(json.dumps(results, indent=2))
+    if fmt is OutputFormat.JSON:
+        print_json(results)
+        return
+    if fmt is OutputFormat.CSV or not out.is_terminal:
+        rows = [(r["query"], r["song_id"], rank, x["label"], x["probability"])
+                for r in results for rank, x in enumerate(r["labels"], start=1)]
+        print_rows(PREDICTION_COLUMNS, rows, fmt)
         return
     for r in results:
         out.print(f"[bold]{escape(r['query'])}[/bold]: " + ", ".join(

@@ -32,10 +32,28 @@ if TYPE_CHECKING:
 
 def register_sets(con: duckdb.DuckDBPyConnection, sets: tuple[str, ...],
                   snippet_seconds: float, params: FrameParams) -> dict[str, int]:
-    """Each extracted set's id for these parameters (a new version is added when needed)."""
+    """Each extracted set's id for these parameters (a new version is added when needed).
+
+    A set that this database holds as an imported set of the same name (older musicdb let
+    `import --feature-set seed55` through) is skipped with one warning line on stderr, so the
+    ingest goes on with the others; with none left it is refused.
+    """
     unknown = [s for s in sets if s not in EXTRACTORS]
     if unknown:
         raise StoreError(f"unknown feature set(s) {unknown}; extracted sets: {sorted(EXTRACTORS)}")
+    taken = {r[0] for r in con.execute(
+        "SELECT DISTINCT name FROM feature_sets WHERE kind <> 'extracted' AND list_contains(?, "
+        "name)", [list(sets)]).fetchall()}
+    import sys  # the one line goes to stderr, above an ingest's progress bar
+
+    for name in sorted(taken):
+        print(f"Warning: skipping feature set {name!r}: this database holds an imported set "
+              "of that name (from `musicdb import`), which extracted values must not mix with",
+              file=sys.stderr)
+    sets = tuple(s for s in sets if s not in taken)
+    if not sets:
+        raise StoreError(f"nothing to extract: {', '.join(map(repr, sorted(taken)))} is an "
+                         "imported feature set in this database; pass --feature-set another set")
     with transaction(con, "the feature sets"):
         ids = {name: ensure_feature_set(con, FeatureSetDef(
             name, "extracted", set_params(name, snippet_seconds, params),
@@ -46,8 +64,9 @@ def register_sets(con: duckdb.DuckDBPyConnection, sets: tuple[str, ...],
 
 
 def apply_scan(con: duckdb.DuckDBPyConnection, scan: ScanPlan) -> int:
-    """Write the plan's cheap changes (tags and folders re-read, moves, missing songs) in one
-    transaction; returns how many song rows changed."""
+    """Write the plan's cheap changes (tags and folders re-read, moves, missing songs, the new
+    mtime of touched files) in one transaction; returns how many song rows changed in what
+    the library shows (a touched file's mtime does not count)."""
     with transaction(con, "the scan's changes"):
         # Moved rows carry path/size/mtime/hash, unchanged rows do not: update each kind of row
         # only in the columns it has, or the others' would be overwritten with NULL.
@@ -55,6 +74,7 @@ def apply_scan(con: duckdb.DuckDBPyConnection, scan: ScanPlan) -> int:
         for r in scan.refresh:
             groups.setdefault(tuple(sorted(set(r) - {"song_id"})), []).append(r)
         updated = sum(_refresh(con, rows, list(columns)) for columns, rows in groups.items())
+        _refresh(con, scan.touched, ["mtime_ns"])  # not counted: nothing shown changed
         catalog.mark_missing(con, scan.gone)
         if updated or scan.moved or scan.gone:  # labels and paths changed
             mark_similarity_stale(con)

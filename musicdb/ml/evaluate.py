@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 import numpy as np
@@ -22,6 +24,29 @@ from musicdb.store.database import insert_columns
 from musicdb.store.transaction import transaction
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
+
+
+class Progress(Protocol):
+    """What a long evaluation reports: how many fits, each fit as it starts, warnings."""
+
+    def start(self, total: int) -> None: ...
+    def fitting(self, what: str) -> None: ...
+    def warn(self, text: str) -> None: ...
+
+
+class _Quiet:
+    def start(self, total: int) -> None:
+        pass
+
+    def fitting(self, what: str) -> None:
+        pass
+
+    def warn(self, text: str) -> None:
+        pass
+
+
+def n_songs(n: int) -> str:
+    return f"{n:,} song{'' if n == 1 else 's'}"
 
 
 @dataclass
@@ -74,15 +99,44 @@ def folds(data: Dataset, cv: int, seed: int) -> list[tuple[np.ndarray, np.ndarra
         if len(train) == 0 or len(test) == 0:
             raise ExperimentError("the split left one side empty: change --test-fraction")
         return [(train, test)]
+    _check_cv(data, cv)
     from sklearn.model_selection import StratifiedGroupKFold
 
     if cv < 2:
         raise ExperimentError(f"--cv {cv}: use at least 2 folds (or 0 for the train/test split)")
+    splitter = StratifiedGroupKFold(n_splits=cv, shuffle=True, random_state=seed)
+    return list(splitter.split(data.X, data.y, data.groups))
+
+
+def _check_cv(data: Dataset, cv: int) -> None:
+    """K folds need K split groups, and K of every label (each fold tests each label)."""
     n_groups = len(np.unique(data.groups))
     if n_groups < cv:
         raise ExperimentError(f"--cv {cv}: only {n_groups} split groups")
-    splitter = StratifiedGroupKFold(n_splits=cv, shuffle=True, random_state=seed)
-    return list(splitter.split(data.X, data.y, data.groups))
+    per_label = Counter(label for label, _ in set(zip(data.y.tolist(), data.groups.tolist(),
+                                                      strict=True)))
+    label, fewest = min(per_label.items(), key=lambda item: (item[1], item[0]))
+    if fewest < cv:
+        unit = "albums (split groups)" if data.groups_are_albums else "songs"
+        what = (f"use --cv {fewest} or fewer" if fewest >= 2
+                else "use --cv 0 (the train/test split), or add songs")
+        raise ExperimentError(f"--cv {cv}: label {label!r} has only {fewest} {unit}, and every "
+                              f"fold needs one of each label: {what}")
+
+
+def split_warnings(data: Dataset, classes: list[str]) -> list[str]:
+    """Labels that the train/test split leaves without a training or a test song."""
+    train = set(data.y[~data.test].tolist())
+    test = set(data.y[data.test].tolist())
+    how = ("whole albums go to one side" if data.groups_are_albums else "songs are hashed")
+    found = []
+    for label in classes:
+        if label not in train:
+            found.append(f"label {label!r} has 0 training songs ({how}): the model cannot "
+                         "predict it; lower --test-fraction, or change --split or --seed")
+        elif label not in test:
+            found.append(f"label {label!r} has no test songs: its scores are missing")
+    return found
 
 
 def fit(X: np.ndarray, y: np.ndarray, *, model: str, prune: bool, seed: int):
@@ -90,8 +144,22 @@ def fit(X: np.ndarray, y: np.ndarray, *, model: str, prune: bool, seed: int):
     importances = models.ranker(seed=seed).fit(X, y).feature_importances_
     # SelectFromModel's default: keep the features at least as important as the mean.
     kept = np.flatnonzero(importances >= importances.mean()) if prune else np.arange(X.shape[1])
+    calibration = _calibration_folds(y, model)
     with models.one_openmp_thread():
-        return models.build(model, seed=seed).fit(X[:, kept], y), kept, importances
+        fitted = models.build(model, seed=seed, calibration_folds=calibration)
+        return fitted.fit(X[:, kept], y), kept, importances
+
+
+def _calibration_folds(y: np.ndarray, model: str) -> int:
+    """The SVC's Platt scaling cross-validates inside the training rows: 5 folds, fewer when
+    a label has fewer rows (scikit-learn refuses more folds than a class has members)."""
+    fewest_label, fewest = min(Counter(y.tolist()).items(), key=lambda item: (item[1], item[0]))
+    if model in models.CALIBRATED and fewest < 2:
+        raise ExperimentError(
+            f"label {fewest_label!r} has only 1 training song here, and the {model} model "
+            "needs 2 per label (its SVC calibrates on internal folds): add songs, or use "
+            "--model rf, hgb or logreg")
+    return min(models.CALIBRATION_FOLDS, fewest)
 
 
 def song_probabilities(fitted, X: np.ndarray, song_ids: np.ndarray,
@@ -120,16 +188,27 @@ def _scores(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[s
 
 
 def run(data: Dataset, exp: Experiment, *, cv: int, prune: bool, seed: int,
-        model: str) -> tuple[Evaluation, object, np.ndarray]:
-    """Evaluate; returns the evaluation, the model to keep and its column indices."""
+        model: str, progress: Progress | None = None, final: bool = True,
+        stage: str = "fold") -> tuple[Evaluation, object, np.ndarray]:
+    """Evaluate; returns the evaluation, the model to keep and its column indices.
+
+    With CV and `final`, the model kept is fitted again on every song; `stage` names the
+    folds in the progress display."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+    progress = progress or _Quiet()
     started = time.perf_counter()
     classes = sorted(set(data.y.tolist()))
     label_of = dict(zip(data.song_ids.tolist(), data.y.tolist(), strict=False))
     fold_scores, pooled_true, pooled_proba, importances = [], [], [], []
     fitted = kept = None
-    for train, test in folds(data, cv, seed):
+    pairs = folds(data, cv, seed)
+    if cv == 0:
+        for text in split_warnings(data, classes):
+            progress.warn(text)
+    for k, (train, test) in enumerate(pairs, start=1):
+        progress.fitting(f"{stage} {k}/{len(pairs)} · {model}" if cv else
+                         f"train side ({n_songs(len(np.unique(data.song_ids[train])))}) · {model}")
         fitted, kept, imp = fit(data.X[train], data.y[train], model=model, prune=prune,
                                 seed=seed)
         songs, proba = song_probabilities(fitted, data.X[test][:, kept], data.song_ids[test],
@@ -139,7 +218,8 @@ def run(data: Dataset, exp: Experiment, *, cv: int, prune: bool, seed: int,
         pooled_true.append(y_true)
         pooled_proba.append(proba)
         importances.append(imp)
-    if cv:  # the model to keep is trained on every song of the experiment
+    if cv and final:  # the model to keep is trained on every song of the experiment
+        progress.fitting(f"the model kept, on all {n_songs(data.n_songs)} · {model}")
         fitted, kept, _ = fit(data.X, data.y, model=model, prune=prune, seed=seed)
     y_true = np.concatenate(pooled_true)
     y_pred = np.asarray(classes)[np.concatenate(pooled_proba).argmax(axis=1)]
@@ -189,13 +269,14 @@ def _params(fitted) -> str:
 def store(con: duckdb.DuckDBPyConnection, ev: Evaluation, data: Dataset, exp: Experiment,
           fitted, kept: np.ndarray, db: Path, *, keep: bool = False) -> Evaluation:
     """Insert the evaluation and its details; write the model file beside the database."""
+    models.adopt_legacy(con, db)  # files of this database still in the shared models/ folder
     ev.evaluation_id = con.execute("SELECT nextval('evaluation_id_seq')").fetchone()[0]
-    rel = models.relative_path(exp.name, ev.evaluation_id)
+    rel = models.relative_path(db, exp.name, ev.evaluation_id)
     file = models.stored_path(db, rel)
     digest = models.save(fitted, file)
     size = file.stat().st_size
     ev.model_path = rel
-    old = con.execute("SELECT evaluation_id, path FROM models WHERE experiment = ?",
+    old = con.execute("SELECT evaluation_id, path, sha256 FROM models WHERE experiment = ?",
                       [exp.name]).fetchall()
     m = ev.metrics
     try:
@@ -232,19 +313,19 @@ def store(con: duckdb.DuckDBPyConnection, ev: Evaluation, data: Dataset, exp: Ex
                         [ev.evaluation_id, exp.name, rel, digest, size,
                          [str(c) for c in fitted.classes_], [int(k) + 1 for k in kept]])
             if not keep:
-                for eid, _ in old:
+                for eid, *_ in old:
                     con.execute("DELETE FROM models WHERE evaluation_id = ?", [eid])
     except BaseException:
         file.unlink(missing_ok=True)  # its rows are gone: so is its file
         raise
     if not keep:
-        for _, path in old:
-            models.remove(db, path)
+        for _, path, digest in old:
+            models.remove(db, path, digest)
     return ev
 
 
 def album_effect(data: Dataset, exp: Experiment, ev: Evaluation, *, model: str,
-                 prune: bool, seed: int) -> dict:
+                 prune: bool, seed: int, progress: Progress | None = None) -> dict:
     """The same CV with whole albums kept in one fold, against the run's own folds.
 
     Songs of one album share production and mastering; splitting an album across folds lets
@@ -253,8 +334,9 @@ def album_effect(data: Dataset, exp: Experiment, ev: Evaluation, *, model: str,
     n_albums = len({a for a in data.albums.tolist() if a.startswith("album:")})
     if ev.cv == 0 or n_albums == 0:
         raise ExperimentError("--album-effect needs --cv K and songs with album tags")
-    by_album, _, _ = run(replace(data, groups=data.albums), exp, cv=ev.cv, prune=prune,
-                         seed=seed, model=model)
+    by_album, _, _ = run(replace(data, groups=data.albums, groups_are_albums=True), exp,
+                         cv=ev.cv, prune=prune, seed=seed, model=model, progress=progress,
+                         final=False, stage="album fold")
     return {"albums": n_albums, **{f"{k}_album_folds": by_album.metrics[k] for k in METRICS},
             **{f"{k}_inflation": ev.metrics[k] - by_album.metrics[k]
                for k in ("accuracy", "macro_f1")}}
@@ -263,20 +345,24 @@ def album_effect(data: Dataset, exp: Experiment, ev: Evaluation, *, model: str,
 def evaluate(con: duckdb.DuckDBPyConnection, exp: Experiment, db: Path, *, cv: int = 0,
              prune: bool = True, seed: int | None = None, model: str | None = None,
              feature_set: str | None = None, keep: bool = False,
-             measure_album_effect: bool | None = None) -> Evaluation:
+             measure_album_effect: bool | None = None,
+             progress: Progress | None = None) -> Evaluation:
     """Train, score, store. The album effect is measured when asked, or (None) whenever CV
     runs over songs split by song and at least half of them carry album tags."""
+    progress = progress or _Quiet()
     data = dataset(con, exp, feature_set)
     seed = exp.seed if seed is None else seed
     model = model or exp.model
     models.build(model)  # an unknown name fails before any work
-    ev, fitted, kept = run(data, exp, cv=cv, prune=prune, seed=seed, model=model)
     if measure_album_effect is None:
         tagged = sum(a.startswith("album:") for a in data.albums.tolist())
         measure_album_effect = bool(cv) and exp.split != "album" and tagged >= len(data.albums) / 2
+    progress.start((cv + 1 if cv else 1) + (cv if measure_album_effect else 0))
+    ev, fitted, kept = run(data, exp, cv=cv, prune=prune, seed=seed, model=model,
+                           progress=progress)
     if measure_album_effect:
         ev.extra["album_effect"] = album_effect(data, exp, ev, model=model, prune=prune,
-                                                seed=seed)
+                                                seed=seed, progress=progress)
     return store(con, ev, data, exp, fitted, kept, Path(db), keep=keep)
 
 

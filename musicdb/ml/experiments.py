@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import duckdb
 import numpy as np
 
-from musicdb.choices import LABEL_RULES, require_choice
+from musicdb.choices import LABEL_RULES, did_you_mean, require_choice
 from musicdb.errors import ExperimentError
 from musicdb.ml import models
 from musicdb.store.database import resolve_feature_set
 from musicdb.store.transaction import transaction
+from musicdb.terminal import plural
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 UNITS = ("song", "snippet")
@@ -56,14 +57,86 @@ def _check(exp: Experiment) -> None:
         raise ExperimentError(f"--test-fraction {exp.test_fraction} must be between 0 and 1")
 
 
-def create(con: duckdb.DuckDBPyConnection, exp: Experiment) -> Experiment:
-    _check(exp)
+ALL_LABELS = "all"  # --labels all: every label of the rule with enough songs
+
+
+def create(con: duckdb.DuckDBPyConnection, exp: Experiment, *, min_songs: int = 1
+           ) -> Experiment:
+    """Store a new experiment. Its labels must exist under its rule (matched up to case and
+    accents, stored as the library spells them); labels == ['all'] takes every label of the
+    rule with at least `min_songs` songs."""
+    every = [label.lower() for label in exp.labels] == [ALL_LABELS]
+    _check(exp if not every else replace(exp, labels=["a", "b"]))
     if con.execute("SELECT 1 FROM experiments WHERE name = ?", [exp.name]).fetchone():
         raise ExperimentError(f"experiment {exp.name!r} exists already; delete it first")
+    counts = label_counts(con, exp)
+    if every:
+        exp = replace(exp, labels=_every_label(counts, exp, min_songs))
+    else:
+        exp = replace(exp, labels=_stored_names(con, counts, exp))
     con.execute(f"INSERT INTO experiments ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, false)",
                 [exp.name, list(dict.fromkeys(exp.labels)), exp.label_from, exp.feature_set,
                  exp.unit, exp.split, exp.test_fraction, exp.seed, exp.model])
     return get(con, exp.name)
+
+
+def label_counts(con: duckdb.DuckDBPyConnection, exp: Experiment) -> dict[str, int]:
+    """Songs (status ok) per label under the experiment's rule; with a feature set named, only
+    songs that have its features. Largest first."""
+    sql = ("SELECT l.label, count(DISTINCT l.song_id) AS n FROM song_labels l "
+           "JOIN songs s ON s.song_id = l.song_id AND s.status = 'ok' "
+           "WHERE l.rule = ? AND l.label IS NOT NULL")
+    args: list = [exp.label_from]
+    if exp.feature_set is not None:
+        sql += (" AND EXISTS (SELECT 1 FROM features f WHERE f.song_id = l.song_id "
+                "AND f.feature_set_id = ?)")
+        args.append(resolve_feature_set(con, exp.feature_set)[1])
+    rows = con.execute(sql + " GROUP BY l.label ORDER BY n DESC, l.label", args).fetchall()
+    return dict(rows)
+
+
+def _where(exp: Experiment) -> str:
+    return f"under the {exp.label_from!r} rule" + (
+        f" with {exp.feature_set} features" if exp.feature_set else "")
+
+
+def _every_label(counts: dict[str, int], exp: Experiment, min_songs: int) -> list[str]:
+    chosen = [label for label, n in counts.items() if n >= min_songs]
+    if len(chosen) < 2:
+        raise ExperimentError(
+            f"--labels all: {plural(len(chosen), 'label')} {_where(exp)} "
+            f"{'has' if len(chosen) == 1 else 'have'} at least {plural(min_songs, 'song')} "
+            "(an experiment needs two): lower --min-songs, or try another --label-from")
+    return sorted(chosen)
+
+
+def _stored_names(con: duckdb.DuckDBPyConnection, counts: dict[str, int],
+                  exp: Experiment) -> list[str]:
+    """Each wanted label as stored (exact, else up to case and accents: sql label_key)."""
+    stored = list(counts)
+    found, missing = [], []
+    for wanted in dict.fromkeys(exp.labels):
+        if wanted in counts:
+            found.append(wanted)
+            continue
+        match = con.execute("SELECT name FROM unnest(?::VARCHAR[]) t(name) "
+                            "WHERE label_key(name) = label_key(?) ORDER BY name LIMIT 1",
+                            [stored, wanted]).fetchone()
+        if match is None:
+            missing.append(wanted)
+        else:
+            found.append(match[0])
+    if missing:
+        names = "SELECT unnest(?::VARCHAR[]) AS name"
+        hints = [did_you_mean(con, wanted, names, [stored]) for wanted in missing]
+        if len(missing) == 1:
+            text = f"no label {missing[0]!r} {_where(exp)}{hints[0]}"
+        else:
+            text = (f"no labels {', '.join(repr(m) for m in missing)} {_where(exp)}"
+                    + "".join(f"; for {m!r}, {h[2:]}" for m, h in zip(missing, hints,
+                                                                     strict=True) if h))
+        raise ExperimentError(text + " (--labels all takes every label)")
+    return list(dict.fromkeys(found))
 
 
 def list_all(con: duckdb.DuckDBPyConnection) -> list[Experiment]:
@@ -84,8 +157,8 @@ def get(con: duckdb.DuckDBPyConnection, name: str) -> Experiment:
 def delete(con: duckdb.DuckDBPyConnection, name: str, db: Path) -> int:
     """Delete an experiment, its evaluations and its model files; returns evaluations removed."""
     get(con, name)
-    paths = [r[0] for r in con.execute("SELECT path FROM models WHERE experiment = ?",
-                                       [name]).fetchall()]
+    files = con.execute("SELECT path, sha256 FROM models WHERE experiment = ?",
+                        [name]).fetchall()
     ids = "SELECT evaluation_id FROM evaluations WHERE experiment = ?"
     with transaction(con, f"the deletion of experiment {name!r}"):
         n = con.execute(f"SELECT count(*) FROM ({ids})", [name]).fetchone()[0]
@@ -94,8 +167,8 @@ def delete(con: duckdb.DuckDBPyConnection, name: str, db: Path) -> int:
             con.execute(f"DELETE FROM {table} WHERE evaluation_id IN ({ids})", [name])
         con.execute("DELETE FROM evaluations WHERE experiment = ?", [name])
         con.execute("DELETE FROM experiments WHERE name = ?", [name])
-    for path in paths:
-        models.remove(db, path)
+    for path, digest in files:
+        models.remove(db, path, digest)
     return n
 
 
@@ -112,6 +185,7 @@ class Dataset:
     feature_set: str
     feature_set_id: int
     albums: np.ndarray  # (n_rows,) the row's album group (its song's identity without one)
+    groups_are_albums: bool = False  # the split groups are albums (--split album)
 
     @property
     def n_songs(self) -> int:
@@ -151,4 +225,4 @@ def dataset(con: duckdb.DuckDBPyConnection, exp: Experiment,
     song_ids, labels, groups, test, vals, albums = zip(*rows, strict=True)
     return Dataset(np.array(song_ids), np.array(vals, dtype=np.float64), np.array(labels),
                    np.array(groups), np.array(test, dtype=bool), names, set_name, set_id,
-                   np.array(albums))
+                   np.array(albums), groups_are_albums=exp.split == "album")

@@ -6,6 +6,7 @@ scikit-learn is imported inside the functions so that `musicdb --help` stays fas
 from __future__ import annotations
 
 import hashlib
+import shutil
 import zipfile
 import zlib
 from pathlib import Path
@@ -14,8 +15,12 @@ import numpy as np
 
 from musicdb.errors import ExperimentError, ModelFileError
 
+CALIBRATION_FOLDS = 5  # CalibratedClassifierCV's default; fewer for small labels
+CALIBRATED = ("svc", "ensemble")  # the models whose SVC calibrates on internal folds
 
-def build(name: str, *, seed: int = 0, n_jobs: int = -1):
+
+def build(name: str, *, seed: int = 0, n_jobs: int = -1,
+          calibration_folds: int = CALIBRATION_FOLDS):
     """A fresh, unfitted classifier; every model standardises its input first.
 
     ensemble: soft vote of an RBF SVC, HistGradientBoosting, a 300-tree random forest and
@@ -37,7 +42,7 @@ def build(name: str, *, seed: int = 0, n_jobs: int = -1):
         # SVC(probability=True) is deprecated since scikit-learn 1.9; this is its replacement
         # (Platt scaling on internal folds, one SVC refitted on all the data).
         "svc": lambda: CalibratedClassifierCV(SVC(kernel="rbf", random_state=seed),
-                                              ensemble=False),
+                                              ensemble=False, cv=max(2, calibration_folds)),
         "hgb": lambda: HistGradientBoostingClassifier(random_state=seed),
         "logreg": lambda: LogisticRegression(max_iter=5000),
     }
@@ -165,35 +170,81 @@ def save(model, path: Path) -> str:
     return sha256(path)
 
 
-MODELS_FOLDER = "models"  # beside the database file; the models table holds paths under it
+# Model files live in a folder named after their database, beside it: music.duckdb's in
+# music.duckdb.models/, so two databases in one folder never share (or overwrite) a file. The
+# models table records paths relative to the database's folder. Databases from before
+# (issue 16) recorded models/NAME-ID.skops, a folder every database of the folder shared.
+MODELS_SUFFIX = ".models"
+LEGACY_FOLDER = "models"
 
 
 def models_dir(db: Path) -> Path:
     """Where the model files of database `db` live: the one place that knows."""
-    return Path(db).parent / MODELS_FOLDER
+    db = Path(db)
+    return db.parent / (db.name + MODELS_SUFFIX)
 
 
-def relative_path(experiment: str, evaluation_id: int) -> str:
-    """The path the models table records for an evaluation's model (relative to the db)."""
-    return f"{MODELS_FOLDER}/{experiment}-{evaluation_id}.skops"
+def relative_path(db: Path, experiment: str, evaluation_id: int) -> str:
+    """The path the models table records for an evaluation's model (relative to the db's
+    folder)."""
+    return f"{models_dir(db).name}/{experiment}-{evaluation_id}.skops"
+
+
+def is_legacy(relative: str) -> bool:
+    """A path in the shared models/ folder of databases written before issue 16."""
+    return Path(relative).parts[:1] == (LEGACY_FOLDER,)
 
 
 def stored_path(db: Path, relative: str) -> Path:
-    """A path from the models table, which must stay inside the database's models/ folder."""
-    folder = models_dir(db).resolve()
+    """A path from the models table, which must stay inside the database's models folder (or,
+    for a row from before issue 16, the old shared models/ folder)."""
+    folder = (Path(db).parent / LEGACY_FOLDER if is_legacy(relative) else models_dir(db))
+    folder = folder.resolve()
     path = (Path(db).parent / relative).resolve()
     if not path.is_relative_to(folder):
         raise ModelFileError(f"model path {relative!r} points outside {folder}; refusing it")
     return path
 
 
-def remove(db: Path, relative: str) -> None:
-    """Delete a model file named by the models table; a path outside models/ is left alone
-    (a tampered row must not make musicdb delete a file it never wrote)."""
+def remove(db: Path, relative: str, expected_sha256: str | None = None) -> None:
+    """Delete a model file named by the models table; a path outside the models folder is left
+    alone (a tampered row must not make musicdb delete a file it never wrote), and so is a
+    file in the old shared models/ folder unless its hash says it is this database's."""
     try:
-        stored_path(db, relative).unlink(missing_ok=True)
+        path = stored_path(db, relative)
     except ModelFileError:
         return
+    if is_legacy(relative) and not (path.is_file() and expected_sha256 == sha256(path)):
+        return
+    path.unlink(missing_ok=True)
+
+
+def adopt_legacy(con, db: Path) -> list[str]:
+    """Copy this database's files out of the shared models/ folder into its own, on a write.
+
+    A file is this database's when its SHA-256 is the one recorded; one that another database
+    overwrote stays where it is (its row too: loading it says what happened). The old file is
+    left in place: a copy of this database (same rows, same hash) may still point at it.
+    Returns the relative paths that could not be adopted. `con` is a writable connection.
+    """
+    rows = con.execute("SELECT evaluation_id, path, sha256 FROM models").fetchall()
+    left = []
+    for eid, relative, digest in rows:
+        if not is_legacy(relative):
+            continue
+        try:
+            old = stored_path(db, relative)
+        except ModelFileError:
+            continue
+        if not (old.is_file() and sha256(old) == digest):
+            left.append(relative)
+            continue
+        new = f"{models_dir(db).name}/{old.name}"
+        target = stored_path(db, new)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(old, target)
+        con.execute("UPDATE models SET path = ? WHERE evaluation_id = ?", [new, eid])
+    return left
 
 
 def mean_per_song(song_ids: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -211,6 +262,11 @@ def load(path: Path, expected_sha256: str):
     if not path.is_file():
         raise ModelFileError(f"model file {path} is missing; run `musicdb evaluate` again")
     if sha256(path) != expected_sha256:
+        if path.parent.name == LEGACY_FOLDER:
+            raise ModelFileError(
+                f"model file {path} was overwritten by another database in the same folder "
+                "(before each database had its own models folder; SHA-256 mismatch): run "
+                "`musicdb evaluate` again")
         raise ModelFileError(f"model file {path} changed since it was written (SHA-256 "
                              "mismatch); refusing to load it")
     try:

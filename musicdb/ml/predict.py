@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from musicdb.errors import ExperimentError
 from musicdb.ml import models
+from musicdb.ml.experiments import get as get_experiment
 from musicdb.store import confine
 
 
@@ -83,8 +85,12 @@ def _analyse(con: duckdb.DuckDBPyConnection, sm: StoredModel, path: Path) -> np.
         return sm.model.predict_proba(rows.astype(np.float64)[:, sm.columns]).mean(axis=0)
 
 
-def predict(con: duckdb.DuckDBPyConnection, sm: StoredModel, items: list[str]) -> list[dict]:
-    """Per item (a song id in the library, or an audio file): labels by probability."""
+def predict(con: duckdb.DuckDBPyConnection, sm: StoredModel, items: list[str],
+            on_analyse: Callable[[str], AbstractContextManager] | None = None) -> list[dict]:
+    """Per item (a song id in the library, or an audio file): labels by probability.
+
+    A file is analysed now (seconds to a minute); `on_analyse(item)` gives a context the
+    analysis runs in, e.g. a status line saying so."""
     out = []
     for item in items:
         if item.isdigit():
@@ -96,9 +102,14 @@ def predict(con: duckdb.DuckDBPyConnection, sm: StoredModel, items: list[str]) -
             path = Path(item)
             if not path.is_file():
                 raise ExperimentError(f"{item} is neither a song id nor an audio file")
-            out.append({"query": item, "song_id": None,
-                        "labels": _rank(sm, _analyse(con, sm, path))})
+            with (on_analyse or _nothing)(item):
+                proba = _analyse(con, sm, path)
+            out.append({"query": item, "song_id": None, "labels": _rank(sm, proba)})
     return out
+
+
+def _nothing(item: str) -> AbstractContextManager:
+    return nullcontext()
 
 
 UDF_CALL = re.compile(r"predict_(?:label|proba)\s*\(\s*'((?:[^']|'')+)'", re.I)
@@ -111,9 +122,11 @@ def register_udfs(con: duckdb.DuckDBPyConnection, db: Path, query: str) -> None:
     features is scored once, before the query runs; the functions then look the answers up.
     """
     cache: dict[str, tuple[list[str], dict[int, np.ndarray]]] = {}
+    classes: dict[str, list[str]] = {}  # the experiment's labels, the model's or not
     for name in {m.replace("''", "'") for m in UDF_CALL.findall(query)}:
         sm = load(con, db, name)
         cache[name] = (sm.labels, stored_probabilities(con, sm))
+        classes[name] = get_experiment(con, name).labels
 
     def lookup(experiment: str, song_id: int) -> tuple[list[str], np.ndarray] | None:
         if experiment not in cache:
@@ -127,10 +140,17 @@ def register_udfs(con: duckdb.DuckDBPyConnection, db: Path, query: str) -> None:
         return None if found is None else found[0][int(found[1].argmax())]
 
     def predict_proba(experiment: str, song_id: int, label: str) -> float | None:
+        """NULL for a song the model cannot score (no features); a label that is not one of
+        the experiment's is an error (a typo would otherwise read as "no answer")."""
+        if experiment in classes and label is not None and label not in classes[experiment]:
+            raise ExperimentError(f"predict_proba: {label!r} is not a label of experiment "
+                                  f"{experiment!r} (its labels: "
+                                  f"{', '.join(classes[experiment])})")
         found = lookup(experiment, song_id)
-        if found is None or label not in found[0]:
+        if found is None or label is None:
             return None
-        return float(found[1][found[0].index(label)])
+        # A label of the experiment that the training side lacked: the model gives it 0.
+        return float(found[1][found[0].index(label)]) if label in found[0] else 0.0
 
     con.create_function("predict_label", predict_label, ["VARCHAR", "INTEGER"], "VARCHAR",
                         null_handling="special", side_effects=False)

@@ -22,6 +22,11 @@ from musicdb.store.database import (
 )
 from musicdb.store.database import quote_ident as q
 
+# The names of the sets `musicdb ingest` extracts (musicdb.analysis.summaries.FEATURE_SETS,
+# which the store may not import: it pulls in librosa; tests/test_import_names.py keeps the
+# two equal). An imported set under one of these names would block every later ingest.
+EXTRACTED_SET_NAMES = ("default", "seed55")
+
 
 @dataclass
 class ImportSummary:
@@ -76,6 +81,10 @@ def import_table(con: duckdb.DuckDBPyConnection, path: Path, *, set_name: str,
                  label_column: str = "label", title_column: str = "file") -> ImportSummary:
     """Load the table; all or nothing. Songs are identified by (label, title)."""
     path = Path(path)
+    if set_name in EXTRACTED_SET_NAMES:
+        raise ImportTableError(
+            f"{set_name!r} is the name of a feature set musicdb extracts from audio; import "
+            f"under another name, e.g. --feature-set study_{set_name}")
     source, params = _reader(path)
     columns = _columns(con, source, params)
     for wanted, flag in [(label_column, "--label-column"), (title_column, "--title-column")]:
