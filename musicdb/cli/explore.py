@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from musicdb.cli.app import (
     DEFAULT_DB,
@@ -21,7 +20,10 @@ from musicdb.cli.app import (
     out,
     user_errors,
 )
-from musicdb.terminal import one_line
+from musicdb.cli.output import AsCsv, OutputFormat, output_format, print_rows
+
+if TYPE_CHECKING:
+    from musicdb.similarity.similar import Similar
 
 
 @app.command()
@@ -50,70 +52,126 @@ def similar(
     ] = False,
     playlist: Annotated[Path | None, typer.Option(
         dir_okay=False, help="Write the nearest songs as an m3u/m3u8 playlist.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object: the query, the rule, set and method used, and "
+        "the results (not with --csv).")] = False,
+    as_csv: AsCsv = False,
     db: DbPath = DEFAULT_DB,
 ) -> None:
     """Nearest artists (or with --songs, songs) on standardised features.
 
     Same answers as the SQL macros similar_artists() / similar_songs() in the duckdb shell.
+    Under the auto rule, a name that is a label only under another rule (a folder, say) is
+    answered among that rule's labels. Piped, the results print as tab-separated lines with
+    every value in full.
     """
     from musicdb.similarity import similar as sim
     from musicdb.similarity.functions import use_sql_functions
     from musicdb.store import database as store
 
-    if playlist is not None and not songs:  # before any work: an artist answer has no songs
-        raise typer.BadParameter("a playlist lists songs: add --songs", param_hint="--playlist")
+    fmt = output_format(as_json, as_csv)  # every usage error before any work
+    _refuse_options_that_do_not_apply(songs, method=method, min_songs=min_songs,
+                                      playlist=playlist, no_same_artist=no_same_artist,
+                                      no_same_album=no_same_album)
     with user_errors(), store.connect(db, read_only=True) as con:
         use_sql_functions(con)
         if songs:
             answer = sim.similar_songs(
                 con, name, k=number, feature_set=feature_set, label_from=label_from,
                 exclude_labels=tuple(exclude_label or ()), where=where,
-                no_same_artist=no_same_artist, no_same_album=no_same_album)
+                no_same_artist=no_same_artist, no_same_album=no_same_album,
+                on_analyse=_say_analysing)
         else:
             answer = sim.similar_artists(
                 con, name, k=number, feature_set=feature_set, label_from=label_from,
                 method=method, min_songs=min_songs, exclude_labels=tuple(exclude_label or ()),
                 where=where)
-        reasons = sim.explain(con, answer) if explain else None
+            if answer.label_from != label_from:
+                err.print(f"{escape(repr(answer.query))} is no {label_from} label but a "
+                          f"{answer.label_from} label: answering among {answer.label_from} "
+                          f"labels (--label-from {answer.label_from})", soft_wrap=True,
+                          highlight=False)
+        reasons = _explain(con, answer) if explain else None
     if playlist is not None:
         written = sim.write_playlist(playlist, answer)
         err.print(f"Wrote {written} songs to {escape(str(playlist))}", soft_wrap=True)
-    if as_json:
+    if fmt is OutputFormat.JSON:
         if reasons is not None:
             for result, why in zip(answer.results, reasons, strict=False):
                 result["explain"] = why
         print(answer.as_json())
         return
-    _render_similar(answer, reasons)
+    _print_similar(answer, reasons, fmt)
 
 
-def _render_similar(answer, reasons: list[dict] | None) -> None:  # answer: similar.Similar
-    what = "songs" if answer.kind == "songs" else f"labels ({answer.label_from})"
-    out.print(f"Nearest {what} to [bold]{escape(answer.query)}[/bold] · feature set "
-              f"{answer.feature_set} · {answer.method}", soft_wrap=True)
+def _refuse_options_that_do_not_apply(songs: bool, *, method: str, min_songs: int,
+                                      playlist: Path | None, no_same_artist: bool,
+                                      no_same_album: bool) -> None:
+    """Options of the other kind of answer are usage errors (exit 2), not silently ignored."""
+    if songs:
+        if method != "centroid":
+            raise typer.BadParameter(
+                "only for artists (songs are ranked by the euclidean distance of their "
+                "standardised features): drop it or --songs", param_hint="--method")
+        if min_songs != 1:
+            raise typer.BadParameter("only for artists: drop it or --songs",
+                                     param_hint="--min-songs")
+        return
+    if playlist is not None:  # an artist answer has no songs to list
+        raise typer.BadParameter("a playlist lists songs: add --songs", param_hint="--playlist")
+    for given, option in ((no_same_artist, "--no-same-artist"),
+                          (no_same_album, "--no-same-album")):
+        if given:
+            raise typer.BadParameter("filters songs: add --songs", param_hint=option)
+
+
+def _say_analysing(path: Path) -> None:
+    """Analysing a file takes 20-40 s: say so on stderr before it starts."""
+    err.print(f"Analysing {escape(str(path))} (not in the library) …", soft_wrap=True,
+              highlight=False)
+
+
+def _explain(con, answer: Similar) -> list[dict]:
+    from musicdb.similarity.explain import explain
+
+    return explain(con, answer)
+
+
+def _print_similar(answer: Similar, reasons: list[dict] | None, fmt: OutputFormat) -> None:
+    """The results as a table on a terminal, full tab-separated values on a pipe, or CSV."""
     if answer.kind == "songs":
-        table = Table("#", "artist", "title", "distance", "path")
-        rows = [(r.get("artist") or "", r.get("title") or "", r["distance"], r.get("path") or "")
-                for r in answer.results]
+        columns = ["rank", "artist", "title", "distance", "path", "song_id"]
+        rows = [(i, r.get("artist"), r.get("title"), r["distance"], r.get("path"),
+                 r["song_id"]) for i, r in enumerate(answer.results, start=1)]
     else:
-        table = Table("#", "name", "distance", "songs")
-        rows = [(r["name"], r["distance"], r["songs"]) for r in answer.results]
-    for i, row in enumerate(rows, start=1):
-        cells = [str(i)] + [f"{c:.3f}" if isinstance(c, float) else one_line(str(c))
-                            for c in row]
-        table.add_row(*cells)
-    out.print(table)
+        columns = ["rank", "name", "distance", "songs"]
+        rows = [(i, r["name"], r["distance"], r["songs"])
+                for i, r in enumerate(answer.results, start=1)]
+    on_terminal = fmt is OutputFormat.TABLE and out.is_terminal
+    if reasons is not None and not on_terminal:  # one row per result, whatever reads it
+        columns += ["closest", "apart"]
+        blank = {"closest": [], "apart": []}  # a file analysed now has no stored vector
+        rows = [(*row, _features(why["closest"]), _features(why["apart"]))
+                for row, why in zip(rows, reasons + [blank] * len(rows), strict=False)]
+    if on_terminal:  # what was answered, above the table (a pipe gets the rows alone)
+        what = "songs" if answer.kind == "songs" else f"labels ({answer.label_from})"
+        out.print(f"Nearest {what} to [bold]{escape(answer.query)}[/bold] · feature set "
+                  f"{escape(answer.feature_set)} · {answer.method}", soft_wrap=True)
+    print_rows(columns, rows, fmt, terminal={"distance": "{:.3f}".format, "rank": str})
+    if not on_terminal:
+        return
     if not answer.results:
         out.print("No results (filters removed everything?).")
     for result, why in zip(answer.results, reasons or [], strict=False):
         label = result.get("name") or f"{result.get('artist')} - {result.get('title')}"
-        near = ", ".join(f"{w['feature']} {w['query']:.3g} vs {w['result']:.3g}"
-                         for w in why["closest"])
-        far = ", ".join(f"{w['feature']} {w['query']:.3g} vs {w['result']:.3g}"
-                        for w in why["apart"])
-        out.print(f"[bold]{escape(str(label))}[/bold]: close on {escape(near)}; "
-                  f"apart on {escape(far)}", soft_wrap=True)
+        out.print(f"[bold]{escape(str(label))}[/bold]: close on "
+                  f"{escape(_features(why['closest']))}; apart on "
+                  f"{escape(_features(why['apart']))}", soft_wrap=True)
+
+
+def _features(reasons: list[dict]) -> str:
+    """'zcr_a 0.123 vs 0.131, bpm 120 vs 118': each feature's value for the query and result."""
+    return ", ".join(f"{w['feature']} {w['query']:.3g} vs {w['result']:.3g}" for w in reasons)
 
 
 @app.command()
@@ -145,4 +203,3 @@ def heatmap(
         write_heatmap(output, matrix)
     out.print(f"Wrote a heatmap of {len(matrix.names)} labels to {escape(str(output))}",
               soft_wrap=True, highlight=False)
-

@@ -8,11 +8,11 @@ suggestions, filters, a song not yet in the library, playlists and explanations.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import numpy as np
 
 from musicdb.choices import LABEL_RULES, did_you_mean, require_choice
 from musicdb.errors import SimilarityError
@@ -21,6 +21,9 @@ from musicdb.store.database import resolve_feature_set
 
 METHODS = ("centroid", "cosine", "songs")
 ALL = 2**31 - 1  # "every row" for a macro's k, before our own filters and limit
+# Where the 'auto' rule looks for a name that is no auto label, in this order; the same list
+# as the similar_artists macro's (sql/30_similarity.sql), so the shell answers the same.
+FALLBACK_RULES = ("artist", "albumartist", "folder", "imported", "genre")
 
 
 @dataclass
@@ -42,27 +45,41 @@ class Similar:
         return json.dumps(body, ensure_ascii=False, indent=2)
 
 
-def resolve_label(con: duckdb.DuckDBPyConnection, name: str, set_id: int, rule: str) -> str:
-    """The stored label matching name, ignoring case and accents; else suggestions."""
+def resolve_label(con: duckdb.DuckDBPyConnection, name: str, set_id: int,
+                  rule: str) -> tuple[str, str]:
+    """(label, rule): the stored label matching name, ignoring case and accents, and the rule
+    it was found under; else an error with suggestions.
+
+    Under 'auto', a name that is a label only under another rule (a folder label in a library
+    organised by folders, whose songs' artist tags name composers) is taken from the first
+    rule of FALLBACK_RULES that has it. An explicit rule is kept, and the error says which
+    rules do have the name.
+    """
     rows = con.execute(
-        "SELECT label FROM artist_centroids WHERE feature_set_id = ? AND label_from = ? "
-        "AND label_key(label) = label_key(?) ORDER BY label",
-        [set_id, rule, name]).fetchall()
+        "SELECT label, label_from FROM artist_centroids WHERE feature_set_id = ? "
+        "AND label_key(label) = label_key(?) ORDER BY list_position(?, label_from), label",
+        [set_id, name, ["auto", *FALLBACK_RULES]]).fetchall()
+    for label, found_under in rows:
+        if found_under == rule:
+            return label, rule
+    if rows and rule == "auto":
+        return rows[0]
     if rows:
-        return rows[0][0]
+        rules = list(dict.fromkeys(found_under for _, found_under in rows))
+        raise SimilarityError(
+            f"no label {name!r} under the {rule!r} rule, but {rows[0][0]!r} is "
+            f"{_a_label_under(rules)}: use --label-from {rules[0]}")
+    # Suggest what `similar` can answer for: under 'auto', the labels of every rule.
     hint = did_you_mean(con, name, "SELECT label AS name FROM artist_centroids "
-                        "WHERE feature_set_id = ? AND label_from = ?", [set_id, rule])
+                        "WHERE feature_set_id = ? AND (label_from = ? OR ? = 'auto')",
+                        [set_id, rule, rule])
     raise SimilarityError(f"no label {name!r} under the {rule!r} rule{hint}")
 
 
-def _allowed_labels(con: duckdb.DuckDBPyConnection, rule: str, where: str) -> set[str]:
-    """Labels with at least one song matching the user's --where condition."""
-    sql = ("SELECT DISTINCT l.label FROM song_labels l JOIN library USING (song_id) "
-           f"WHERE l.rule = ? AND ({_confined_where(con, where)})")
-    try:
-        return {r[0] for r in con.execute(sql, [rule]).fetchall()}
-    except duckdb.Error as exc:
-        raise _where_failed(exc, where) from exc
+def _a_label_under(rules: list[str]) -> str:
+    """'a folder label', 'a folder and genre label'."""
+    names = rules[0] if len(rules) == 1 else f"{', '.join(rules[:-1])} and {rules[-1]}"
+    return f"{'an' if names[0] in 'aeiou' else 'a'} {names} label"
 
 
 def _confined_where(con: duckdb.DuckDBPyConnection, where: str | None) -> str | None:
@@ -88,15 +105,24 @@ def similar_artists(con: duckdb.DuckDBPyConnection, name: str, *, k: int = 10,
     require_choice(method, METHODS, "--method", SimilarityError)
     _confined_where(con, where)  # refuse a bad condition before any other work
     set_name, set_id = resolve_feature_set(con, feature_set)
-    label = resolve_label(con, name, set_id, label_from)
-    rows = con.execute(
-        "SELECT name, distance, songs FROM similar_artists(?, k := ?, label_rule := ?, "
-        "set_name := ?, method := ?, min_songs := ?)",
-        [label, ALL, label_from, set_name, method, min_songs]).fetchall()
-    excluded = {x.casefold() for x in exclude_labels}
-    allowed = _allowed_labels(con, label_from, where) if where else None
-    results = [{"name": n, "distance": d, "songs": s} for n, d, s in rows
-               if n.casefold() not in excluded and (allowed is None or n in allowed)][:k]
+    label, label_from = resolve_label(con, name, set_id, label_from)
+    conditions, args = [], []
+    if exclude_labels:
+        conditions.append("label_key(name) NOT IN (SELECT label_key(unnest(?::VARCHAR[])))")
+        args.append(list(exclude_labels))
+    if where:
+        conditions.append("name IN (SELECT l.label FROM song_labels l JOIN library "
+                          f"USING (song_id) WHERE l.rule = ? AND ({_confined_where(con, where)}))")
+        args.append(label_from)
+    sql = ("SELECT name, distance, songs FROM similar_artists(?, k := ?, label_rule := ?, "
+           "set_name := ?, method := ?, min_songs := ?) "
+           f"WHERE {' AND '.join(conditions) or 'true'} ORDER BY distance, name LIMIT ?")
+    try:
+        rows = con.execute(sql, [label, ALL if conditions else k, label_from, set_name, method,
+                                 min_songs, *args, k]).fetchall()
+    except duckdb.Error as exc:
+        raise _where_failed(exc, where) from exc
+    results = [{"name": n, "distance": d, "songs": s} for n, d, s in rows]
     return Similar(label, label_from, set_name, method, "artists", results, key=label)
 
 
@@ -111,9 +137,10 @@ class SongQuery:
     album: str | None = None
 
 
-def resolve_song(con: duckdb.DuckDBPyConnection, query: str, set_name: str,
-                 set_id: int) -> SongQuery:
-    """A song by id, path or 'Artist - Title'; a file not in the library is analysed."""
+def resolve_song(con: duckdb.DuckDBPyConnection, query: str, set_name: str, set_id: int, *,
+                 on_analyse: Callable[[Path], None] | None = None) -> SongQuery:
+    """A song by id, path or 'Artist - Title'; a file not in the library is analysed (after
+    on_analyse(path) is told, since that takes a while); else an error saying why."""
     path = Path(query).expanduser()
     as_path = str(path.resolve()) if path.exists() else query
     row = con.execute(
@@ -125,17 +152,46 @@ def resolve_song(con: duckdb.DuckDBPyConnection, query: str, set_name: str,
     if row:
         return SongQuery(row[1], song_id=row[0], label=row[2], album=row[3])
     if path.is_file():
+        if on_analyse is not None:
+            on_analyse(path.resolve())
         return SongQuery(str(path.resolve()), z=_analyse_and_standardise(con, path, set_name,
                                                                           set_id))
-    # Only songs this set can answer for: song_vectors holds no failed or missing songs.
-    hint = did_you_mean(con, query, "SELECT artist || ' - ' || title AS name FROM song_vectors "
-                        "WHERE feature_set_id = ? AND title IS NOT NULL", [set_id])
+    if looks_like_a_path(query):
+        raise SimilarityError(_not_a_file(con, query, path))
+    # Only songs this set can answer for: song_vectors holds no failed or missing songs. A
+    # song whose title is what was typed comes first (`similar Stairs --songs`).
+    hint = did_you_mean(con, query, "SELECT artist || ' - ' || title AS name, title AS also "
+                        "FROM song_vectors WHERE feature_set_id = ? AND title IS NOT NULL",
+                        [set_id], also=True)
     raise SimilarityError(f"no song {query!r} (give a song id, a path or 'Artist - Title'){hint}")
+
+
+def looks_like_a_path(query: str) -> bool:
+    """A query meant as a file: it starts like a path or ends in an audio extension.
+    ('AC/DC - Back in Black' is a name: a slash inside is not enough.)"""
+    from musicdb.audio.scan import AUDIO_EXTENSIONS
+
+    return (query.startswith(("/", "~", "./", "../"))
+            or Path(query).suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def _not_a_file(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> str:
+    """Why a path-like query is no song and no file to analyse."""
+    if path.exists():
+        return f"{query} is not a file (a folder?): give one audio file, a song id or a name"
+    status = con.execute("SELECT status FROM songs WHERE path = ?",
+                         [str(path.resolve())]).fetchone()
+    if status and status[0] == "missing":
+        return (f"file {query!r} does not exist; the library lists it as missing (moved or "
+                "deleted since the last ingest)")
+    return f"file {query!r} does not exist"
 
 
 def _analyse_and_standardise(con: duckdb.DuckDBPyConnection, path: Path, set_name: str,
                              set_id: int) -> list[float]:
     """Extract a file that is not in the library as the set's values were made; z-score it."""
+    import numpy as np
+
     from musicdb.analysis.like import analyse_like
 
     kind, params_json = con.execute("SELECT kind, params FROM feature_sets "
@@ -153,11 +209,12 @@ def _analyse_and_standardise(con: duckdb.DuckDBPyConnection, path: Path, set_nam
 def similar_songs(con: duckdb.DuckDBPyConnection, query: str, *, k: int = 10,
                   feature_set: str | None = None, label_from: str = "auto",
                   exclude_labels: tuple[str, ...] = (), where: str | None = None,
-                  no_same_artist: bool = False, no_same_album: bool = False) -> Similar:
+                  no_same_artist: bool = False, no_same_album: bool = False,
+                  on_analyse: Callable[[Path], None] | None = None) -> Similar:
     require_choice(label_from, LABEL_RULES, "--label-from", SimilarityError)
     _confined_where(con, where)  # refuse a bad condition before any other work
     set_name, set_id = resolve_feature_set(con, feature_set)
-    q = resolve_song(con, query, set_name, set_id)
+    q = resolve_song(con, query, set_name, set_id, on_analyse=on_analyse)
     conditions, args = [], []
     if exclude_labels:
         conditions.append("s.song_id NOT IN (SELECT song_id FROM song_labels WHERE rule = ? "
@@ -191,41 +248,6 @@ def similar_songs(con: duckdb.DuckDBPyConnection, query: str, *, k: int = 10,
                 "distance": r[5]} for r in rows]
     return Similar(q.description, label_from, set_name, "euclidean", "songs", results,
                    key=q.song_id)
-
-
-def explain(con: duckdb.DuckDBPyConnection, answer: Similar, *, top: int = 3) -> list[dict]:
-    """Per result: the features where both sides are closest and furthest apart (raw values)."""
-    set_id = con.execute("SELECT feature_set_id FROM latest_feature_sets WHERE feature_set = ?",
-                         [answer.feature_set]).fetchone()[0]
-    names = [r[0] for r in con.execute("SELECT name FROM feature_names WHERE feature_set_id = ? "
-                                       "ORDER BY position", [set_id]).fetchall()]
-    means, stds = (np.asarray(x) for x in con.execute(
-        "SELECT means, stds FROM feature_stats WHERE feature_set_id = ?", [set_id]).fetchone())
-
-    def vector(item: str | int) -> np.ndarray:
-        if answer.kind == "artists":
-            row = con.execute("SELECT centroid FROM artist_centroids WHERE feature_set_id = ? "
-                              "AND label_from = ? AND label = ?",
-                              [set_id, answer.label_from, item]).fetchone()
-        else:
-            row = con.execute("SELECT z FROM song_vectors WHERE feature_set_id = ? AND "
-                              "song_id = ?", [set_id, item]).fetchone()
-        return np.asarray(row[0], dtype=np.float64)
-
-    if answer.key is None:
-        return []  # a file analysed on the fly: no stored vector to compare
-    a = vector(answer.key)
-    def describe(i: int, b: np.ndarray) -> dict:
-        return {"feature": names[i], "query": float(means[i] + a[i] * stds[i]),
-                "result": float(means[i] + b[i] * stds[i]), "z_gap": float(abs(a[i] - b[i]))}
-
-    out = []
-    for result in answer.results:
-        b = vector(result["name"] if answer.kind == "artists" else result["song_id"])
-        order = np.argsort(np.abs(a - b), kind="stable")
-        out.append({"closest": [describe(i, b) for i in order[:top]],
-                    "apart": [describe(i, b) for i in order[::-1][:top]]})
-    return out
 
 
 def write_playlist(path: Path, answer: Similar) -> int:
