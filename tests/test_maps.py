@@ -14,7 +14,14 @@ from typer.testing import CliRunner
 
 from musicdb.audio.synth import demo_library, tag
 from musicdb.cli import app
-from musicdb.maps.colors import label_color, label_styles, label_symbol
+from musicdb.maps.colors import (
+    MIN_DELTA_E,
+    cielab,
+    label_color,
+    label_styles,
+    label_symbol,
+    palette,
+)
 from tests.browser import Browser, chromium
 from tests.conftest import SEED_CSV
 from tests.test_heatmap import STUDY_COUNTS
@@ -190,7 +197,7 @@ def test_clear_errors(run, study_db, tmp_path):
     assert "no label 'MichaelJacksn'" in result.output
     assert "MichaelJackson" in result.output
     small = run("map", "--labels", "zero7", "--db", study_db, "-o", tmp_path / "z.html")
-    assert "Perplexity lowered to 10.0 for 31 points" in small.output
+    assert "Perplexity lowered to 10 for 31 points" in small.output
     assert "no map run 999" in run("map", "--from-run", 999, "--db", study_db, code=1).output
     assert "--method must be one of" in run("map", "--method", "pca", "--db", study_db,
                                             code=1).output
@@ -247,9 +254,11 @@ def test_click_plays_the_song_and_lists_neighbours(audio_db, browser, tmp_path):
 
 def test_open_opens_the_page(audio_db, tmp_path, monkeypatch):
     opened = []
-    monkeypatch.setattr("webbrowser.open", opened.append)
-    invoke("map", "--method", "svd", "--open", "-o", tmp_path / "o.html", "--db", audio_db)
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
+    output = invoke("map", "--method", "svd", "--open", "-o", tmp_path / "o.html",
+                    "--db", audio_db)
     assert opened == [(tmp_path / "o.html").resolve().as_uri()]
+    assert "No browser" not in output
 
 
 def test_snippets_of_one_artist_by_album(audio_db, browser, tmp_path):
@@ -298,16 +307,81 @@ def test_top_keeps_the_largest_labels_in_webgl(study_db, tmp_path, shell, browse
         ["[TheFlashbulb, Classical, Xmas]"]]
 
 
-def test_label_styles_move_a_colour_only_when_two_labels_share_it():
+def test_label_styles_move_a_colour_only_when_two_labels_look_alike():
     names = list(STUDY_COUNTS)
     styles = label_styles(names)
-    assert len({colour for colour, _ in styles.values()}) == len(names)
+    assert min_delta_e([colour for colour, _ in styles.values()]) >= MIN_DELTA_E
     hashed = {n: label_color(n) for n in names}
     moved = [n for n in names if styles[n][0] != hashed[n]]
     assert moved  # the study's 13 names do collide (e.g. TheFlashbulb and PinkFloyd)
-    for name in moved:
-        assert any(hashed[other] == hashed[name] for other in names if other != name)
+    for name in moved:  # a label moves only when its own colour is close to one kept before
+        assert any(min_delta_e([hashed[name], styles[other][0]]) < MIN_DELTA_E
+                   for other in names if other != name)
     assert all(symbol == label_symbol(n) for n, (_, symbol) in styles.items())
     assert label_styles(reversed(names)) == styles  # the order they come in does not matter
-    pair = ["ImogenHeap", "Zero7"]  # no collision: both keep their own colours
+    pair = ["ImogenHeap", "Zero7"]  # far apart: both keep their own colours
     assert label_styles(pair) == {n: (label_color(n), label_symbol(n)) for n in pair}
+
+
+def min_delta_e(colours: list[str]) -> float:
+    """The smallest CIELAB distance between two of the colours."""
+    lab = cielab(colours)
+    d = np.linalg.norm(lab[:, None, :] - lab[None, :, :], axis=2)
+    np.fill_diagonal(d, np.inf)
+    return float(d.min())
+
+
+def test_no_two_labels_of_a_small_map_look_alike():
+    """Any 6 names (the issue's 6-label map had three near-identical purples), and up to 20:
+    every two colours at least MIN_DELTA_E apart in CIELAB."""
+    rng = np.random.default_rng(0)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    for size in (6, 13, 20):
+        for _ in range(100):
+            names = ["".join(rng.choice(letters, 8)) for _ in range(size)]
+            colours = [c for c, _ in label_styles(names).values()]
+            assert min_delta_e(colours) >= MIN_DELTA_E, names
+    # Pure red and green are far apart; the palette does hold colours that look alike (which
+    # is why a label can move), such as two of its purples.
+    assert min_delta_e(["#FF0000", "#00FF00"]) > 80
+    assert min_delta_e(list(palette())) < MIN_DELTA_E / 3
+
+
+def test_open_without_a_browser_says_where_the_page_is(study_db, tmp_path):
+    """A real process on a machine with no browser: no DISPLAY, nothing on PATH to run."""
+    import os
+    import subprocess
+    import sys
+
+    page = tmp_path / "nobrowser.html"
+    env = {"PATH": str(tmp_path / "empty-bin"), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    proc = subprocess.run([sys.executable, "-m", "musicdb", "map", "--method", "svd",
+                           "--labels", "Zero7", "--open", "-o", page, "--db", study_db],
+                          capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert page.is_file()
+    lines = [line for line in proc.stderr.splitlines() if "browser" in line]
+    assert lines == [f"No browser found to open the page: open {page.resolve()} yourself"]
+    assert os.environ.get("MUSICDB_DB") is None  # (the fixture's isolation held)
+
+
+def test_file_name_says_the_perplexity_used_and_counts_read_well(run, study_db):
+    small = run("map", "--labels", "zero7", "--db", study_db)  # 31 points: perplexity 10
+    assert "Perplexity lowered to 10 for 31 points" in small.output
+    assert "(31 points, 1 label)" in small.output
+    assert Path("map-study55-tsne-song-Zero7-p10-seed0.html").is_file()
+    assert not list(Path().glob("*p30*"))
+
+
+def test_album_colours_of_songs_without_albums_warn(run, study_db, tmp_path):
+    result = run("map", "--labels", "TheFlashbulb", "--color-by", "album", "--method", "svd",
+                 "-o", tmp_path / "albums.html", "--db", study_db)
+    warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
+    assert warnings == ["Warning: none of the 560 points of this map has an album tag "
+                        "(imported songs have none): every point is one colour; use "
+                        "--color-by label"]
+    assert "(560 points, 1 album)" in result.output
+    labelled = run("map", "--labels", "TheFlashbulb", "--method", "svd",
+                   "-o", tmp_path / "labels.html", "--db", study_db)
+    assert "Warning" not in labelled.output

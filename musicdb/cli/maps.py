@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from musicdb.cli.app import DEFAULT_DB, DbPath, LabelFrom, app, err, out, user_errors
+from musicdb.terminal import plural
 
 
 @app.command("map")
@@ -25,7 +26,8 @@ def map_(
     ] = None,
     unit: Annotated[str, typer.Option(help="song (whole songs) or snippet.")] = "song",
     perplexity: Annotated[float, typer.Option(
-        min=1, help="t-SNE perplexity (lowered to (n-1)/3 on small maps).")] = 30.0,
+        min=1, help="t-SNE perplexity (lowered to (n-1)/3 on small maps; the file is named "
+        "after the one used).")] = 30.0,
     learning_rate: Annotated[float | None, typer.Option(
         min=1, help="t-SNE learning rate [default: auto, n/48].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same map.")] = 0,
@@ -37,7 +39,8 @@ def map_(
         "-o", "--output", dir_okay=False,
         help="The HTML file [default: named after the options, e.g. "
         "map-study55-tsne-song-p30-seed0.html].")] = None,
-    open_page: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")
+    open_page: Annotated[bool, typer.Option(
+        "--open", help="Open the page in a browser (without one, says where the page is).")
     ] = False,
     db: DbPath = DEFAULT_DB,
 ) -> None:
@@ -50,7 +53,7 @@ def map_(
     import time
     import webbrowser
 
-    from musicdb.maps.runs import default_output, load_run, make_map
+    from musicdb.maps.runs import album_warning, default_output, load_run, make_map
     from musicdb.plots.mapplot import write_page
     from musicdb.store import database as store
 
@@ -66,19 +69,26 @@ def map_(
                                perplexity=perplexity, learning_rate=learning_rate, seed=seed,
                                color_by=color_by,
                                on_project=lambda what: status.update(f"Projecting: {what} ..."))
-            err.print(f"Projected {len(run.xy):,} {unit}s ({run.method}) in {run.seconds:.1f} s",
-                      highlight=False)
+            err.print(f"Projected {plural(len(run.xy), unit)} ({run.method}) in "
+                      f"{run.seconds:.1f} s", highlight=False)
             if "perplexity_asked" in run.params:
-                err.print(f"[yellow]Perplexity lowered to {run.params['perplexity']} for "
-                          f"{len(run.xy)} points[/yellow]")
+                err.print(f"[yellow]Perplexity lowered to {run.params['perplexity']:g} for "
+                          f"{plural(len(run.xy), 'point')}[/yellow]", highlight=False)
+        warning = album_warning(run)
+        if warning:
+            err.print(f"[yellow]Warning:[/yellow] {escape(warning)}", soft_wrap=True,
+                      highlight=False)
         page = output or default_output(method=run.method, feature_set=run.feature_set,
                                         unit=run.unit, labels=run.labels if names else None,
-                                        top=top,
-                                        color_by=run.color_by, perplexity=perplexity,
+                                        top=top, color_by=run.color_by,
+                                        perplexity=run.params.get("perplexity", perplexity),
                                         seed=seed, from_run=from_run)
         write_page(run, page)
-    out.print(f"Wrote map run {run.run_id} ({len(run.xy):,} points, {len(set(run.groups))} "
-              f"{'albums' if run.color_by == 'album' else 'labels'}) to {escape(str(page))} "
-              f"in {time.perf_counter() - started:.1f} s", soft_wrap=True, highlight=False)
-    if open_page:
-        webbrowser.open(page.resolve().as_uri())
+    groups = len(set(run.groups))
+    out.print(f"Wrote map run {run.run_id} ({plural(len(run.xy), 'point')}, "
+              f"{plural(groups, 'album' if run.color_by == 'album' else 'label')}) to "
+              f"{escape(str(page))} in {time.perf_counter() - started:.1f} s", soft_wrap=True,
+              highlight=False)
+    if open_page and not webbrowser.open(page.resolve().as_uri()):
+        err.print(f"No browser found to open the page: open {escape(str(page.resolve()))} "
+                  "yourself", soft_wrap=True, highlight=False)

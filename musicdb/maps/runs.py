@@ -21,6 +21,7 @@ from musicdb.choices import LABEL_RULES, did_you_mean, require_choice
 from musicdb.errors import MapError
 from musicdb.store.database import resolve_feature_set
 from musicdb.store.transaction import transaction
+from musicdb.terminal import plural
 
 METHODS = ("svd", "tsne", "umap")
 UNITS = ("song", "snippet")
@@ -209,6 +210,18 @@ def make_map(con: duckdb.DuckDBPyConnection, *, method: str = "tsne",
     run.run_id = _store(con, run, set_id)
     _add_neighbours(con, run, z, set_id)
     return run
+
+
+def album_warning(run: MapRun) -> str | None:
+    """Why a map coloured by album shows (almost) one colour, or None."""
+    if run.color_by != "album":
+        return None
+    if all(album is None for album in run.album):
+        return (f"none of the {plural(len(run.album), 'point')} of this map has an album tag "
+                "(imported songs have none): every point is one colour; use --color-by label")
+    if len(set(run.groups)) == 1:
+        return "every song of this map is on one album: every point is one colour"
+    return None
 
 
 def _run_from_rows(rows: list[tuple], xy: np.ndarray, **meta) -> MapRun:
