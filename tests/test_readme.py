@@ -1,13 +1,19 @@
-"""The README's SQL runs in the real duckdb shell on a file musicdb wrote, with expected numbers."""
+"""The README's SQL runs in the real duckdb shell on a file musicdb wrote, with expected numbers;
+every `musicdb …` and `duckdb …` line of its shell examples runs as written, on the database the
+README says it is for."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from musicdb.audio.synth import demo_library
+from musicdb.audio.synth import FORMATS, demo_library, tone, write_audio
 from tests.conftest import REPO, SEED_CSV
 
 STUDY_COUNTS = {
@@ -81,3 +87,111 @@ def test_readme_queries_give_the_expected_numbers(shell, readme_db: Path) -> Non
     sets = {r[0]: r[1:] for r in shell(readme_db, by_text["feature_set_summary"])}
     assert sets["seed55"] == ["1", "extracted", "55", "8", "8"]
     assert sets["study55"] == ["1", "imported", "55", "2333", "0"]
+
+
+# --- the shell examples --------------------------------------------------------------------
+# Each ```bash block with a `musicdb` or `duckdb` line follows a marker naming where it runs:
+#   <!-- readme-test: demo -->   in a folder where `musicdb demo` wrote musicdb-demo/ (the
+#                                Quick start ingests its library into ./music.duckdb)
+#   <!-- readme-test: study -->  in a folder with the repository's tests/data (the study's
+#                                tables), the commands naming --db study.duckdb
+# The blocks of one kind run in README order in one folder (a later example may use what an
+# earlier one made), with BROWSER=true so `--open` opens nothing. A line that cannot run here
+# is listed in the README source with its reason:
+#   <!-- readme-test skip: "musicdb evaluate --experiment xmas --cv 5" takes minutes -->
+COMMAND = re.compile(r"^(musicdb|duckdb)\b")
+BLOCK = re.compile(r"(?:<!-- readme-test: (?P<where>\w+) -->\n)?```bash\n(?P<body>.*?)```",
+                   re.S)
+SKIP = re.compile(r'<!-- readme-test skip: "(?P<line>[^"]+)" (?P<why>[^>]*\w[^>]*) -->')
+CONTEXTS = ("demo", "study")
+
+
+@dataclass
+class Example:
+    where: str | None
+    line: str
+    readme_line: int
+
+
+def readme_commands() -> list[Example]:
+    text = (REPO / "README.md").read_text()
+    found = []
+    for block in BLOCK.finditer(text):
+        first = text.count("\n", 0, block.start("body")) + 1
+        body = block["body"].replace("\\\n", " ")  # continuation lines are one command
+        for offset, line in enumerate(body.splitlines()):
+            if COMMAND.match(line.strip()):
+                found.append(Example(block["where"], line.strip(), first + offset))
+    return found
+
+
+def readme_skips() -> dict[str, str]:
+    return {m["line"]: m["why"].strip() for m in SKIP.finditer((REPO / "README.md").read_text())}
+
+
+def is_skipped(example: Example, skips: dict[str, str]) -> bool:
+    return any(example.line.startswith(line) for line in skips)
+
+
+def test_every_shell_example_says_where_it_runs():
+    examples = readme_commands()
+    assert len(examples) >= 20
+    unmarked = [f"README.md:{e.readme_line}: {e.line}" for e in examples
+                if e.where not in CONTEXTS]
+    assert not unmarked, "mark the block <!-- readme-test: demo|study -->:\n" + "\n".join(
+        unmarked)
+    # A shell without -readonly holds the write lock: every musicdb command would be shut out.
+    writers = [e.line for e in examples if e.line.startswith("duckdb ")
+               and e.line.split()[1] != "-readonly"]
+    assert not writers, writers
+
+
+def test_few_examples_are_skipped_each_for_a_reason():
+    skips, examples = readme_skips(), readme_commands()
+    assert len(skips) <= 5, skips
+    for line, why in skips.items():
+        assert len(why) > 10, f"say why {line!r} cannot run in the test"
+        assert any(e.line.startswith(line) for e in examples), f"no such example: {line!r}"
+
+
+def demo_folder(tmp: Path) -> Path:
+    """What `musicdb demo` leaves (its library; the same songs), and the files examples name."""
+    demo_library(tmp / "musicdb-demo" / "library")
+    return tmp
+
+
+def study_folder(tmp: Path) -> Path:
+    """The repository's tests/data at the path the README gives (examples run in the repo)."""
+    tmp.mkdir()
+    (tmp / "tests").symlink_to(REPO / "tests", target_is_directory=True)
+    return tmp
+
+
+def run_examples(folder: Path, home: Path, examples: list[Example]) -> list[str]:
+    """Each line through bash as a user types it; returns what failed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICDB_")}
+    env |= {"HOME": str(home), "BROWSER": "true", "COLUMNS": "120",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
+    failed = []
+    for example in examples:
+        proc = subprocess.run(["bash", "-c", example.line], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0 or "Traceback" in proc.stderr or "Error" in proc.stderr:
+            failed.append(f"README.md:{example.readme_line}: {example.line}\n"
+                          f"  exit {proc.returncode}: {proc.stderr.strip()[-600:]}")
+    return failed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", CONTEXTS)
+def test_shell_examples_run_as_written(where, tmp_path):
+    home = tmp_path / "home"
+    (home / "Downloads").mkdir(parents=True)
+    assert ".mp3" in FORMATS
+    write_audio(home / "Downloads" / "new-track.mp3", tone(440.0, 20.0))  # "not in the library"
+    folder = (demo_folder if where == "demo" else study_folder)(tmp_path / "work")
+    skips = readme_skips()
+    examples = [e for e in readme_commands() if e.where == where and not is_skipped(e, skips)]
+    assert examples
+    failed = run_examples(folder, home, examples)
+    assert not failed, f"{len(failed)} of {len(examples)} examples failed:\n" + "\n".join(failed)
