@@ -31,15 +31,19 @@ def import_(
     set to the same songs; re-importing a file changes nothing. All or nothing.
     """
     from musicdb.store import database as store
-    from musicdb.store.importer import import_table
+    from musicdb.store.importer import import_table, refuse_extracted_name
 
+    with user_errors():
+        refuse_extracted_name(feature_set)  # before a new database file is made for nothing
     with user_errors(), store.connect(db, create=True) as con:
         s = import_table(con, file, set_name=feature_set, label_column=label_column,
                          title_column=title_column)
+    from musicdb.terminal import plural
+
     verb = "created" if s.created_set else "updated"
-    err.print(f"[green]Imported[/green] {s.rows:,} songs into feature set [bold]{s.feature_set}"
-              f"[/bold] ({verb}, {s.n_features} features): {s.new_songs:,} new songs, "
-              f"{s.changed:,} with changed values.")
+    err.print(f"[green]Imported[/green] {plural(s.rows, 'song')} into feature set "
+              f"[bold]{s.feature_set}[/bold] ({verb}, {plural(s.n_features, 'feature')}): "
+              f"{plural(s.new_songs, 'new song')}, {s.changed:,} with changed values.")
     if s.ignored_columns:
         err.print(f"Ignored non-numeric columns: {escape(', '.join(s.ignored_columns))}")
     err.print(f"Try: duckdb -readonly {escape(str(db))} -c 'SELECT label, count(*) FROM "

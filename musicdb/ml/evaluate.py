@@ -153,7 +153,12 @@ def fit(X: np.ndarray, y: np.ndarray, *, model: str, prune: bool, seed: int):
 def _calibration_folds(y: np.ndarray, model: str) -> int:
     """The SVC's Platt scaling cross-validates inside the training rows: 5 folds, fewer when
     a label has fewer rows (scikit-learn refuses more folds than a class has members)."""
-    fewest_label, fewest = min(Counter(y.tolist()).items(), key=lambda item: (item[1], item[0]))
+    per_label = Counter(y.tolist())
+    if len(per_label) < 2:
+        raise ExperimentError(
+            f"every training song is {next(iter(per_label))!r}: a model needs two labels to "
+            "tell apart; lower --test-fraction, or change --split or --seed")
+    fewest_label, fewest = min(per_label.items(), key=lambda item: (item[1], item[0]))
     if model in models.CALIBRATED and fewest < 2:
         raise ExperimentError(
             f"label {fewest_label!r} has only 1 training song here, and the {model} model "

@@ -77,14 +77,20 @@ def _numeric_report(con: duckdb.DuckDBPyConnection, source: str, params: list,
     return {c: tuple(row[3 * i : 3 * i + 3]) for i, c in enumerate(columns)}
 
 
+def refuse_extracted_name(set_name: str) -> None:
+    """An imported set may not take the name of a set that ingest extracts."""
+    if set_name in EXTRACTED_SET_NAMES:
+        raise ImportTableError(
+            f"{set_name!r} is an extracted feature set's name (musicdb computes it from audio, "
+            f"and an imported set of that name would block every later ingest); import under "
+            f"another name, e.g. --feature-set study_{set_name}")
+
+
 def import_table(con: duckdb.DuckDBPyConnection, path: Path, *, set_name: str,
                  label_column: str = "label", title_column: str = "file") -> ImportSummary:
     """Load the table; all or nothing. Songs are identified by (label, title)."""
     path = Path(path)
-    if set_name in EXTRACTED_SET_NAMES:
-        raise ImportTableError(
-            f"{set_name!r} is the name of a feature set musicdb extracts from audio; import "
-            f"under another name, e.g. --feature-set study_{set_name}")
+    refuse_extracted_name(set_name)
     source, params = _reader(path)
     columns = _columns(con, source, params)
     for wanted, flag in [(label_column, "--label-column"), (title_column, "--title-column")]:
