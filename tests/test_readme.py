@@ -195,3 +195,15 @@ def test_shell_examples_run_as_written(where, tmp_path):
     assert examples
     failed = run_examples(folder, home, examples)
     assert not failed, f"{len(failed)} of {len(examples)} examples failed:\n" + "\n".join(failed)
+
+
+def test_info_counts_each_snippet_once(run, readme_db: Path) -> None:
+    """As the README's `musicdb info` says: 8 snippets described by two extracted sets (and one
+    imported set without snippets) are 8, not 16; the table gives each set's own count."""
+    import json
+
+    info = json.loads(run("info", "--db", readme_db, "--json").stdout)
+    per_set = {s["feature_set"]: s["snippets"] for s in info["feature_sets"]}
+    assert per_set == {"default": 8, "seed55": 8, "study55": 0}
+    assert info["snippets"] == 8
+    assert "snippets: 8 (each once" in run("info", "--db", readme_db).stdout

@@ -91,7 +91,12 @@ def main() -> None:
 
     try:
         code = app(prog_name="musicdb", standalone_mode=False)
-    except typer.Abort:  # Ctrl-C outside a command's own handling
+    except typer.Abort as exc:
+        # Typer turns Ctrl-C into exit 130 itself; what arrives as Abort is an EOFError, which
+        # no musicdb command causes by reading input (none prompts): a bug, such as a worker
+        # process that died, shown as one rather than as "Aborted.".
+        if isinstance(exc.__cause__, EOFError):
+            raise exc.__cause__ from None
         err.print("Aborted.")
         sys.exit(130)
     except TyperException as exc:
