@@ -2,15 +2,20 @@
 
     python benchmarks/ingest.py ~/Music/some-folder --workers 1 --baseline 5
     python benchmarks/ingest.py                      # a generated 10-minute library
+    python benchmarks/ingest.py --compare-hold --batch-files 4
 
 Prints files, hours of audio, wall seconds, x realtime (per core), CPU seconds of the analysis,
 start-up cost apart, and - with --baseline N - the ratio against the plain librosa pipeline on
-the first N files. Machines are noisy: quote the ratios.
+the first N files. With --compare-hold, the same folder twice, side by side: the database held
+for the whole run (one connection) and opened per batch (what `musicdb ingest` does, so that
+readers get in between): wall, x realtime, and the milliseconds each open + close (checkpoint)
+costs. Machines are noisy: quote the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,10 +25,11 @@ from pathlib import Path
 import librosa
 import numpy as np
 
+import musicdb.ingest.run
 from musicdb.audio.scan import find_audio
 from musicdb.audio.synth import demo_library
-from musicdb.ingest.run import ingest
-from musicdb.store import database as store
+from musicdb.ingest.run import IngestSummary, ingest
+from musicdb.store.writer import Writer
 from musicdb.workers.pool import LocalPool
 
 
@@ -50,6 +56,34 @@ def startup_seconds() -> float:
     return time.perf_counter() - t0
 
 
+def timed_ingest(folder: Path, db: Path, executor: LocalPool, snippet_seconds: float, *,
+                 hold: bool) -> tuple[IngestSummary, Writer, float]:
+    """One ingest into a new db; returns its summary, its writer and the final close's seconds
+    (a held connection checkpoints everything there)."""
+    with Writer(db, hold=hold) as writer:
+        s = ingest(writer, [folder], executor=executor, snippet_seconds=snippet_seconds)
+        t0 = time.perf_counter()
+    return s, writer, time.perf_counter() - t0
+
+
+def compare_hold(folder: Path, tmp: Path, executor: LocalPool, snippet_seconds: float,
+                 repeat: int) -> None:
+    """The same folder ingested into new databases, alternately with one connection for the
+    run and one per batch (alternating, so neither gets all of a busy machine's bad moments)."""
+    print(f"{'database':<24}{'wall s':>8}{'x realtime':>12}{'writes':>8}"
+          f"{'first open ms':>15}{'later open+close ms':>21}")
+    for i in range(repeat):
+        for hold in (True, False):
+            s, writer, final_close = timed_ingest(folder, tmp / f"run{i}-{hold}.duckdb",
+                                                  executor, snippet_seconds, hold=hold)
+            first, *later = writer.open_close_s
+            later = later or [final_close]  # held: its one close checkpoints the whole run
+            name = "held for the whole run" if hold else "opened per batch"
+            print(f"{name:<24}{s.wall_s + final_close:>8.1f}{s.realtime:>12.1f}"
+                  f"{len(later) if not hold else 1:>8}{first * 1000:>15.0f}"
+                  f"{statistics.median(later) * 1000:>21.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", nargs="?", type=Path)
@@ -57,7 +91,14 @@ def main() -> None:
     ap.add_argument("--snippet-seconds", type=float, default=30.0)
     ap.add_argument("--baseline", type=int, default=0, metavar="N",
                     help="also time the plain librosa pipeline on N files spread over the folder")
+    ap.add_argument("--compare-hold", action="store_true",
+                    help="ingest twice, side by side: the database held for the whole run, "
+                    "and opened for each batch")
+    ap.add_argument("--repeat", type=int, default=2, help="with --compare-hold: pairs of runs")
+    ap.add_argument("--batch-files", type=int, default=musicdb.ingest.run.BATCH_FILES,
+                    help="files per write (smaller: more batches, so more opens to time)")
     args = ap.parse_args()
+    musicdb.ingest.run.BATCH_FILES = args.batch_files
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.folder
@@ -66,10 +107,13 @@ def main() -> None:
             demo_library(folder, songs_per_artist=4, seconds=37.5)
         files = [c.path for c in find_audio([folder])]
         print(f"start-up (python + import musicdb.analysis.analyse): {startup_seconds():.2f} s")
-        with store.connect(Path(tmp) / "bench.duckdb") as con:
-            executor = LocalPool(args.workers)
-            executor.warm_up()
-            s = ingest(con, [folder], executor=executor, snippet_seconds=args.snippet_seconds)
+        executor = LocalPool(args.workers)
+        executor.warm_up()
+        if args.compare_hold:
+            compare_hold(folder, Path(tmp), executor, args.snippet_seconds, args.repeat)
+            return
+        s, _, _ = timed_ingest(folder, Path(tmp) / "bench.duckdb", executor,
+                               args.snippet_seconds, hold=False)
         per_core = s.audio_s / (s.wall_s * s.workers)
         print(f"musicdb ingest: {s.found} files, {s.audio_s / 3600:.3f} h audio, {len(s.failed)} "
               f"failed, wall {s.wall_s:.1f} s, workers {s.workers}")

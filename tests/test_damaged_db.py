@@ -544,7 +544,7 @@ def test_a_database_in_use_by_another_writer_is_one_line(musicdb_file, run):
         assert holder.stdout.readline() == "ready\n"
         for args in (["info"], ["experiment", "list"]):
             message = refused(run, *args, "--db", musicdb_file,
-                              expect="is in use by another process")
+                              expect="is open for writing in python (PID")
             assert f"PID {holder.pid})" in message
     finally:
         holder.communicate("", timeout=60)

@@ -275,7 +275,7 @@ def test_experiment_list_beside_another_reader_and_while_a_writer_holds_the_lock
         blocked = musicdb_cli("experiment", "list", "--db", db)
     assert blocked.returncode == 1
     assert blocked.stderr.strip().count("\n") == 0, blocked.stderr
-    assert "is in use by another process" in blocked.stderr
+    assert "is open for writing in python (PID" in blocked.stderr
     assert f"PID {writer}" in blocked.stderr
 
 

@@ -62,8 +62,10 @@ def ingest(
             with user_errors(), stop.raising(), open_executor(workers, scheduler) as executor:
                 executor.warm_up()  # the workers' start (~1.6 s) overlaps imports and the scan
                 from musicdb.analysis.features import FrameParams
+                from musicdb.ingest.run import check_sets
 
                 sets = tuple(s.strip() for s in feature_set.split(",") if s.strip())
+                check_sets(sets)  # before the database is opened (or created) and scanned
                 summary = _ingest_with(
                     executor, paths, db, sets=sets, snippet_seconds=snippet_seconds,
                     retry_errors=retry_errors, file_timeout=file_timeout,
@@ -83,13 +85,14 @@ def ingest(
 
 def _ingest_with(executor: Executor, paths: list[Path], db: Path, **options: Any
                  ) -> IngestSummary:
-    """The library's ingest (its keyword options) into `db`, its progress bar on stderr."""
+    """The library's ingest (its keyword options) into `db`, its progress bar on stderr, and
+    any wait for another process holding the file as a line above the bar."""
     from musicdb.cli.progress import IngestProgress
     from musicdb.ingest.run import ingest as run_ingest
-    from musicdb.store import database as store
+    from musicdb.store.writer import Writer
 
-    with store.connect(db, create=True) as con, IngestProgress(err) as progress:
-        return run_ingest(con, paths, executor=executor, progress=progress, **options)
+    with IngestProgress(err) as progress, Writer(db, notify=progress.notice) as writer:
+        return run_ingest(writer, paths, executor=executor, progress=progress, **options)
 
 
 class _StopSignals:

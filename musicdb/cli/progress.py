@@ -7,6 +7,7 @@ from pathlib import Path
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -51,6 +52,11 @@ class IngestProgress:
 
     def stage(self, text: str) -> None:
         self.console.print(f"[dim]{text} ...[/dim]")
+
+    def notice(self, text: str) -> None:
+        """A line above the bar that must be seen: the ingest waits for another process."""
+        self.console.print(f"[yellow]{escape(one_line(text))}[/yellow]", soft_wrap=True,
+                           highlight=False)
 
     def start(self, total: int) -> None:
         self.started = time.perf_counter()
@@ -110,7 +116,12 @@ def render_summary(console: Console, s: IngestSummary, db: Path) -> None:
     if any("ffmpeg, which is not on PATH" in reason for _, reason in s.failed):
         console.print("[yellow]Some files need ffmpeg (m4a/AAC/...), which is not on PATH."
                       "[/yellow]")
-    if s.interrupted:
+    if s.unwritten:
+        console.print(f"[yellow]Interrupted[/yellow] while another process held the database: "
+                      f"{plural(s.unwritten, 'analysed file was', 'analysed files were')} not "
+                      "written. Everything written before is kept; run the same command again "
+                      "to resume (those files are analysed again).", soft_wrap=True)
+    elif s.interrupted:
         console.print("[yellow]Interrupted.[/yellow] Finished files are saved; run the same "
                       "command again to resume.")
 

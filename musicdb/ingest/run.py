@@ -13,8 +13,9 @@ from pathlib import Path
 
 import duckdb
 
-from musicdb.analysis.analyse import DEFAULT_SETS, Analysis, analyse_file
+from musicdb.analysis.analyse import DEFAULT_SETS, EXTRACTORS, Analysis, analyse_file
 from musicdb.analysis.features import FrameParams, kernels_cached
+from musicdb.errors import StoreError
 from musicdb.ingest.plan import Job, Progress, ScanPlan, plan
 from musicdb.ingest.write import (
     apply_scan,
@@ -24,10 +25,12 @@ from musicdb.ingest.write import (
     write_batch,
 )
 from musicdb.store.database import refresh_similarity, similarity_stale
+from musicdb.store.writer import Writer
 from musicdb.workers.executor import DIED, Executor, JobFailed
 
 BATCH_FILES = 64  # results per write transaction
 BATCH_SECONDS = 5.0  # ...or sooner, so an interrupted run loses little
+RETRY_SECONDS = 1.0  # a batch held back by another process's lock is tried again this often
 FILE_TIMEOUT_S = 120.0  # every file's allowance before its worker is stopped (plus its length)
 
 
@@ -56,6 +59,7 @@ class IngestSummary:
 
     unchanged_failed: int = 0  # unchanged files that failed before (--retry-errors retries)
     not_reached: int = 0  # files an interruption stopped before their analysis
+    unwritten: int = 0  # analysed, but the interruption came while another process held the file
     copied: int = 0  # files whose content was analysed already: values copied, not recomputed
     # (path, reason) of folders that could not be listed: their songs are not marked missing
     unreadable_folders: list[tuple[str, str]] = field(default_factory=list)
@@ -151,19 +155,34 @@ def _count(summary: IngestSummary, job: Job, result: Analysis) -> None:
         summary.failed.append((str(job.candidate.path), result.error or "unknown"))
 
 
-def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
+def check_sets(sets: tuple[str, ...]) -> None:
+    """Refuse an unknown feature set before anything is scanned, opened or started."""
+    unknown = [s for s in sets if s not in EXTRACTORS]
+    known = ", ".join(sorted(EXTRACTORS))
+    if not sets:
+        raise StoreError(f"no feature set given; extracted sets: {known}")
+    if unknown:
+        raise StoreError(f"unknown feature set(s) {', '.join(map(repr, unknown))}; extracted "
+                         f"sets: {known}")
+
+
+def ingest(writer: Writer, paths: list[Path], *,
            executor: Executor | None = None, sets: tuple[str, ...] = DEFAULT_SETS,
            snippet_seconds: float = 30.0, retry_errors: bool = False,
            progress: Progress | None = None, params: FrameParams = FrameParams(),
            analyse: Analyse | None = None, file_timeout: float = FILE_TIMEOUT_S) -> IngestSummary:
     """Bring the database up to date with the audio files under `paths`.
 
+    `writer` (musicdb.store.writer.Writer, entered) opens the database only while it writes:
+    the sets and the scan's changes, each batch of results, the similarity tables at the end.
+    The scan reads it on a read-only connection. Between writes other programs can read it.
     `executor` (musicdb.workers.executor) runs the analyses: default, a local pool with a
     worker per core. Call its warm_up() before, so that its start overlaps this scan.
     `analyse` turns one file into an Analysis (default: analyse_file, looked up at call time).
     `file_timeout`: seconds every file may take, plus TIMEOUT_PER_AUDIO_S per second of audio
     it declares; past that, an executor that can stop a job does, and the file is an error row.
     """
+    check_sets(sets)
     if executor is None:
         from musicdb.workers.pool import LocalPool
 
@@ -172,56 +191,92 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], *,
     started, wall0 = datetime.now(), time.perf_counter()
     progress = progress or _Quiet()
     summary = IngestSummary()
-    set_ids = register_sets(con, sets, snippet_seconds, params)
-    scan = plan(con, paths, set_ids, progress, retry_errors)
+    with writer.writing() as con:
+        set_ids = register_sets(con, sets, snippet_seconds, params)
+    with writer.reading() as con:  # the scan and hashing may take minutes: readers welcome
+        scan = plan(con, paths, set_ids, progress, retry_errors)
+        jobs = scan.jobs
+        refused = [job for job in jobs if job.failure is not None]
+        copies = [(job, stored_analysis(con, job, set_ids)) for job in jobs
+                  if job.copy_from is not None and job.failure is None]
     summary.add_scan(scan)
-    summary.tags_updated = apply_scan(con, scan)
-    jobs = scan.jobs
-    refused = [job for job in jobs if job.failure is not None]
-    copies = [job for job in jobs if job.copy_from is not None and job.failure is None]
+    with writer.writing() as con:
+        summary.tags_updated = apply_scan(con, scan)
     fresh = [job for job in jobs if job.copy_from is None and job.failure is None]
     distinct = len({job.content_key for job in fresh})  # the analyses to run
     summary.copied = len(copies) + len(fresh) - distinct
     summary.workers = min(executor.slots, max(1, distinct))
     if distinct and executor.analyses_here and not kernels_cached():
-        progress.stage("compiling the analysis kernels: the first run only, ~20 s")
+        progress.stage("compiling the analysis kernels (the first run on this machine only; "
+                       "the bar's clock runs meanwhile)")
     progress.start(len(jobs))
     results = itertools.chain(
         ((job, Analysis(str(job.candidate.path), False, error=job.failure)) for job in refused),
-        ((job, stored_analysis(con, job, set_ids)) for job in copies),
+        copies,
         ((job, _still_there(job, result) if result.ok else result)
          for job, result in _once_per_content(fresh, lambda todo: _analyse(
              todo, executor, analyse, snippet_seconds, params, file_timeout))))
-    processed = _write_as_they_come(con, results, set_ids, summary, progress)
+    processed = _write_as_they_come(writer, results, set_ids, summary, progress)
     summary.not_reached = len(jobs) - processed
-    if not summary.interrupted and (summary.library_changed or similarity_stale(con)):
-        progress.stage("updating similarity tables")
-        try:
-            refresh_similarity(con)  # an unchanged re-scan skips this (8 s at 100,000 songs)
-        except KeyboardInterrupt:  # rolled back; still marked stale: the next run rebuilds
-            summary.interrupted = True
-    summary.wall_s = time.perf_counter() - wall0
-    record_run(con, started, paths, sets, summary)
+    _finish(writer, started, paths, sets, summary, progress, wall0)
     return summary
 
 
-def _write_as_they_come(con: duckdb.DuckDBPyConnection,
-                        results: Iterator[tuple[Job, Analysis]], set_ids: dict[str, int],
-                        summary: IngestSummary, progress: Progress) -> int:
-    """Count and write results in batches; Ctrl-C stops the loop, never loses a finished file.
+def _finish(writer: Writer, started: datetime, paths: list[Path], sets: tuple[str, ...],
+            summary: IngestSummary, progress: Progress, wall0: float) -> None:
+    """The similarity tables (when anything changed) and the run's record, in one open.
+
+    After an interruption only the record, and only if the file is free at once."""
+    if not summary.interrupted:
+        try:
+            with writer.writing() as con:
+                if summary.library_changed or similarity_stale(con):
+                    progress.stage("updating similarity tables")
+                    refresh_similarity(con)  # an unchanged re-scan skips this (8 s at 100k)
+                summary.wall_s = time.perf_counter() - wall0
+                record_run(con, started, paths, sets, summary)
+            return
+        except KeyboardInterrupt:  # rolled back; still marked stale: the next run rebuilds
+            summary.interrupted = True
+    summary.wall_s = time.perf_counter() - wall0
+    writer.attempt(lambda con: record_run(con, started, paths, sets, summary))
+
+
+def _write_as_they_come(writer: Writer, results: Iterator[tuple[Job, Analysis]],
+                        set_ids: dict[str, int], summary: IngestSummary,
+                        progress: Progress) -> int:
+    """Count and write results in batches; Ctrl-C stops the loop, never loses a written file.
+
+    A batch meeting the file held by another process (a reader's shell) stays pending: the
+    analysis goes on, and the write is tried again at a later result, at most once a second,
+    with one waiting line. Once every file is analysed, it waits for as long as it takes.
     Returns how many results were taken."""
-    batch: list[tuple[Job, Analysis]] = []
-    processed, last_write = 0, time.perf_counter()
+    pending: list[tuple[Job, Analysis]] = []
+    processed, last_write, next_try = 0, time.perf_counter(), 0.0
+
+    def write(con: duckdb.DuckDBPyConnection) -> None:
+        write_batch(con, pending, set_ids)
+
     try:
         for job, result in results:
             processed += 1
-            batch.append((job, result))
+            pending.append((job, result))
             _count(summary, job, result)
             progress.advance(result.duration_s or 0.0)
-            if len(batch) >= BATCH_FILES or time.perf_counter() - last_write > BATCH_SECONDS:
-                write_batch(con, batch, set_ids)
-                batch, last_write = [], time.perf_counter()
+            now = time.perf_counter()
+            due = len(pending) >= BATCH_FILES or now - last_write > BATCH_SECONDS
+            if due and now >= next_try:
+                if writer.attempt(write):
+                    pending, last_write = [], now
+                else:
+                    next_try = now + RETRY_SECONDS
+        if pending:
+            with writer.writing() as con:  # nothing left to analyse: wait for the file
+                write(con)
+            pending = []
     except KeyboardInterrupt:
         summary.interrupted = True
-    write_batch(con, batch, set_ids)  # finished results are never thrown away
+        # Finished results are written now if the file is free; a rolled-back batch too.
+        if pending and not writer.attempt(write):
+            summary.unwritten = len(pending)
     return processed

@@ -7,6 +7,7 @@ musicdb.store.dbfile; their public names are re-exported here.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from musicdb.errors import StoreError
-from musicdb.store import dbfile
+from musicdb.store import access, dbfile
 from musicdb.store.schema import (  # noqa: F401  (re-exported: musicdb.store.database is where callers look)
     NO_EXTENSIONS,
     Migration,
@@ -123,52 +124,72 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 @contextmanager
-def connect(db: Path, *, read_only: bool = False,
-            create: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(db: Path, *, read_only: bool = False, create: bool = False,
+            patience: access.Patience = access.COMMAND,
+            notify: access.Notify = access.stderr_notice) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the database. Writers migrate it and refresh its views; readers only check it.
 
     Only a writer with `create` (ingest, import) makes a new file. Anything that is not a
     musicdb database (another format, another program's DuckDB file, a damaged or newer one,
     a read-only file for a writer) is refused with a StoreError before anything is written.
+    A file another process holds is retried within `patience` (musicdb.store.access), with
+    one `notify` line while it waits, then refused in one line naming the holder.
     """
     db = Path(db)
     new = dbfile.check_path(db, writer=not read_only, create=create)
     if not (new or read_only):
-        _inspect(db, create=create)
-    con = _open(db, read_only=read_only)
-    failed = True
-    try:
+        _inspect(db, create=create, patience=patience, notify=notify)
+    with reopen(db, read_only=read_only, patience=patience, notify=notify) as con:
         if read_only:
             check_musicdb(con, db, writer=False, create=False)
         else:
-            _prepare_writer(con)
+            _prepare_writer(con, db)
+        yield con
+
+
+@contextmanager
+def reopen(db: Path, *, read_only: bool = False, patience: access.Patience = access.COMMAND,
+           notify: access.Notify = access.stderr_notice) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open a database this process has opened with connect() before: no checks, no
+    migrations, no views (an ingest's batches). Closing checkpoints it, so readers see it."""
+    con = _open(db, read_only=read_only, patience=patience, notify=notify)
+    failed = True
+    try:
         yield con
         failed = False
     finally:
         _close(con, db, failed)
 
 
-def _open(db: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    try:
+def _open(db: Path, *, read_only: bool, patience: access.Patience,
+          notify: access.Notify) -> duckdb.DuckDBPyConnection:
+    def attempt() -> duckdb.DuckDBPyConnection:
         return duckdb.connect(str(db), read_only=read_only, config=NO_EXTENSIONS)
+
+    try:
+        return access.opened(attempt, db, writer=not read_only, patience=patience,
+                             notify=notify)
     except duckdb.Error as exc:
         raise dbfile.open_failure(db, str(exc), duckdb.__version__) from exc
 
 
-def _inspect(db: Path, *, create: bool) -> None:
+def _inspect(db: Path, *, create: bool, patience: access.Patience,
+             notify: access.Notify) -> None:
     """Judge an existing file for a writer on a read-only connection: a refusal writes nothing."""
-    con = _open(db, read_only=True)
+    con = _open(db, read_only=True, patience=patience, notify=notify)
     try:
         check_musicdb(con, db, writer=True, create=create)
     finally:
         con.close()
 
 
-def _prepare_writer(con: duckdb.DuckDBPyConnection) -> None:
+def _prepare_writer(con: duckdb.DuckDBPyConnection, db: Path) -> None:
     try:
         migrate(con)
         create_views(con)
-        if similarity_stale(con):  # a run killed before (or during) its refresh
+        # A run killed before (or during) its refresh. Not while an ingest updates the file:
+        # it refreshes at its end, and a refresh here would hold the file for seconds.
+        if similarity_stale(con) and access.ingest_holder(db) in (None, os.getpid()):
             refresh_similarity(con)
     except duckdb.Error as exc:
         raise write_failure(con, exc, "the schema and views") from exc

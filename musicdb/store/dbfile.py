@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 
 from musicdb.errors import StoreError
+from musicdb.store import access
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB file, after the header's checksum
 HEADER_SIZE = 4096  # DuckDB's main header block: checksum, magic, storage version, flags...
@@ -116,9 +117,6 @@ STORAGE_VERSION = re.compile(r"version number (\d+), but we can only read versio
                              r"(\d+) and (\d+)|(\d+))")
 
 
-LOCK_HOLDER = re.compile(r"lock is held in (.+?) \(PID (\d+)\)")
-
-
 def open_failure(db: Path, message: str, duckdb_version: str) -> StoreError:
     """DuckDB's error on opening db, as one line saying what the file is and what to do."""
     first = first_line(message)
@@ -136,11 +134,9 @@ def open_failure(db: Path, message: str, duckdb_version: str) -> StoreError:
             f"{db} was written by an old DuckDB (storage version {stored}) that DuckDB "
             f"{duckdb_version} cannot read: open it with the DuckDB that wrote it, EXPORT "
             "DATABASE, and IMPORT DATABASE into a new file")
-    if "Could not set lock" in message:
-        holder = LOCK_HOLDER.search(message)
-        who = f" ({Path(holder[1]).name}, PID {holder[2]})" if holder else ""
-        return StoreError(f"{db} is in use by another process{who}: wait for it to finish, "
-                          "or close it, and run the same command again")
+    holder = access.lock_holder(message, db)
+    if holder is not None:  # connect() retries first (musicdb.store.access); this is its end
+        return StoreError(access.refusal(db, holder))
     if "checksum" in message or "Corrupt" in message or "not a valid DuckDB" in message:
         why = "a checksum does not match its content" if "checksum" in message else first
         return StoreError(f"{db} is a damaged DuckDB file ({why}): restore it from a backup, "
