@@ -56,6 +56,9 @@ class ScanPlan:
     jobs: list[Job] = field(default_factory=list)  # files to analyse, copy or record as errors
     # Song rows the scan updates without an analysis: tags and folders re-read, moves.
     refresh: list[dict] = field(default_factory=list)
+    # {song_id, mtime_ns} of files touched without a change (same size, same content hash):
+    # their new mtime is stored, nothing is analysed, and nothing the library shows changed.
+    touched: list[dict] = field(default_factory=list)
     gone: list[int] = field(default_factory=list)  # song ids to mark missing
     moved: int = 0
     unchanged: int = 0
@@ -96,6 +99,14 @@ def _file_info(c: Candidate) -> tuple[dict, float | None, str | None]:
     return tags, length, None
 
 
+def _touched_only(row: catalog.KnownSong, c: Candidate, digest: str | None) -> bool:
+    """Only the mtime moved (`touch`, a copy tool, a backup restore): same size, same bytes,
+    and a song that was ingested. A failed file touched is tried again, as before: its error
+    may have been "changed while being read", which a later mtime resolves."""
+    return (row.status == "ok" and digest is not None and row.content_hash == digest
+            and row.size_bytes == c.size)
+
+
 def _hash(c: Candidate) -> tuple[str | None, str | None]:
     """(content hash, or None and why it cannot be read). A file whose size or mtime changes
     while it is read is still being written: recorded now, picked up by the next run."""
@@ -123,11 +134,33 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
     wanted = set(set_ids.values())
     by_id = {v: k for k, v in set_ids.items()}
 
+    jobs, refresh = out.jobs, out.refresh
+
+    def keep(c: Candidate, t: dict, length: float | None, row: catalog.KnownSong,
+             problem: str | None) -> None:
+        """A known file whose content is unchanged: its tags and folder are refreshed, and it
+        is analysed only for a set it lacks (or retried, when it failed before)."""
+        refresh.append({"song_id": row.song_id, "root": shown(c.root), "folder": c.folder,
+                        "status": "error" if row.status == "error" else "ok"} | t)
+        if row.status == "error":
+            if (retry_errors or _retry_once(row)) and not problem:
+                jobs.append(Job(c, "retry", tuple(set_ids), t, row.content_hash, row.song_id,
+                                declared_s=length))
+            else:
+                out.unchanged_failed += 1
+            return
+        lacking = wanted - present.get(row.song_id, set())
+        if lacking:
+            sets = tuple(by_id[i] for i in sorted(lacking))
+            jobs.append(Job(c, "sets", sets, t, row.content_hash, row.song_id,
+                            declared_s=length))
+        else:
+            out.unchanged += 1
+
     progress.stage(f"reading tags of {len(candidates)} files")
     with ThreadPoolExecutor(max_workers=4) as pool:
         infos = list(pool.map(_file_info, candidates))
 
-    jobs, refresh = out.jobs, out.refresh
     to_hash: list[tuple[Candidate, dict, float | None, catalog.KnownSong | None]] = []
     for c, (t, length, problem) in zip(candidates, infos, strict=True):
         c = _keep_broader_root(c, roots.get(str(c.path)))
@@ -143,22 +176,7 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
         if not unchanged:
             to_hash.append((c, t, length, row))
             continue
-        refresh.append({"song_id": row.song_id, "root": shown(c.root), "folder": c.folder,
-                        "status": "error" if row.status == "error" else "ok"} | t)
-        if row.status == "error":
-            if (retry_errors or _retry_once(row)) and not problem:
-                jobs.append(Job(c, "retry", tuple(set_ids), t, row.content_hash, row.song_id,
-                                declared_s=length))
-            else:
-                out.unchanged_failed += 1
-            continue
-        lacking = wanted - present.get(row.song_id, set())
-        if lacking:
-            sets = tuple(by_id[i] for i in sorted(lacking))
-            jobs.append(Job(c, "sets", sets, t, row.content_hash, row.song_id,
-                            declared_s=length))
-        else:
-            out.unchanged += 1
+        keep(c, t, length, row, problem)
 
     progress.stage(f"hashing {len(to_hash)} new or changed files")
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -178,6 +196,9 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
         if problem:
             jobs.append(Job(c, "new" if row is None else "changed", tuple(set_ids), t, None,
                             song_id, failure=problem))
+        elif row is not None and _touched_only(row, c, digest):
+            out.touched.append({"song_id": row.song_id, "mtime_ns": c.mtime_ns})
+            keep(c, t, length, row, None)
         elif row is not None:
             jobs.append(Job(c, "changed", tuple(set_ids), t, digest, song_id, declared_s=length))
         elif digest in vanished:
