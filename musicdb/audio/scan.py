@@ -96,30 +96,59 @@ def _is_audio(path: Path) -> bool:
         return False
 
 
-def _folder_label(path: Path, root: Path) -> str | None:
-    parts = path.relative_to(root).parts
-    return parts[0] if len(parts) > 1 else None
+def _label(path: Path, root: Path) -> tuple[Path, str | None]:
+    """(the root its folder label counts from, the label): the first folder level below the
+    scanned root, or none for a file directly in it or given by itself (then its folder is
+    the root). String operations: this runs for every file of every scan."""
+    root_text, text = os.path.join(str(root), ""), str(path)
+    if text.startswith(root_text):
+        inner = text[len(root_text):]
+        return root, inner.split(os.sep, 1)[0] if os.sep in inner else None
+    return path.parent, None
 
 
-def _walk(given: Path, unreadable: list[tuple[str, str]]) -> tuple[Path, list[Path]]:
-    """(root, files under it in a stable order); dot-files and dot-folders are skipped, and
-    folders that cannot be listed are added to `unreadable` as (path, reason).
+def _walk(given: Path, unreadable: list[tuple[str, str]]) -> tuple[Path, list[tuple[Path, bool]]]:
+    """(root, [(file, whether its path may need resolving)] in a stable order); dot-files and
+    dot-folders are skipped, and folders that cannot be listed are added to `unreadable` as
+    (path, reason).
 
     Symlinked folders inside are not followed (a link to a parent would loop); the root itself
-    is resolved, so `lib/../lib` and a link to `lib` are the same library.
+    is resolved, so `lib/../lib` and a link to `lib` are the same library. Below a resolved
+    root, only a symbolic link's path can differ from its resolved one: the others are not
+    resolved again (realpath costs a system call per path component, per file).
     """
     if not given.is_dir():
-        return Path(os.path.realpath(given.parent)), [given]
+        return Path(os.path.realpath(given.parent)), [(given, True)]
     root = given.resolve()
-    files = []
+    files: list[tuple[Path, bool]] = []
 
-    def note(exc: OSError) -> None:
-        unreadable.append((shown(Path(exc.filename or root)), exc.strerror or str(exc)))
+    def visit(folder: str) -> None:
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted((e for e in listing if not e.name.startswith(".")),
+                                 key=lambda e: e.name)
+        except OSError as exc:
+            unreadable.append((shown(Path(exc.filename or folder)), exc.strerror or str(exc)))
+            return
+        folders = []
+        for entry in entries:
+            if _is_folder(entry):
+                if not entry.is_symlink():
+                    folders.append(entry.path)
+            else:
+                files.append((Path(entry.path), entry.is_symlink()))
+        for sub in folders:
+            visit(sub)
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=note):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files += [Path(dirpath, f) for f in sorted(filenames) if not f.startswith(".")]
+    visit(str(root))
     return root, files
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # as os.walk: what cannot be inspected is listed as a file
+        return False
 
 
 def find_audio(paths: list[Path], unreadable: list[tuple[str, str]] | None = None
@@ -131,17 +160,16 @@ def find_audio(paths: list[Path], unreadable: list[tuple[str, str]] | None = Non
     unreadable = [] if unreadable is None else unreadable
     for given in paths:
         root, files = _walk(Path(given).expanduser().absolute(), unreadable)
-        for path in files:
+        for path, may_differ in files:
             has_audio_name = path.suffix.lower() in AUDIO_EXTENSIONS
-            resolved = Path(os.path.realpath(path))
+            resolved = Path(os.path.realpath(path)) if may_differ else path
             problem, st = _problem(path, resolved, has_audio_name)
             if problem == "skip":
                 continue
             if problem is None and not has_audio_name and not _is_audio(path):
                 continue
             real = resolved if problem is None else path  # a broken link: its own name
-            label_root = root if path.is_relative_to(root) else path.parent
-            label = _folder_label(path, label_root)
+            label_root, label = _label(path, root)
             if problem and storable(real) is None:  # recorded under a printable name
                 real, label = Path(shown(real)), label and shown(Path(label))
             if real in seen:
