@@ -233,7 +233,7 @@ def test_songs_are_identified_by_label_and_title(tmp_path, run):
     more = tmp_path / "more.csv"
     more.write_text("label,file,c\nY,same.mp3,7\nZ,same.mp3,8\nX,same.mp3,9\nX,other.mp3,0\n")
     result = run("import", more, "--feature-set", "more", "--db", db)
-    assert "1 new songs" in flat(result.output)
+    assert "1 new song, " in flat(result.output)
     assert sorted(query(db, "SELECT label, title, c FROM features_more")) == [
         ("X", "other.mp3", 0.0), ("X", "same.mp3", 9.0), ("Y", "same.mp3", 7.0),
         ("Z", "same.mp3", 8.0)]

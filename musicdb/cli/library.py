@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -53,15 +53,14 @@ def import_(
 @app.command()
 def export(
     out_dir: Annotated[Path, typer.Argument(file_okay=False, help="Folder to write into.")],
-    format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    format: Annotated[Literal["parquet", "csv"], typer.Option(
+        "--format", help="parquet or csv.")] = "parquet",
     db: DbPath = DEFAULT_DB,
 ) -> None:
     """Write songs, labels and every feature set (one column per feature) for other tools."""
     from musicdb.store import database as store
     from musicdb.store.export import export as run_export
 
-    if format not in ("parquet", "csv"):
-        raise typer.BadParameter("use parquet or csv", param_hint="--format")
     with user_errors(), store.connect(db, read_only=True) as con:
         written = run_export(con, out_dir, format)
     for path, rows in written:
