@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import tomllib
+import typing
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,60 @@ def test_a_bad_value_is_a_usage_error(name, monkeypatch, capsys, tmp_path):
     assert code == 2
     assert out == ""
     assert_one_error_line(err, bad[0])
+
+
+def options_where(test) -> list[tuple[str, str]]:
+    """(command, --option) for every option of every command that `test(option)` picks."""
+    return sorted((name, param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0])
+                  for name, command in leaf_commands().items() for param in command.params
+                  if isinstance(param, typer.core.TyperOption) and test(param))
+
+
+def is_number(param) -> bool:
+    return param.type_descriptor.annotation in (int, float) and not param.is_flag
+
+
+def is_choice(param) -> bool:
+    return param.type_descriptor.is_choice
+
+
+# Options whose values are a fixed list: they must be choices, so a wrong value is a usage
+# error (exit 2, before any work) like every other bad value, not a failure (exit 1).
+FIXED_CHOICES = [("export", "--format"), ("map", "--method"), ("map", "--unit"),
+                 ("map", "--color-by"), ("experiment create", "--unit"),
+                 ("experiment create", "--split"), ("experiment create", "--model"),
+                 ("evaluate", "--model")]
+
+
+@pytest.mark.parametrize(("name", "option"), options_where(is_number))
+def test_a_number_that_is_not_one_is_a_usage_error(name, option, monkeypatch, capsys,
+                                                    tmp_path):
+    code, out, err = musicdb_main(monkeypatch, capsys, *name.split(), *args_for(name, tmp_path),
+                                  option, "many")
+    assert code == 2
+    assert out == ""
+    assert_one_error_line(err, option)
+
+
+@pytest.mark.parametrize(("name", "option"),
+                         sorted(set(options_where(is_choice)) | set(FIXED_CHOICES)))
+def test_a_value_not_among_the_choices_is_a_usage_error(name, option, monkeypatch, capsys,
+                                                        tmp_path):
+    code, out, err = musicdb_main(monkeypatch, capsys, *name.split(), *args_for(name, tmp_path),
+                                  option, "bogus", "--db", str(tmp_path / "typo.duckdb"))
+    assert code == 2, err
+    assert out == ""
+    assert_one_error_line(err, option)
+
+
+def test_shared_choices_are_the_librarys():
+    from musicdb.choices import LABEL_RULES
+    from musicdb.cli.app import DISTANCE_METHODS, DistanceMethod, LabelFrom
+    from musicdb.similarity import heatmap, similar
+
+    assert DISTANCE_METHODS == similar.METHODS == tuple(heatmap.METHODS)
+    assert typing.get_args(typing.get_args(LabelFrom)[0]) == LABEL_RULES
+    assert typing.get_args(typing.get_args(DistanceMethod)[0]) == DISTANCE_METHODS
 
 
 @pytest.mark.parametrize("name", sorted(set(REQUIRED) - CREATE))

@@ -162,8 +162,8 @@ def test_the_page_is_self_contained(run, study_db, tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--feature-set", "nope"], "no feature set 'nope'; known: study55"),
-    (["--label-from", "composer"], "--label-from must be one of"),
-    (["--method", "nearest"], "--method must be one of"),
+    # a --label-from or --method not among the choices is a usage error (exit 2) before any
+    # work: tests/test_conventions.py checks it on every command
     (["--min-songs", "500"], "at least 2 labels"),
 ])
 def test_bad_requests_are_one_line_errors(run, study_db, tmp_path, args, message):

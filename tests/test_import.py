@@ -463,5 +463,5 @@ def test_export(imported_dir, tmp_path, seed, run, fmt):
 def test_export_rejects_an_unknown_format(imported_dir, tmp_path, run):
     result = run("export", tmp_path / "out", "--format", "xlsx", "--db",
                  imported_dir / "one.duckdb", code=2)
-    assert "parquet or csv" in flat(result.output)
+    assert "'xlsx' is not one of 'parquet', 'csv'" in flat(result.output)
     assert not (tmp_path / "out").exists()

@@ -97,8 +97,8 @@ def test_unknown_names_get_suggestions_and_exit_1(run, geo_db):
     assert "Traceback" not in result.output
     assert "known: geo" in run("similar", "A", "--feature-set", "nope", "--db", geo_db,
                                code=1).output
-    assert "--label-from must be one of" in run("similar", "A", "--label-from", "mood",
-                                                "--db", geo_db, code=1).output
+    assert "'mood' is not one of 'auto', 'artist'" in run("similar", "A", "--label-from", "mood",
+                                                           "--db", geo_db, code=2).output
 
 
 def test_filters_methods_and_min_songs(run, tmp_path):

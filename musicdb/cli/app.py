@@ -7,13 +7,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from musicdb import __version__
+from musicdb.choices import LABEL_RULES
 from musicdb.errors import MusicdbError
 
 app = typer.Typer(
@@ -101,6 +102,8 @@ def main() -> None:
         sys.exit(130)
     except TyperException as exc:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        # Typer checks a Literal choice through pydantic, whose message starts "Value error, ".
+        message = message.replace(": Value error, ", ": ")
         if type(exc).__name__ == "NoArgsIsHelpError":  # plain `musicdb`: the help, as asked
             out.print(message, markup=False, highlight=False)
             sys.exit(0)
@@ -112,13 +115,20 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-LabelFrom = Annotated[str, typer.Option(
+# Fixed choices are Literal types: Typer refuses any other value as a usage error (exit 2, one
+# line listing them) before the command runs, and the help shows them (<centroid|cosine|songs>).
+# The same names as musicdb.choices.LABEL_RULES and musicdb.similarity.similar.METHODS (not
+# imported here: that would put similarity's imports on every command's start-up path;
+# tests/test_conventions.py checks they agree).
+DISTANCE_METHODS = ("centroid", "cosine", "songs")
+
+LabelFrom = Annotated[Literal[LABEL_RULES], typer.Option(
     help="Label rule: auto (artist tag, else album artist, else folder, else imported label), "
     "artist, albumartist, genre, folder or imported.")]
 FeatureSetChoice = Annotated[str | None, typer.Option(
     "--feature-set", help="Feature set (default: 'default' if present, else the set with most "
     "songs).")]
-DistanceMethod = Annotated[str, typer.Option(
+DistanceMethod = Annotated[Literal[DISTANCE_METHODS], typer.Option(
     "--method", help="Between labels: centroid (Euclidean between standardised means), cosine, "
     "or songs (root-mean-square distance between the two labels' songs: spread-aware).")]
 MinSongs = Annotated[int, typer.Option(
