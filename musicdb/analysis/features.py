@@ -12,13 +12,17 @@ import itertools
 import os
 from dataclasses import asdict, dataclass, field
 
-import librosa
-import numpy as np
-import scipy.fft
-import scipy.ndimage
+from musicdb.analysis.jitcache import use_user_cache
 
-from musicdb.analysis.hpss import hpss
-from musicdb.analysis.kernels import band_extremes, bank_sums, spectral_shape
+use_user_cache()  # before numba decorates a kernel: ours (hpss, kernels) and librosa's
+
+import librosa  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy.fft  # noqa: E402
+import scipy.ndimage  # noqa: E402
+
+from musicdb.analysis.hpss import hpss  # noqa: E402
+from musicdb.analysis.kernels import band_extremes, bank_sums, spectral_shape  # noqa: E402
 
 SAMPLE_RATE = 22050
 
@@ -96,7 +100,8 @@ def kernels_cached() -> bool:
     """Whether numba's disk cache holds the compiled analysis kernels already.
 
     False on a machine's first run, which compiles them (~20 s with librosa's own) before the
-    first file is analysed. Reads numba internals; if they change, says True (no message).
+    first file is analysed; the cache is the user's (musicdb.analysis.jitcache), so every
+    later process finds them. Reads numba internals; if they change, says True (no message).
     """
     from musicdb.analysis import hpss as hpss_module
     from musicdb.analysis import kernels
