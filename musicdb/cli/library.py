@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from musicdb.cli.app import DEFAULT_DB, DbPath, app, err, out, user_errors
-from musicdb.cli.output import OutputFormat, output_format, print_json, print_rows
+from musicdb.cli.output import OutputFormat, count, output_format, print_json, print_rows
 from musicdb.terminal import one_line
 
 if TYPE_CHECKING:
@@ -107,8 +107,8 @@ def print_info(db: Path, i: LibraryInfo, fmt: OutputFormat) -> None:
     out.print(f"snippets: {i.snippets:,} (each once, over all feature sets)   "
               f"audio: {i.audio_hours:.2f} h", soft_wrap=True)
     print_rows(["feature set", "version", "kind", "features", "songs", "snippets"],
-               i.feature_sets, fmt, terminal={"version": str})
-    print_rows(["label (auto)", "songs"], i.top_labels, fmt)
+               i.feature_sets, fmt, terminal={"songs": count, "snippets": count})
+    print_rows(["label (auto)", "songs"], i.top_labels, fmt, terminal={"songs": count})
     for path, error in i.recent_errors:
         out.print(f"[red]error[/red] {one_line(path)}: {one_line(error or '')}",
                   soft_wrap=True, highlight=False)

@@ -6,7 +6,8 @@ format `output_format` chose from its `--json`/`--csv` flags:
     def evaluations(..., as_json: AsJson = False, as_csv: AsCsv = False) -> None:
         fmt = output_format(as_json, as_csv)         # before any work: a usage error is cheap
         ...
-        print_rows(["experiment", "accuracy"], rows, fmt, terminal={"accuracy": "{:.3f}".format})
+        print_rows(["experiment", "songs", "accuracy"], rows, fmt,
+                   terminal={"songs": count, "accuracy": "{:.1%}".format})
 
 - no flag, stdout a terminal: a rich table; `terminal` formats a column's values for the eye
   (rounding, units). Rich may wrap or shorten cells to fit the window.
@@ -101,14 +102,18 @@ def _print_plain(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     sys.stdout.write("\n".join(lines) + "\n")
 
 
+def count(value: int | None) -> str:
+    """A `terminal` formatter for counts: thousands separators (2,333). Not the default, which
+    would write ids and years as 1,024 and 2,026."""
+    return "" if value is None else f"{value:,}"
+
+
 def _for_eye(value: Any) -> str:
-    """Default look in the terminal: thousands separators, three decimals, blank for None."""
+    """Default look in the terminal: three decimals, blank for None, integers as they are."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
     if isinstance(value, float):
         return f"{value:,.3f}"
     return str(value)
