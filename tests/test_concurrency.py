@@ -290,3 +290,34 @@ def test_an_empty_folder_and_an_unknown_feature_set(run, tmp_path):
     assert "unknown feature set(s) 'foo'; extracted sets: default, seed55" in refused.output
     assert "scanning" not in refused.output  # refused before the scan...
     assert not other.exists()  # ...and before the database was created
+
+
+@pytest.mark.parametrize(("argv", "name"), [
+    (["/venv/bin/python3", "/venv/bin/musicdb", "ingest", "/music", "--db", "m.duckdb"],
+     "musicdb ingest"),
+    (["python", "-m", "musicdb", "similar", "a", "--db", "x"], "musicdb similar"),
+    (["/venv/bin/python3", "/venv/bin/duckdb", "-readonly", "m.duckdb"], "the duckdb shell"),
+    (["/venv/lib/python3.11/site-packages/duckdb_cli/duckdb", "m.duckdb"], "the duckdb shell"),
+    (["/usr/bin/python3.11", "-c", "import duckdb"], "python"),
+    (["/usr/bin/python3", "tool.py"], "python"),
+    (["/opt/dbeaver/dbeaver", "-nosplash"], "dbeaver"),
+])
+def test_holders_are_named_as_people_call_them(argv, name):
+    from musicdb.store.access import name_of
+
+    assert name_of(argv) == name
+
+
+def test_a_lock_message_names_its_holder_and_what_it_holds(tmp_path):
+    """DuckDB's own words, both ways: a reader in the way of a writer, a writer in anyone's."""
+    from musicdb.store.access import lock_holder
+
+    reader = ('IO Error: Could not set lock on file "/m.duckdb": Conflicting lock is held in '
+              f"/usr/bin/sleep (PID {os.getpid()}). However, you would be able to open this "
+              "database in read-only mode, e.g. by using the -readonly parameter in the CLI.")
+    held = lock_holder(reader, tmp_path / "m.duckdb")
+    assert (held.pid, held.writing) == (os.getpid(), False)
+    assert held.program == "python"  # from /proc, not the path in the message
+    writer = lock_holder(reader.split(". However")[0].replace(str(os.getpid()), "999999999"))
+    assert (writer.pid, writer.program, writer.writing) == (999999999, "sleep", True)
+    assert lock_holder("IO Error: Cannot open file: No such file") is None
