@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import fcntl
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -65,6 +68,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     yield  # pytest-xdist's own hook marks each grouped test by adding `@group` to its id
     if config.getoption("loadgroup", default=False):
         refuse_ignored_groups(items)
+        longest_first(items)
+
+
+# The work units (an xdist group, or a test of its own) that take longest, longest first, as
+# measured with --durations on 2 cores (seconds, roughly). pytest-xdist hands units out in the
+# order of their first test: one of these started last would run alone at the end while the
+# other worker idles. Every unit not named here keeps its place after them.
+LONGEST = (
+    "crash-sigkill",  # ~95 s
+    "tests/test_maps.py",  # ~70 s, one browser
+    "tests/test_memory.py::test_peak_memory_of_an_hour_is_that_of_ten_minutes",  # ~47 s
+    "tests/test_fuzz.py",  # ~45 s
+    "tests/test_trust.py",  # ~36 s
+    "crash-sigterm",  # ~30 s
+    "crash-workers",  # ~30 s
+    "tests/test_experiments.py",
+    "tests/test_evaluate.py",
+    "tests/test_import.py",
+)
+
+
+def work_unit(item: pytest.Item) -> str:
+    """What pytest-xdist's loadgroup keeps together: a named group (a module's name becomes
+    its path here), or the test itself."""
+    group = item.get_closest_marker("xdist_group")
+    if group is None:
+        return item.nodeid.partition("@")[0]
+    name = group.args[0] if group.args else group.kwargs.get("name", "")
+    return f"{name.replace('.', '/')}.py" if name.startswith("tests.") else name
+
+
+def longest_first(items: list[pytest.Item]) -> None:
+    rank = {unit: i for i, unit in enumerate(LONGEST)}
+    items.sort(key=lambda item: rank.get(work_unit(item), len(LONGEST)))  # stable: the rest
 
 
 def shares_a_module_fixture(item: pytest.Item) -> bool:
@@ -81,6 +118,28 @@ def refuse_ignored_groups(items: list[pytest.Item]) -> None:
     if ignored:
         raise pytest.UsageError(f"pytest-xdist's --dist loadgroup has no effect with this "
                                 f"pytest (e.g. on {ignored[0]}): pip install -e '.[test]'")
+
+
+@pytest.fixture(scope="session")
+def built_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """built_once(name, build): a folder that build(folder) fills once per run, shared by every
+    pytest-xdist worker (the first to take the lock builds it, the others wait for it); its
+    users only read it. For generated audio that several groups need on several workers."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+    def get(name: str, build: Callable[[Path], None]) -> Path:
+        folder, done = shared / name, shared / f"{name}.done"
+        with (shared / f"{name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not done.exists():
+                shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
+                folder.mkdir()
+                build(folder)
+                done.touch()
+        return folder
+
+    return get
 
 
 @pytest.fixture

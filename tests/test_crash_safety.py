@@ -17,7 +17,7 @@ import duckdb
 import psutil
 import pytest
 
-from tests.test_hostile import MUSICDB, music, non_finite_values, write_wav
+from tests.test_hostile import MUSICDB, NON_FINITE_VALUES, music, write_wav
 
 SEED = 11
 MAIN_KILLS = 8
@@ -28,21 +28,22 @@ ORPHAN_WAIT_S = 30  # workers left by a killed ingest finish their file, then mu
 INGEST = ("--workers", "2", "--snippet-seconds", "30")
 
 
-@pytest.fixture(scope="module")
-def library(tmp_path_factory) -> list[Path]:
-    """Twelve songs of 40-100 s (14 min of audio): an ingest takes several seconds.
-
-    Written in about a second, so each test below may run on its own pytest-xdist worker (its
-    own xdist_group) and write its own copy: the three take ~30 s each."""
-    root = tmp_path_factory.mktemp("crash") / "library"
+def write_library(root: Path) -> None:
     rng = random.Random(SEED)
-    paths = []
     for i in range(12):
         path = root / f"artist{i % 3}" / f"song{i:02d}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_wav(path, music(rng.uniform(40, 100), sr=22050, seed=500 + i), sr=22050)
-        paths.append(path)
-    return paths
+
+
+@pytest.fixture(scope="module")
+def library(built_once) -> list[Path]:
+    """Twelve songs of 40-100 s (14 min of audio): an ingest takes several seconds.
+
+    Each test below runs on a pytest-xdist worker of its own (its own xdist_group); the songs
+    are written once for all three, which only read them."""
+    root = built_once("crash-library", write_library)
+    return sorted(root.glob("artist*/song*.wav"))
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -124,6 +125,16 @@ def sleep_while_alive(run: Ingest, seconds: float) -> bool:
     return run.alive()
 
 
+def wait_for_output(run: Ingest, text: str, timeout: float = 120) -> bool:
+    """Whether the run printed `text` (while alive, within the timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and run.alive():
+        if text in run.output:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def wait_for_workers(run: Ingest, timeout: float = 120) -> list[psutil.Process]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and run.alive():
@@ -141,8 +152,9 @@ def query(db: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
-def consistency_problems(db: Path) -> list[str]:
-    """Everything that must hold after any kill, however early."""
+def consistency_problems(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Everything that must hold after any kill, however early (one connection for all the
+    checks: opening a killed run's file replays its journal)."""
     checks = {
         "duplicate paths": "SELECT path FROM songs WHERE source = 'scan' "
                            "GROUP BY path HAVING count(*) > 1",
@@ -167,15 +179,15 @@ def consistency_problems(db: Path) -> list[str]:
                                   "GROUP BY ALL HAVING count(*) > 1",
     }
     problems = [f"{what}: {rows[:5]}" for what, sql in checks.items()
-                if (rows := query(db, sql))]
-    if nan := non_finite_values(db):
+                if (rows := con.execute(sql).fetchall())]
+    if nan := con.execute(NON_FINITE_VALUES).fetchone()[0]:
         problems.append(f"{nan} non-finite feature values")
     return problems
 
 
-def statuses(db: Path) -> dict[str, tuple[str, str | None]]:
-    return {p: (s, e) for p, s, e in query(db, "SELECT path, status, error FROM songs "
-                                               "WHERE source = 'scan'")}
+def statuses(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str | None]]:
+    return {p: (s, e) for p, s, e in con.execute("SELECT path, status, error FROM songs "
+                                                 "WHERE source = 'scan'").fetchall()}
 
 
 def opened_consistent(db: Path, context: str) -> dict[str, tuple[str, str | None]]:
@@ -184,11 +196,12 @@ def opened_consistent(db: Path, context: str) -> dict[str, tuple[str, str | None
     if not db.exists():
         return {}
     try:
-        problems = consistency_problems(db)
+        with duckdb.connect(str(db), read_only=True) as con:
+            problems, rows = consistency_problems(con), statuses(con)
     except duckdb.Error as exc:
         pytest.fail(f"{context}: the database does not open: {exc}")
     assert problems == [], f"{context}: {problems}"
-    return statuses(db)
+    return rows
 
 
 def assert_complete(db: Path, library: list[Path]) -> dict[str, tuple[str, str | None]]:
@@ -222,18 +235,33 @@ def kept(before: dict, after: dict) -> list[str]:
 # --- the tests ----------------------------------------------------------------------------------
 
 
+# Where each kill lands: the first four at a seeded random moment inside one stage each (which
+# waiting on the clock alone hit only by chance, and only after seconds of start-up), the other
+# four at seeded random moments anywhere from start-up on, or once analysis is under way
+# (workers busy, batches being written).
+KILL_STAGES = ("start-up", "scanning", "hashing", "first analyses",
+               "anywhere", "analysis", "anywhere", "analysis")
+assert len(KILL_STAGES) == MAIN_KILLS
+
+
 def kill_moment(run: Ingest, rng: random.Random, kill: int) -> bool:
-    """Wait for a random moment to kill: every other kill anywhere from start-up (imports,
-    migrations, scan, hashing), the others once analysis is under way (workers busy, batches
-    being written). False when the run finished first."""
-    if kill % 2 == 0:
+    """Wait for kill number `kill`'s random moment in its stage (KILL_STAGES). False when the
+    run finished first."""
+    stage = KILL_STAGES[kill]
+    if stage == "start-up":  # imports, creating the file, migrations (and the scan, if quick)
+        return sleep_while_alive(run, rng.uniform(0.05, 1.5))
+    if stage in ("scanning", "hashing"):  # the stage's own line, as the ingest prints it
+        return wait_for_output(run, stage) and sleep_while_alive(run, rng.uniform(0.0, 0.3))
+    if stage == "anywhere":
         return sleep_while_alive(run, rng.uniform(0.3, 10.0))
-    return bool(wait_for_workers(run)) and sleep_while_alive(run, rng.uniform(0.0, 5.0))
+    longest = 1.0 if stage == "first analyses" else 5.0
+    return bool(wait_for_workers(run)) and sleep_while_alive(run, rng.uniform(0.0, longest))
 
 
 @pytest.mark.xdist_group("crash-sigkill")
 def test_sigkill_of_ingest_at_random_moments_loses_nothing(library, tmp_path):
-    """kill -9 of the ingest process, MAIN_KILLS times at seeded random moments; each run
+    """kill -9 of the ingest process, MAIN_KILLS times at seeded random moments (in the stages
+    of KILL_STAGES); each run
     resumes the last one, started at once as an impatient user would (the killed run's workers
     may still be finishing). Then a run to the end."""
     rng = random.Random(SEED)

@@ -485,11 +485,14 @@ def song_rows(db: Path) -> list[dict]:
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
+NON_FINITE_VALUES = ("SELECT count(*) FROM (SELECT unnest(vals) AS v FROM features) "
+                     "WHERE v IS NULL OR isnan(v) OR isinf(v)")
+
+
 def non_finite_values(db: Path) -> int:
     """Stored feature values that are NaN, infinite or NULL (none is documented)."""
     with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute("SELECT count(*) FROM (SELECT unnest(vals) AS v FROM features) "
-                           "WHERE v IS NULL OR isnan(v) OR isinf(v)").fetchone()[0]
+        return con.execute(NON_FINITE_VALUES).fetchone()[0]
 
 
 def ok_songs_without_features(db: Path) -> list[str]:
