@@ -19,15 +19,16 @@ change), and prints, per size:
 With `--before REV`, the same timings for that commit side by side, alternating runs: its
 Python tree (from `git archive`) runs the CLI, and its sql/30_similarity.sql's macros and view
 are created as TEMP objects beside today's. (Its CLI process still finds today's macros in the
-database, so its CLI line shows its start-up, not its SQL: the SQL lines show that.) Wall time
-on a loaded machine varies; each line gives the median of several runs, min and max beside
-it, and for processes the CPU seconds they used, which load disturbs less.
+database, so its CLI line shows its Python start-up, not its SQL: the SQL lines show that.)
+The view filtered by a subquery runs once, stopped after `--cap` seconds (it forms every pair
+first: minutes at 20,000 artists). Wall time on a loaded machine varies; each line gives the
+median of several runs, min and max beside it, and for processes the CPU seconds they used,
+which load disturbs less.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import resource
 import statistics
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from io import BytesIO
@@ -90,13 +92,14 @@ def timed(fn: Callable[[], object], repeat: int) -> list[float]:
     return runs
 
 
-def process_runs(cmd: list[str], repeat: int, env: dict | None = None) -> tuple[list, list]:
-    """Wall seconds and CPU seconds (user + sys) of each run of a command."""
+def process_runs(cmd: list[str], repeat: int, tree: Path = REPO) -> tuple[list, list]:
+    """Wall seconds and CPU seconds (user + sys) of each run of a command, with `tree`'s
+    musicdb (the working folder comes first on sys.path, before the installed one)."""
     walls, cpus = [], []
     for _ in range(repeat):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True, env=env)
+        subprocess.run(cmd, check=True, capture_output=True, cwd=tree)
         walls.append(time.perf_counter() - started)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -112,6 +115,22 @@ def line(what: str, runs: list[float], *, goal: float | None = None,
     if goal is not None:
         text += f"  goal < {goal} s: {'ok' if statistics.median(runs) < goal else 'SLOWER'}"
     return text
+
+
+def capped(what: str, con, sql: str, cap: float) -> str:
+    """One run of a query that may take minutes, interrupted after `cap` seconds."""
+    import duckdb
+
+    timer = threading.Timer(cap, con.interrupt)
+    started = time.perf_counter()
+    timer.start()
+    try:
+        rows = con.execute(sql).to_arrow_table().num_rows
+    except duckdb.InterruptException:
+        return f"  {what:58s} > {cap:.0f} s (stopped)"
+    finally:
+        timer.cancel()
+    return f"  {what:58s} {time.perf_counter() - started:6.3f} s (one run, {rows:,} rows)"
 
 
 def before_tree(rev: str, into: Path) -> Path:
@@ -155,13 +174,12 @@ def bench(size: str, args: argparse.Namespace, tree: Path | None) -> None:
                process_runs([sys.executable, "-c", "import musicdb.cli"], args.repeat)[0]))
     cli = [sys.executable, "-m", "musicdb", "similar", "artist_0007", "-n", "10", "--db",
            str(db)]
-    env_before = os.environ | {"PYTHONPATH": str(tree)} if tree else None
     runs = {"today": ([], []), "before": ([], [])}
     for _ in range(args.repeat):  # alternating, so load drifts hit both alike
-        for who, env in (("today", None), ("before", env_before)):
-            if who == "before" and tree is None:
+        for who, where in (("today", REPO), ("before", tree)):
+            if where is None:
                 continue
-            wall, cpu = process_runs(cli, 1, env)
+            wall, cpu = process_runs(cli, 1, where)
             runs[who][0].extend(wall)
             runs[who][1].extend(cpu)
     if tree is not None:
@@ -177,20 +195,12 @@ def bench(size: str, args: argparse.Namespace, tree: Path | None) -> None:
         con.execute(before_sql(tree))
     con.execute("CREATE TEMP TABLE chosen AS SELECT label FROM artist_centroids "
                 "WHERE label_from = 'auto' ORDER BY hash(label) LIMIT ?", [CHOSEN])
-    pairs = {
-        "artist_distances WHERE artist IN (SELECT ...) AND other IN (...)":
-            "SELECT * FROM {view} WHERE label_from = 'auto' AND artist IN (SELECT label FROM "
-            "chosen) AND other IN (SELECT label FROM chosen)",
-        "artist_distances_for(list, others := list)":
-            "SELECT * FROM artist_distances_for((SELECT list(label) FROM chosen), others := "
-            "(SELECT list(label) FROM chosen), label_rule := 'auto')",
-    }
     queries = [
         ("similar_artists('artist_0007', 10)",
          "SELECT * FROM {prefix}similar_artists('artist_0007', 10)", 0.1),
         ("similar_songs(1, 10)", "SELECT * FROM {prefix}similar_songs(1, 10)", 0.2),
     ]
-    print(f" SQL in one connection ({CHOSEN:,} chosen artists: {CHOSEN * (CHOSEN - 1):,} pairs):")
+    print(f" SQL in one connection ({CHOSEN:,} random artists: {CHOSEN * (CHOSEN - 1):,} pairs):")
     for what, sql, goal in queries:
         if tree is not None:
             print(line(f"{what}, {args.before}",
@@ -199,17 +209,18 @@ def bench(size: str, args: argparse.Namespace, tree: Path | None) -> None:
         print(line(f"{what}, today",
                    timed(lambda s=sql: con.execute(s.format(prefix="")).fetchall(),
                          args.repeat), goal=goal))
-    if tree is not None:
-        old = pairs["artist_distances WHERE artist IN (SELECT ...) AND other IN (...)"]
-        print(line(f"artist_distances + IN (SELECT ...), {args.before}",
-                   timed(lambda: con.execute(old.format(view="before_artist_distances"))
-                         .to_arrow_table(), args.repeat)))
-    for what, sql in pairs.items():
-        # Fetched as Arrow: the query's whole result, without a million Python tuples.
-        print(line(f"{what[:50]}, today",
-                   timed(lambda s=sql: con.execute(s.format(view="artist_distances"))
-                         .to_arrow_table(), args.repeat),
-                   goal=1.0 if "_for" in what else None))
+    # The view filtered by a subquery forms every pair first: one run, stopped at the cap.
+    view_sql = ("SELECT * FROM {view} WHERE label_from = 'auto' AND artist IN (SELECT label "
+                "FROM chosen) AND other IN (SELECT label FROM chosen)")
+    views = [("before_artist_distances", args.before)] if tree is not None else []
+    for view, who in [*views, ("artist_distances", "today")]:
+        print(capped(f"artist_distances + IN (SELECT ...), {who}", con,
+                     view_sql.format(view=view), args.cap))
+    macro = ("SELECT * FROM artist_distances_for((SELECT list(label) FROM chosen), "
+             "others := (SELECT list(label) FROM chosen), label_rule := 'auto')")
+    # Fetched as Arrow: the query's whole result, without a million Python tuples.
+    print(line("artist_distances_for(list, others := list), today",
+               timed(lambda: con.execute(macro).to_arrow_table(), args.repeat), goal=1.0))
     con.close()
 
 
@@ -217,6 +228,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cap", type=float, default=20.0,
+                    help="seconds before a query of every pair is stopped (default 20)")
     ap.add_argument("--before", metavar="REV",
                     help="a commit to time side by side (e.g. cf11baa, before issue 16)")
     args = ap.parse_args()
