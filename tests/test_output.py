@@ -117,3 +117,12 @@ def test_json_and_csv_together_is_a_usage_error(small_db):
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("Error:")
     assert "--json / --csv" in lines[0]
+
+
+def test_plural():
+    from musicdb.terminal import plural
+
+    assert plural(1, "song") == "1 song"
+    assert plural(0, "label") == "0 labels"
+    assert plural(2333, "song") == "2,333 songs"
+    assert plural(2, "analysis", "analyses") == "2 analyses"
