@@ -287,3 +287,21 @@ def test_a_song_whose_file_went_missing(run, tmp_path):
     line = one_error_line(musicdb("similar", gone, "--songs", "--db", db), 1)
     assert line == (f"Error: file {str(gone)!r} does not exist; the library lists it as "
                     "missing (moved or deleted since the last ingest)")
+
+
+# --- start-up --------------------------------------------------------------------------------
+
+def test_similar_loads_no_numerical_library(table_db):
+    """Most of a `similar` call is start-up (issue 16: 0.9-1.2 s): numpy alone costs ~0.1 s.
+    Asking for nearest artists imports none of numpy, scipy, pandas, pyarrow, sklearn,
+    librosa or plotly (--explain and a file analysed now import what they need)."""
+    heavy = ("numpy", "scipy", "pandas", "pyarrow", "sklearn", "librosa", "plotly", "numba")
+    code = ("import sys\n"
+            "from musicdb.cli import main\n"
+            f"sys.argv = ['musicdb', 'similar', 'A', '--db', {str(table_db)!r}]\n"
+            "try:\n    main()\nexcept SystemExit as done:\n    assert done.code == 0, done\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr
