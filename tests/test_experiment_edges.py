@@ -281,3 +281,20 @@ def test_listings_print_full_values_for_pipes_and_give_json_and_csv(run, study):
 
 def test_models_folder_name_is_the_databases(tmp_path):
     assert models.models_dir(tmp_path / "music.duckdb") == tmp_path / "music.duckdb.models"
+
+
+def test_the_commands_choices_are_the_librarys():
+    import typing
+
+    from musicdb.cli import experiments as cli
+    from musicdb.cli import maps as cli_maps
+    from musicdb.maps import runs
+    from musicdb.ml import experiments as ex
+
+    assert typing.get_args(cli.Unit) == ex.UNITS
+    assert typing.get_args(cli.Split) == ex.SPLITS
+    assert typing.get_args(cli.Model) == ex.MODELS
+    hints = typing.get_type_hints(cli_maps.map_, include_extras=True)
+    for option, allowed in (("method", runs.METHODS), ("unit", runs.UNITS),
+                            ("color_by", runs.COLOR_BY)):
+        assert typing.get_args(typing.get_args(hints[option])[0]) == allowed

@@ -54,8 +54,8 @@ def test_create_show_delete(run, study: Path) -> None:
     again = run("experiment", "create", "cl-xm", "--labels", "A,B", "--db", study, code=1)
     assert "exists already" in again.output
     bad = run("experiment", "create", "x", "--labels", "A,B", "--unit", "bar", "--db", study,
-              code=1)
-    assert "--unit must be one of song, snippet" in bad.output
+              code=2)
+    assert "'bar' is not one of 'song', 'snippet'" in bad.output
     run("experiment", "delete", "cl-xm", "--db", study)
     assert "no experiment 'cl-xm'" in run("experiment", "show", "cl-xm", "--db", study,
                                           code=1).output

@@ -199,8 +199,8 @@ def test_clear_errors(run, study_db, tmp_path):
     small = run("map", "--labels", "zero7", "--db", study_db, "-o", tmp_path / "z.html")
     assert "Perplexity lowered to 10 for 31 points" in small.output
     assert "no map run 999" in run("map", "--from-run", 999, "--db", study_db, code=1).output
-    assert "--method must be one of" in run("map", "--method", "pca", "--db", study_db,
-                                            code=1).output
+    assert "'pca' is not one of 'svd', 'tsne', 'umap'" in run(
+        "map", "--method", "pca", "--db", study_db, code=2).output
     try:
         import umap  # noqa: F401
     except ImportError:

@@ -4,9 +4,9 @@ evaluations, predict, sql. The logic lives in musicdb.ml and musicdb.plots.repor
 
 from __future__ import annotations
 
-import sys
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,12 @@ from rich.table import Table
 from musicdb.cli.app import DEFAULT_DB, DbPath, LabelFrom, app, err, out, user_errors
 from musicdb.cli.output import AsCsv, AsJson, OutputFormat, output_format, print_json, print_rows
 from musicdb.terminal import one_line, plural
+
+# Fixed choices are Literal types, so a wrong value is a usage error before any work (the
+# same names as musicdb.ml.experiments' UNITS, SPLITS and MODELS, not imported: start-up).
+Unit = Literal["song", "snippet"]
+Split = Literal["hash", "album"]
+Model = Literal["ensemble", "rf", "hgb", "svc", "logreg"]
 
 experiment_app = typer.Typer(no_args_is_help=True)
 app.add_typer(experiment_app, name="experiment")
@@ -43,13 +49,15 @@ def experiment_create(
     label_from: LabelFrom = "auto",
     feature_set: Annotated[str | None, typer.Option(
         help="Feature set [default: the library's default set when evaluated].")] = None,
-    unit: Annotated[str, typer.Option(help="song, or snippet (train on snippets, score "
-                                      "songs by their snippets' mean probabilities).")] = "song",
-    split: Annotated[str, typer.Option(help="hash (per song) or album (whole albums on one "
-                                       "side).")] = "hash",
+    unit: Annotated[Unit, typer.Option(help="song, or snippet (train on snippets, score "
+                                       "songs by their snippets' mean probabilities).")
+                    ] = "song",
+    split: Annotated[Split, typer.Option(help="hash (per song) or album (whole albums on one "
+                                         "side).")] = "hash",
     test_fraction: Annotated[float, typer.Option(help="Share of songs on the test side.")] = 0.4,
     seed: Annotated[int, typer.Option(help="Seed of the split hash and the model.")] = 0,
-    model: Annotated[str, typer.Option(help="ensemble, rf, hgb, svc or logreg.")] = "ensemble",
+    model: Annotated[Model, typer.Option(help="ensemble, rf, hgb, svc or logreg.")
+                     ] = "ensemble",
     min_songs: Annotated[int, typer.Option(
         "--min-songs", min=1, help="With --labels all: leave out labels with fewer songs.")
     ] = 5,
@@ -76,8 +84,6 @@ EXPERIMENT_COLUMNS = ["name", "preset", "labels", "label_from", "feature_set", "
 
 def _experiment_row(e, *, joined: bool) -> tuple:  # e: experiments.Experiment
     """A row of EXPERIMENT_COLUMNS; `joined`: the labels as one JSON array text (CSV, pipes)."""
-    import json
-
     labels = json.dumps(e.labels, ensure_ascii=False) if joined else e.labels
     return (e.name, e.preset, labels, e.label_from, e.feature_set, e.unit, e.split,
             e.test_fraction, e.seed, e.model)
@@ -149,8 +155,9 @@ def evaluate(
                                         "mean-important, then refit the model on them.")] = True,
     seed: Annotated[int | None, typer.Option(help="Model and fold seed [default: the "
                                              "experiment's].")] = None,
-    model: Annotated[str | None, typer.Option(help="ensemble (default), rf (the study's "
-                                              "1,000-tree forest), hgb, svc or logreg.")] = None,
+    model: Annotated[Model | None, typer.Option(
+        help="ensemble, rf (the study's 1,000-tree forest), hgb, svc or logreg [default: the "
+        "experiment's].", show_default=False)] = None,
     feature_set: Annotated[str | None, typer.Option(help="Override the experiment's set.")
                            ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Keep older model files of this "
@@ -294,8 +301,8 @@ def predict(
 def sql(
     query: Annotated[str, typer.Argument(help="SQL; may call predict_label(experiment, song_id) "
                                          "and predict_proba(experiment, song_id, label).")],
-    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
+    as_csv: AsCsv = False,
+    as_json: AsJson = False,
     allow_files: Annotated[list[Path] | None, typer.Option(
         "--allow-files", exists=True, metavar="PATH", help="Let the query read files under "
         "this folder (or this one file), e.g. read_csv('DIR/extra.csv'); repeatable. Without "
@@ -306,22 +313,13 @@ def sql(
 
     Confined: no ATTACH, COPY, SET, PRAGMA or LOAD, no files but --allow-files ones.
     """
-    import csv
-    import json
-
     from musicdb.ml import predict as pr
     from musicdb.store import database as store
 
+    fmt = output_format(as_json, as_csv)
     with user_errors(), store.connect(db, read_only=True) as con:
         names, rows = pr.run_sql(con, db, query, allow_files or ())
-    if as_json:
+    if fmt is OutputFormat.JSON:  # one line, as scripts of `musicdb sql --json` expect
         print(json.dumps([dict(zip(names, r, strict=True)) for r in rows], default=str))
-    elif as_csv:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(names)
-        writer.writerows(rows)
     else:
-        table = Table(*literal(*names))
-        for r in rows:
-            table.add_row(*literal(*("" if v is None else v for v in r)))
-        out.print(table)
+        print_rows(names, rows, fmt)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -14,7 +14,7 @@ from musicdb.terminal import plural
 
 @app.command("map")
 def map_(
-    method: Annotated[str, typer.Option(
+    method: Annotated[Literal["svd", "tsne", "umap"], typer.Option(
         help="svd (fast, linear), tsne (openTSNE; scikit-learn's Barnes-Hut without it) or "
         "umap (needs the optional umap-learn).")] = "tsne",
     labels: Annotated[str | None, typer.Option(
@@ -24,14 +24,15 @@ def map_(
     feature_set: Annotated[str | None, typer.Option(
         help="Feature set (default: 'default' if present, else the set with most songs).")
     ] = None,
-    unit: Annotated[str, typer.Option(help="song (whole songs) or snippet.")] = "song",
+    unit: Annotated[Literal["song", "snippet"], typer.Option(
+        help="song (whole songs) or snippet.")] = "song",
     perplexity: Annotated[float, typer.Option(
         min=1, help="t-SNE perplexity (lowered to (n-1)/3 on small maps; the file is named "
         "after the one used).")] = 30.0,
     learning_rate: Annotated[float | None, typer.Option(
         min=1, help="t-SNE learning rate [default: auto, n/48].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same map.")] = 0,
-    color_by: Annotated[str, typer.Option(
+    color_by: Annotated[Literal["label", "album"], typer.Option(
         help="label, or album (e.g. one artist's albums with --labels NAME).")] = "label",
     from_run: Annotated[int | None, typer.Option(
         help="Redraw a stored run (see the map_runs table) without projecting again.")] = None,

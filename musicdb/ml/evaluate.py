@@ -212,6 +212,10 @@ def run(data: Dataset, exp: Experiment, *, cv: int, prune: bool, seed: int,
         for text in split_warnings(data, classes):
             progress.warn(text)
     for k, (train, test) in enumerate(pairs, start=1):
+        absent = sorted(set(classes) - set(data.y[train].tolist())) if cv else []
+        for label in absent:
+            progress.warn(f"{stage} {k}/{len(pairs)}: label {label!r} has 0 training songs "
+                          "(its songs are all in this fold's test side)")
         progress.fitting(f"{stage} {k}/{len(pairs)} · {model}" if cv else
                          f"train side ({n_songs(len(np.unique(data.song_ids[train])))}) · {model}")
         fitted, kept, imp = fit(data.X[train], data.y[train], model=model, prune=prune,
