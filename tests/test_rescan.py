@@ -133,3 +133,65 @@ def test_symbolic_links_are_resolved_and_plain_files_keep_their_path(run, db, tm
     rows = dict(sql(db, "SELECT path, folder FROM songs"))
     assert rows == {str((outside / "far.flac").resolve()): "Band",
                     str((root / "Band" / "near.flac").resolve()): "Band"}
+
+
+def test_the_plan_asks_for_workers_only_when_a_file_may_need_analysing(run, db, touched_library,
+                                                                       calls):
+    """plan(on_work=executor.warm_up): an unchanged re-scan starts no worker processes; a
+    touched or new file starts them before hashing (a touched file is hashed to find out)."""
+    from musicdb.ingest.plan import plan
+    from musicdb.ingest.run import _Quiet
+    from musicdb.ingest.write import register_sets
+    from musicdb.store import database as store
+
+    ingest(run, touched_library, db)
+
+    def asked() -> list[int]:
+        requests: list[int] = []
+        with store.connect(db) as con:
+            set_ids = register_sets(con, ("seed55",), 30.0, musicdb.ingest.run.FrameParams())
+            plan(con, [touched_library], set_ids, _Quiet(), retry_errors=False,
+                 on_work=lambda: requests.append(1))
+        return requests
+
+    assert asked() == []
+    st = (touched_library / "c.wav").stat()
+    os.utime(touched_library / "c.wav", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert asked() == [1]
+    synth.write_audio(touched_library / "d.flac", synth.tone(600, 2))
+    assert asked() == [1]
+
+
+def test_an_unchanged_reingest_leaves_no_worker_process_behind(tmp_path, touched_library):
+    """The worker pool's forkserver, started early to overlap the scan, is stopped with the
+    run when nothing needed it: it would go on loading kernels after the summary, holding the
+    terminal's stderr (`| tee` waited for it). Real processes, found by an environment mark."""
+    import subprocess
+    import sys
+    import uuid
+
+    import psutil
+
+    musicdb_cmd = str(Path(sys.executable).with_name("musicdb"))
+    db = tmp_path / "m.duckdb"
+    args = [musicdb_cmd, "ingest", str(touched_library), "--db", str(db), "--feature-set",
+            "seed55", "--workers", "1"]
+    subprocess.run(args, check=True, capture_output=True, timeout=600)
+    mark = uuid.uuid4().hex
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600,
+                          env=os.environ | {"MUSICDB_TEST_MARK": mark})
+    assert proc.returncode == 0, proc.stderr
+    assert "3 unchanged" in proc.stderr
+
+    def marked() -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter():
+            try:
+                if p.environ().get("MUSICDB_TEST_MARK") == mark:
+                    found.append(p)
+            except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+        return found
+
+    left = marked()
+    assert [p.cmdline() for p in left if "forkserver" in " ".join(p.cmdline())] == []

@@ -4,6 +4,7 @@ need an analysis. Reads the database, writes nothing (musicdb.ingest.write.apply
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,8 +122,14 @@ def _hash(c: Candidate) -> tuple[str | None, str | None]:
 
 
 def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, int],
-         progress: Progress, retry_errors: bool) -> ScanPlan:
-    """Scan `paths` and classify every file found against the database; writes nothing."""
+         progress: Progress, retry_errors: bool,
+         on_work: Callable[[], None] | None = None) -> ScanPlan:
+    """Scan `paths` and classify every file found against the database; writes nothing.
+
+    `on_work` is called once, before hashing, when some file may need an analysis (it is
+    new, changed, touched, lacks a set or is retried): the caller starts its workers then
+    (executor.warm_up), so that their start overlaps the hashing, and an unchanged re-scan
+    starts none (measured: 2-4 s of a 10,000-file re-scan on two busy cores)."""
     out = ScanPlan()
     progress.stage("scanning")
     candidates = list(find_audio(paths, out.unreadable_folders))
@@ -178,6 +185,8 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
             continue
         keep(c, t, length, row, problem)
 
+    if on_work is not None and (to_hash or any(job.failure is None for job in jobs)):
+        on_work()
     progress.stage(f"hashing {len(to_hash)} new or changed files")
     with ThreadPoolExecutor(max_workers=4) as pool:
         hashed = list(pool.map(lambda item: _hash(item[0]), to_hash))

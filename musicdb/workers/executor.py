@@ -9,7 +9,6 @@ a deadline), yields a JobFailed: the caller turns that into an error in one plac
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import traceback
@@ -97,11 +96,12 @@ class InProcess:
 def open_executor(workers: int | None = None, scheduler: str | None = None
                   ) -> AbstractContextManager[Executor]:
     """The executor `ingest --workers N` / `--scheduler ADDR` asks for (all cores by default);
-    closed at the end of the `with` (a Dask client is disconnected)."""
+    closed at the end of the `with` (a Dask client is disconnected, a worker pool's unused
+    forkserver stopped)."""
     if scheduler is not None:
         from musicdb.workers.cluster import Cluster  # distributed: ~1 s to import
 
         return Cluster(scheduler)
     from musicdb.workers.pool import LocalPool
 
-    return contextlib.nullcontext(LocalPool(workers or os.cpu_count() or 1))
+    return LocalPool(workers or os.cpu_count() or 1)

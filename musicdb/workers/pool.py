@@ -42,6 +42,23 @@ def analysis_context() -> BaseContext:
     return ctx
 
 
+def _forkserver_pid() -> int | None:
+    return getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+
+
+def _stop_forkserver() -> None:
+    """Stop the forkserver now, even in the middle of its preload (it would finish that first,
+    then notice that this process is gone). Its lock on the kernel cache dies with it."""
+    server = multiprocessing.forkserver._forkserver
+    pid = _forkserver_pid()
+    if pid is None or not hasattr(server, "_stop"):  # another Python's internals: let it be
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(OSError, ChildProcessError):
+        server._stop()  # closes its pipe and reaps it
+
+
 def _serve(conn: Connection, work: Callable[..., Any]) -> None:
     """A worker's loop: (key, args) in, (key, work(*args)) out, until None or a closed pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -158,11 +175,29 @@ class LocalPool:
     def __init__(self, slots: int) -> None:
         self.slots = max(1, slots)
         self._context: BaseContext | None = None
+        self._started_server = False  # this pool started the forkserver (no other user)
+        self._used = False
+
+    def __enter__(self) -> LocalPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def warm_up(self) -> None:
         """Start the forkserver's preload now (~1.6 s), so that it overlaps the scan."""
         if self._context is None:
+            self._started_server = _forkserver_pid() is None
             self._context = analysis_context()
+
+    def close(self) -> None:
+        """Stop a forkserver this pool started and never used (an unchanged re-scan): left
+        alone it would go on importing librosa and loading kernels after the run is over,
+        keeping a core busy and the terminal's stderr open (`ingest ... 2>&1 | tee log`
+        waited seconds for it after the summary)."""
+        if self._started_server and not self._used:
+            _stop_forkserver()
+        self._context, self._started_server = None, False
 
     def run(self, work: Callable[..., Any], jobs: Iterable[Job]) -> Iterator[tuple[Any, Any]]:
         """As run_in_workers; no more processes than jobs."""
@@ -171,6 +206,7 @@ class LocalPool:
             return
         if self._context is None:  # the caller did not warm up early: start it now
             self.warm_up()
+        self._used = True
         yield from run_in_workers(work, jobs, min(self.slots, len(jobs)), self._context)
 
 
