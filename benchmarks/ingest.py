@@ -84,6 +84,53 @@ def compare_hold(folder: Path, tmp: Path, executor: LocalPool, snippet_seconds: 
                   f"{statistics.median(later) * 1000:>21.1f}")
 
 
+def batch_at_scale(source: Path, tmp: Path, files: int = 64) -> None:
+    """A batch's open, write and close on a copy of a large database (e.g. the 100,000-song
+    library benchmarks/similar.py caches): what opening per batch adds at that size, with a
+    checkpoint at every close and with DuckDB's own checkpoints only (every `wal_autocheckpoint`
+    of journal; the next open replays the journal). Each batch copies `files` songs with
+    their feature rows under new ids, as write_batch would."""
+    import shutil
+
+    from musicdb.store.database import connect, mark_similarity_stale, reopen, transaction
+
+    # enough batches for DuckDB's own checkpoint (16 MB of journal, ~1 MB a batch) to come
+    for checkpoint, wal, batches in ((True, None, 6), (False, None, 20), (False, "4MB", 12)):
+        db = tmp / "scale.duckdb"
+        shutil.copy(source, db)
+        with connect(db) as con:  # the first open: migrations and views, once per run
+            songs, next_id = con.execute("SELECT count(*), max(song_id) + 1 FROM songs"
+                                         ).fetchone()
+        opens, writes, closes = [], [], []
+        for b in range(batches):
+            t0 = time.perf_counter()
+            with reopen(db, checkpoint=checkpoint) as con:
+                if wal:
+                    con.execute(f"SET wal_autocheckpoint = '{wal}'")
+                t1 = time.perf_counter()
+                first = next_id + b * files
+                with transaction(con, "a batch"):
+                    con.execute("INSERT INTO songs SELECT * REPLACE (song_id + ? AS song_id) "
+                                "FROM songs ORDER BY song_id LIMIT ?", [first - 1, files])
+                    con.execute("INSERT INTO features SELECT * REPLACE (song_id + ? AS "
+                                "song_id) FROM features WHERE song_id < ?", [first - 1, files + 1])
+                    mark_similarity_stale(con)
+                t2 = time.perf_counter()
+            t3 = time.perf_counter()
+            opens.append(t1 - t0)
+            writes.append(t2 - t1)
+            closes.append(t3 - t2)
+        how = ("checkpoint at each close" if checkpoint else
+               f"DuckDB's checkpoints ({wal or '16MB, its default'})")
+        print(f"{how:<30} a batch of {files} into {songs:,} songs "
+              f"({source.stat().st_size / 2**20:.0f} MB), mean of {batches}: open "
+              f"{statistics.mean(opens) * 1000:.0f} ms, write {statistics.mean(writes) * 1000:.0f}"
+              f" ms, close {statistics.mean(closes) * 1000:.0f} ms; total "
+              f"{(sum(opens) + sum(writes) + sum(closes)) / batches * 1000:.0f} ms")
+        db.unlink()
+        db.with_name(db.name + ".wal").unlink(missing_ok=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", nargs="?", type=Path)
@@ -94,6 +141,9 @@ def main() -> None:
     ap.add_argument("--compare-hold", action="store_true",
                     help="ingest twice, side by side: the database held for the whole run, "
                     "and opened for each batch")
+    ap.add_argument("--at-scale", type=Path, metavar="DB",
+                    help="time a batch's open, write and close on a copy of DB (e.g. "
+                    "benchmarks/.cache/similar-100k.duckdb) instead of an ingest")
     ap.add_argument("--repeat", type=int, default=2, help="with --compare-hold: pairs of runs")
     ap.add_argument("--batch-files", type=int, default=musicdb.ingest.run.BATCH_FILES,
                     help="files per write (smaller: more batches, so more opens to time)")
@@ -101,6 +151,9 @@ def main() -> None:
     musicdb.ingest.run.BATCH_FILES = args.batch_files
 
     with tempfile.TemporaryDirectory() as tmp:
+        if args.at_scale:
+            batch_at_scale(args.at_scale, Path(tmp))
+            return
         folder = args.folder
         if folder is None:
             folder = Path(tmp) / "library"

@@ -167,7 +167,10 @@ def test_readers_work_while_an_ingest_runs(library, earlier, tmp_path):
             listed = musicdb("experiment", "list", "--json", "--db", db)
             assert listed.returncode == 0, listed.stderr
             assert "xmas" in [e["name"] for e in json.loads(listed.stdout)]
-            for proc in (info, similar, listed):
+            created = musicdb("experiment", "create", f"pair{calls}", "--labels", "band0,band1",
+                              "--label-from", "folder", "--db", db)  # a writer, between batches
+            assert created.returncode == 0, created.stderr
+            for proc in (info, similar, listed, created):
                 assert "Traceback" not in proc.stderr + proc.stdout
             for attempt in range(5):  # a shell's open can meet a batch being written
                 shell = subprocess.run([duckdb_shell(), "-readonly", "-csv", "-noheader",

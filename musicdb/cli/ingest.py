@@ -54,6 +54,10 @@ def ingest(
     re-extracted, moved files keep their features, vanished files are marked missing. A bad
     file becomes a row with status 'error' and the run goes on. Ctrl-C or SIGTERM stops after
     writing what is finished; the same command resumes.
+
+    The database is open only while a batch is written: other commands and `duckdb -readonly`
+    read it meanwhile. A batch due while another program holds the file waits for it (one
+    line says which); a second ingest of the same database is refused.
     """
     with _StopSignals() as stop:  # from the start: a SIGTERM at any moment gives its code
         from musicdb.workers.executor import open_executor

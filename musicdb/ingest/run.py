@@ -229,7 +229,7 @@ def _finish(writer: Writer, started: datetime, paths: list[Path], sets: tuple[st
     After an interruption only the record, and only if the file is free at once."""
     if not summary.interrupted:
         try:
-            with writer.writing() as con:
+            with writer.writing(checkpoint=True) as con:  # the run's journal into the file
                 if summary.library_changed or similarity_stale(con):
                     progress.stage("updating similarity tables")
                     refresh_similarity(con)  # an unchanged re-scan skips this (8 s at 100k)
@@ -239,7 +239,7 @@ def _finish(writer: Writer, started: datetime, paths: list[Path], sets: tuple[st
         except KeyboardInterrupt:  # rolled back; still marked stale: the next run rebuilds
             summary.interrupted = True
     summary.wall_s = time.perf_counter() - wall0
-    writer.attempt(lambda con: record_run(con, started, paths, sets, summary))
+    writer.attempt(lambda con: record_run(con, started, paths, sets, summary), checkpoint=True)
 
 
 def _write_as_they_come(writer: Writer, results: Iterator[tuple[Job, Analysis]],

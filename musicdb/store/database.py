@@ -149,10 +149,19 @@ def connect(db: Path, *, read_only: bool = False, create: bool = False,
 
 @contextmanager
 def reopen(db: Path, *, read_only: bool = False, patience: access.Patience = access.COMMAND,
-           notify: access.Notify = access.stderr_notice) -> Iterator[duckdb.DuckDBPyConnection]:
+           notify: access.Notify = access.stderr_notice, checkpoint: bool = True
+           ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open a database this process has opened with connect() before: no checks, no
-    migrations, no views (an ingest's batches). Closing checkpoints it, so readers see it."""
+    migrations, no views (an ingest's batches).
+
+    Closing checkpoints the journal into the file, unless `checkpoint` is False: then DuckDB
+    checkpoints only when its journal reaches `wal_autocheckpoint`, and whoever opens the file
+    next replays the journal (readers see every commit either way). A checkpoint rewrites the
+    row group an append touched: seconds at 100,000 songs (benchmarks/ingest.py --at-scale).
+    """
     con = _open(db, read_only=read_only, patience=patience, notify=notify)
+    if not (checkpoint or read_only):
+        con.execute("PRAGMA disable_checkpoint_on_shutdown")
     failed = True
     try:
         yield con
