@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 # The study's tables (copies of shared/data, so a clean clone tests the same data).
 SEED_CSV = REPO / "tests" / "data" / "seed_features_5band.csv"
 SEED_CSV_247 = REPO / "tests" / "data" / "seed_features_5and25band.csv.gz"
+SHARED: dict[str, Path] = {}  # "folder": shared_folder(), set for the session
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,6 +32,7 @@ def isolated_session(tmp_path_factory: pytest.TempPathFactory):
         patch.delenv("MUSICDB_DB", raising=False)
         patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
         patch.chdir(tmp_path_factory.mktemp("cwd"))
+        patch.setitem(SHARED, "folder", shared_folder(tmp_path_factory))
         yield
 
 
@@ -120,26 +123,31 @@ def refuse_ignored_groups(items: list[pytest.Item]) -> None:
                                 f"pytest (e.g. on {ignored[0]}): pip install -e '.[test]'")
 
 
+def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The base folder every pytest-xdist worker of this run sees (this run's own basetemp)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def build_once(shared: Path, name: str, build: Callable[[Path], None]) -> Path:
+    """shared/name, filled by build(folder) once per run: the first worker to take the lock
+    builds it, the others wait for it. Its users only read it."""
+    folder, done = shared / name, shared / f"{name}.done"
+    with (shared / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def built_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """built_once(name, build): a folder that build(folder) fills once per run, shared by every
-    pytest-xdist worker (the first to take the lock builds it, the others wait for it); its
-    users only read it. For generated audio that several groups need on several workers."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-    def get(name: str, build: Callable[[Path], None]) -> Path:
-        folder, done = shared / name, shared / f"{name}.done"
-        with (shared / f"{name}.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            if not done.exists():
-                shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
-                folder.mkdir()
-                build(folder)
-                done.touch()
-        return folder
-
-    return get
+    """built_once(name, build): a folder of generated files that several groups need on
+    several workers, written once (build_once)."""
+    return partial(build_once, shared_folder(tmp_path_factory))
 
 
 @pytest.fixture
@@ -204,9 +212,22 @@ def calls(monkeypatch) -> list[str]:
 
 
 def import_study(folder: Path) -> Path:
-    """The study's 2,333 songs (13 labels) imported through the real CLI as `study55`."""
+    """The study's 2,333 songs (13 labels) imported through the real CLI as `study55`.
+
+    Imported once per run (the modules that start from it test what comes after an import);
+    each caller gets its own copy of that file."""
     db = folder / "music.duckdb"
-    result = CliRunner().invoke(app, ["import", str(SEED_CSV), "--feature-set", "study55",
-                                      "--db", str(db)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    if "folder" not in SHARED:  # not under pytest's session fixtures
+        _import_study_into(folder)
+        return db
+    imported = build_once(SHARED["folder"], "study55", _import_study_into)
+    shutil.copyfile(imported / "music.duckdb", db)
     return db
+
+
+def _import_study_into(folder: Path) -> None:
+    result = CliRunner().invoke(app, ["import", str(SEED_CSV), "--feature-set", "study55",
+                                      "--db", str(folder / "music.duckdb")],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert not (folder / "music.duckdb.wal").exists()  # so the one file is the whole database
