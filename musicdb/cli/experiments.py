@@ -216,7 +216,7 @@ def _render_evaluation(r) -> None:  # r: evaluate.Evaluation
     out.print("top features: " + ", ".join(
         f"{escape(i['feature'])} {i['importance']:.3f}" for i in r.importances[:8]),
         soft_wrap=True)
-    out.print(f"model: {escape(str(r.model_path))}", soft_wrap=True)
+    out.print(f"model: {escape(str(r.model_path))}", soft_wrap=True, highlight=False)
     if "album_effect" in r.extra:
         a = r.extra["album_effect"]
         out.print(f"album effect ({plural(a['albums'], 'album')}): accuracy "
