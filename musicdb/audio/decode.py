@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from musicdb.audio.chatter import DecoderLog
 from musicdb.audio.lengths import (
     MIN_DECODED_SHARE,
     check_length,
@@ -179,8 +180,15 @@ class _Signal:
 
 
 def _decode_soundfile(path: Path, sr: int, sink: SampleSink | None = None) -> Decoded:
+    """libsndfile, its decoders' own messages kept off the terminal (musicdb.audio.chatter)."""
+    with DecoderLog() as log:
+        return _read_soundfile(path, sr, sink, log)
+
+
+def _read_soundfile(path: Path, sr: int, sink: SampleSink | None, log: DecoderLog) -> Decoded:
     try:
-        f = sf.SoundFile(path)
+        with log.capturing():
+            f = sf.SoundFile(path)
     except sf.LibsndfileError as exc:
         if path.stat().st_size == 0:
             raise DecodeError(path, "empty file (0 bytes)") from exc
@@ -192,14 +200,19 @@ def _decode_soundfile(path: Path, sr: int, sink: SampleSink | None = None) -> De
         try:
             # Not f.blocks(): past a cut file's real end it repeats the last block's samples
             # up to the declared length, which hides the truncation.
-            while len(block := f.read(BLOCK, dtype="float32", always_2d=True)):
+            while True:
+                with log.capturing():
+                    block = f.read(BLOCK, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
                 mono = mix(list(block.T))
                 if floats:
                     nonfinite += int(np.count_nonzero(~np.isfinite(mono)))
                 signal.add(mono)
         except (sf.LibsndfileError, RuntimeError) as exc:
+            said = log.last_message()
             raise DecodeError(path, f"decoding stopped after {signal.read / f.samplerate:.1f} s: "
-                              f"{exc}") from exc
+                              f"{exc}" + (f" (decoder: {said})" if said else "")) from exc
         if nonfinite:
             raise _not_finite(path, nonfinite)
         exact = f.format == "FLAC" or (f.format == "MP3" and mp3_states_length(path))
