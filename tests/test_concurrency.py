@@ -282,19 +282,6 @@ def test_a_shell_that_holds_the_file_is_named_in_one_line(small_db):
                      r"write while another reads: close it", line), line
 
 
-def test_an_empty_folder_and_an_unknown_feature_set(run, tmp_path):
-    (tmp_path / "empty").mkdir()
-    db = tmp_path / "music.duckdb"
-    result = run("ingest", tmp_path / "empty", "--db", db)  # exit 0: nothing failed
-    assert "No audio files found there" in result.output
-    other = tmp_path / "other.duckdb"
-    refused = run("ingest", tmp_path / "empty", "--db", other, "--feature-set", "seed55,foo",
-                  code=1)
-    assert "unknown feature set(s) 'foo'; extracted sets: default, seed55" in refused.output
-    assert "scanning" not in refused.output  # refused before the scan...
-    assert not other.exists()  # ...and before the database was created
-
-
 @pytest.mark.parametrize(("argv", "name"), [
     (["/venv/bin/python3", "/venv/bin/musicdb", "ingest", "/music", "--db", "m.duckdb"],
      "musicdb ingest"),

@@ -207,8 +207,10 @@ def ingest(writer: Writer, paths: list[Path], *,
     summary.copied = len(copies) + len(fresh) - distinct
     summary.workers = min(executor.slots, max(1, distinct))
     if distinct and executor.analyses_here and not kernels_cached():
-        progress.stage("compiling the analysis kernels (the first run on this machine only; "
-                       "the bar's clock runs meanwhile)")
+        # No estimate: it took 20 s on an idle machine and 140 s on a busy one. The bar's
+        # clock shows the time passing, and the first file finishes when it is done.
+        progress.stage("compiling the analysis kernels, the first run on this machine only "
+                       "(the bar's clock shows the time it takes)")
     progress.start(len(jobs))
     results = itertools.chain(
         ((job, Analysis(str(job.candidate.path), False, error=job.failure)) for job in refused),
