@@ -270,6 +270,9 @@ def test_a_file_being_analysed_is_announced(run, folder_db, tmp_path):
     result = run("similar", outsider, "--songs", "-n", "2", "--json", "--db", db)
     assert f"Analysing {outsider.resolve()} (not in the library)" in result.stderr
     assert len(json.loads(result.stdout)["results"]) == 2
+    explained = json.loads(run("similar", outsider, "--songs", "-n", "2", "--explain",
+                               "--json", "--db", db).stdout)["results"]
+    assert all(len(r["explain"]["closest"]) == 3 for r in explained)  # its own values
     assert "Analysing" not in run("similar", "Ryan Reilly - Wesnoth theme 1", "--songs",
                                   "--db", db).stderr
 

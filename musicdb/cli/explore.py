@@ -150,9 +150,8 @@ def _print_similar(answer: Similar, reasons: list[dict] | None, fmt: OutputForma
     on_terminal = fmt is OutputFormat.TABLE and out.is_terminal
     if reasons is not None and not on_terminal:  # one row per result, whatever reads it
         columns += ["closest", "apart"]
-        blank = {"closest": [], "apart": []}  # a file analysed now has no stored vector
         rows = [(*row, _features(why["closest"]), _features(why["apart"]))
-                for row, why in zip(rows, reasons + [blank] * len(rows), strict=False)]
+                for row, why in zip(rows, reasons, strict=True)]
     if on_terminal:  # what was answered, above the table (a pipe gets the rows alone)
         what = "songs" if answer.kind == "songs" else f"labels ({answer.label_from})"
         out.print(f"Nearest {what} to [bold]{escape(answer.query)}[/bold] · feature set "

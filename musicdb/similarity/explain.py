@@ -28,9 +28,9 @@ def explain(con: duckdb.DuckDBPyConnection, answer: Similar, *, top: int = 3) ->
                               "song_id = ?", [set_id, item]).fetchone()
         return np.asarray(row[0], dtype=np.float64)
 
-    if answer.key is None:
-        return []  # a file analysed on the fly: no stored vector to compare
-    a = vector(answer.key)
+    # A file analysed just now has no stored vector, but the one it was compared with.
+    a = vector(answer.key) if answer.key is not None else np.asarray(answer.z, dtype=np.float64)
+
     def describe(i: int, b: np.ndarray) -> dict:
         return {"feature": names[i], "query": float(means[i] + a[i] * stds[i]),
                 "result": float(means[i] + b[i] * stds[i]), "z_gap": float(abs(a[i] - b[i]))}

@@ -37,6 +37,7 @@ class Similar:
     kind: str  # 'artists' or 'songs'
     results: list[dict] = field(default_factory=list)
     key: str | int | None = None  # the stored label or song_id; None for an unstored file
+    z: list[float] | None = None  # an unstored file's standardised vector (for --explain)
 
     def as_json(self) -> str:
         body = {"query": self.query, "label_from": self.label_from,
@@ -247,7 +248,7 @@ def similar_songs(con: duckdb.DuckDBPyConnection, query: str, *, k: int = 10,
     results = [{"song_id": r[0], "path": r[1], "title": r[2], "artist": r[3] or r[4],
                 "distance": r[5]} for r in rows]
     return Similar(q.description, label_from, set_name, "euclidean", "songs", results,
-                   key=q.song_id)
+                   key=q.song_id, z=q.z)
 
 
 def write_playlist(path: Path, answer: Similar) -> int:
