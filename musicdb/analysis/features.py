@@ -21,8 +21,9 @@ import numpy as np  # noqa: E402
 import scipy.fft  # noqa: E402
 import scipy.ndimage  # noqa: E402
 
-from musicdb.analysis.hpss import hpss  # noqa: E402
-from musicdb.analysis.kernels import band_extremes, bank_sums, spectral_shape  # noqa: E402
+# The numba kernels (musicdb.analysis.hpss, .kernels) are imported where frames are computed:
+# numba costs 0.3-1 s to import, and an ingest's main process, which only scans and writes,
+# needs this module's parameters but never a kernel.
 
 SAMPLE_RATE = 22050
 
@@ -335,6 +336,8 @@ def _contrast_bands(freqs: np.ndarray, n_bands: int = N_CONTRAST - 1, fmin: floa
 
 def _spectral_contrast(S: np.ndarray, bank: _Bank) -> np.ndarray:
     """librosa.feature.spectral_contrast(S=S.T) (dB, 80 dB range per block as librosa clips)."""
+    from musicdb.analysis.kernels import band_extremes
+
     valley, peak = band_extremes(S, bank.contrast_bands)
     return librosa.power_to_db(peak) - librosa.power_to_db(valley)
 
@@ -401,6 +404,9 @@ def _flatness(power: np.ndarray, amin: float = 1e-10) -> np.ndarray:
 
 def _segment_features(segment: np.ndarray, params: FrameParams) -> np.ndarray:
     """Frame rows (FRAME_ROWS order) of a segment, frames starting every hop samples."""
+    from musicdb.analysis.hpss import hpss
+    from musicdb.analysis.kernels import bank_sums, spectral_shape
+
     sr, n_fft = params.sample_rate, params.n_fft
     bank = _bank(sr, n_fft, tuple(params.band_edges))
     S = _magnitude_spectrogram(segment, n_fft, params.hop_length, bank.window)

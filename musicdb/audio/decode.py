@@ -10,9 +10,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
-import av
 import numpy as np
 import soundfile as sf
 import soxr
@@ -26,6 +25,9 @@ from musicdb.audio.lengths import (
 )
 from musicdb.audio.mixdown import BLOCK, Frames, mix
 from musicdb.errors import DecodeError
+
+if TYPE_CHECKING:
+    import av
 
 TARGET_SR = 22050
 # ffmpeg is killed past this deadline: a floor, plus a share of the declared length (it
@@ -235,6 +237,8 @@ def _not_finite(path: Path, count: int) -> DecodeError:
 
 def _decode_pyav(path: Path, sr: int, sink: SampleSink | None = None) -> Decoded | None:
     """Ogg Vorbis/Opus or FLAC through PyAV (ffmpeg's libraries); None if it sees no audio."""
+    import av  # here: 0.2 s to import, and an ingest's main process never decodes
+
     try:
         container = av.open(str(path))
     except av.FFmpegError:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import av
 import numpy as np
+
+if TYPE_CHECKING:
+    import av  # decode.py imports it only when it decodes with it
 
 BLOCK = 1 << 16  # input frames per read and per mix-down: memory stays bounded on long files
 
