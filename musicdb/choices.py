@@ -6,6 +6,9 @@ from musicdb.errors import MusicdbError
 
 # The label rules of sql/10_song_labels.sql; every --label-from takes exactly these.
 LABEL_RULES = ("auto", "artist", "albumartist", "genre", "folder", "imported")
+# Where a name that is no label under the rule asked for is looked for, in this order (auto's
+# own order, then genre); sql/30_similarity.sql's similar_artists uses the same list.
+RULE_ORDER = ("auto", "artist", "albumartist", "folder", "imported", "genre")
 
 
 def require_choice(value: str, allowed: tuple[str, ...] | dict, option: str,
@@ -37,3 +40,26 @@ def did_you_mean(con, wanted: str, names_sql: str, args: list | tuple = (),
         "name LIMIT ?",
         [*args, wanted, wanted, wanted, wanted, limit]).fetchall()
     return f"; did you mean {', '.join(repr(r[0]) for r in rows)}?" if rows else ""
+
+
+def other_rules_hint(con, name: str, rule: str) -> str:
+    """", but 'Wesnoth' is a folder label: use --label-from folder" when `name` (matched by
+    label_key) is no label under `rule` but one under other rules (song_labels), else ''.
+
+    For an error that would otherwise only offer unrelated suggestions: in a library organised
+    by folders, with artist tags naming composers, the folder names are not auto labels.
+    `con` is a DuckDB connection.
+    """
+    rows = con.execute(
+        "SELECT rule, min(label) FROM song_labels WHERE rule <> ? "
+        "AND label_key(label) = label_key(?) GROUP BY rule ORDER BY list_position(?, rule)",
+        [rule, name, list(RULE_ORDER)]).fetchall()
+    return rule_hint(rows[0][1], [r for r, _ in rows]) if rows else ""
+
+
+def rule_hint(label: str, rules: list[str]) -> str:
+    """", but 'Wesnoth' is a folder label: use --label-from folder" ('a folder and genre
+    label' when several rules have it; the first is the one to use)."""
+    names = rules[0] if len(rules) == 1 else f"{', '.join(rules[:-1])} and {rules[-1]}"
+    article = "an" if names[0] in "aeiou" else "a"
+    return f", but {label!r} is {article} {names} label: use --label-from {rules[0]}"

@@ -251,6 +251,20 @@ def test_a_folder_label_is_answered_under_auto_and_named_under_another_rule(run,
                                                               "--db", db), 1)
 
 
+def test_the_rule_hint_other_commands_share(folder_db):
+    """choices.other_rules_hint: the same sentence for map --labels or experiment --labels."""
+    from musicdb.choices import other_rules_hint
+
+    db, _ = folder_db
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert other_rules_hint(con, "wesnoth", "artist") == (
+            ", but 'Wesnoth' is a folder label: use --label-from folder")
+        assert other_rules_hint(con, "DOUG KAUFMAN", "folder") == (
+            ", but 'Doug Kaufman' is an auto and artist label: use --label-from auto")
+        assert other_rules_hint(con, "Wesnoth", "folder") == ""
+        assert other_rules_hint(con, "nobody", "auto") == ""
+
+
 def test_piped_song_paths_are_whole(folder_db):
     db, lib = folder_db
     query = str(next((lib / "Nexuiz").glob("*.flac")).resolve())

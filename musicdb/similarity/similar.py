@@ -14,16 +14,13 @@ from pathlib import Path
 
 import duckdb
 
-from musicdb.choices import LABEL_RULES, did_you_mean, require_choice
+from musicdb.choices import LABEL_RULES, RULE_ORDER, did_you_mean, require_choice, rule_hint
 from musicdb.errors import SimilarityError
 from musicdb.store import confine
 from musicdb.store.database import resolve_feature_set
 
 METHODS = ("centroid", "cosine", "songs")
 ALL = 2**31 - 1  # "every row" for a macro's k, before our own filters and limit
-# Where the 'auto' rule looks for a name that is no auto label, in this order; the same list
-# as the similar_artists macro's (sql/30_similarity.sql), so the shell answers the same.
-FALLBACK_RULES = ("artist", "albumartist", "folder", "imported", "genre")
 
 
 @dataclass
@@ -53,13 +50,13 @@ def resolve_label(con: duckdb.DuckDBPyConnection, name: str, set_id: int,
 
     Under 'auto', a name that is a label only under another rule (a folder label in a library
     organised by folders, whose songs' artist tags name composers) is taken from the first
-    rule of FALLBACK_RULES that has it. An explicit rule is kept, and the error says which
-    rules do have the name.
+    rule of choices.RULE_ORDER that has it, as the similar_artists macro does. An explicit
+    rule is kept, and the error says which rules do have the name.
     """
     rows = con.execute(
         "SELECT label, label_from FROM artist_centroids WHERE feature_set_id = ? "
         "AND label_key(label) = label_key(?) ORDER BY list_position(?, label_from), label",
-        [set_id, name, ["auto", *FALLBACK_RULES]]).fetchall()
+        [set_id, name, list(RULE_ORDER)]).fetchall()
     for label, found_under in rows:
         if found_under == rule:
             return label, rule
@@ -67,20 +64,13 @@ def resolve_label(con: duckdb.DuckDBPyConnection, name: str, set_id: int,
         return rows[0]
     if rows:
         rules = list(dict.fromkeys(found_under for _, found_under in rows))
-        raise SimilarityError(
-            f"no label {name!r} under the {rule!r} rule, but {rows[0][0]!r} is "
-            f"{_a_label_under(rules)}: use --label-from {rules[0]}")
+        raise SimilarityError(f"no label {name!r} under the {rule!r} rule"
+                              f"{rule_hint(rows[0][0], rules)}")
     # Suggest what `similar` can answer for: under 'auto', the labels of every rule.
     hint = did_you_mean(con, name, "SELECT label AS name FROM artist_centroids "
                         "WHERE feature_set_id = ? AND (label_from = ? OR ? = 'auto')",
                         [set_id, rule, rule])
     raise SimilarityError(f"no label {name!r} under the {rule!r} rule{hint}")
-
-
-def _a_label_under(rules: list[str]) -> str:
-    """'a folder label', 'a folder and genre label'."""
-    names = rules[0] if len(rules) == 1 else f"{', '.join(rules[:-1])} and {rules[-1]}"
-    return f"{'an' if names[0] in 'aeiou' else 'a'} {names} label"
 
 
 def _confined_where(con: duckdb.DuckDBPyConnection, where: str | None) -> str | None:
