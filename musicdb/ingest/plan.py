@@ -17,6 +17,7 @@ from musicdb.audio.tags import TAG_FIELDS, TagReadError, read_file_info
 from musicdb.store import catalog
 from musicdb.workers.executor import DIED
 
+REFRESHED = ("root", "folder", "status", *TAG_FIELDS)  # a re-scan's in-place updates
 TIMEOUT_PER_AUDIO_S = 0.1  # a file's allowance grows by this per second of audio...
 BYTES_PER_AUDIO_S = 16_000  # ...taken as a 128 kb/s guess when the container declares no length
 
@@ -66,6 +67,12 @@ class ScanPlan:
     unchanged_failed: int = 0  # unchanged files that failed before (--retry-errors retries)
     # (path, reason) of folders that could not be listed: their songs are not marked missing
     unreadable_folders: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def writes_nothing(self) -> bool:
+        """Nothing for apply_scan to write (no tag, folder, mtime, move or missing song): an
+        unchanged re-scan need not open the database for writing at all."""
+        return not (self.refresh or self.touched or self.gone)
 
 
 def file_row(c: Candidate, tags: dict, digest: str | None) -> dict:
@@ -135,8 +142,9 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
     candidates = list(find_audio(paths, out.unreadable_folders))
     out.found = len(candidates)
     known = {s.path: s for s in catalog.scanned_songs(con)}
-    roots = {r[0]: r[1] for r in con.execute(
-        "SELECT path, root FROM songs WHERE source = 'scan'").fetchall()}
+    stored = {r[0]: dict(zip(REFRESHED, r[1:], strict=True)) for r in con.execute(
+        f"SELECT path, {', '.join(REFRESHED)} FROM songs WHERE source = 'scan'").fetchall()}
+    roots = {path: row["root"] for path, row in stored.items()}
     present = catalog.sets_present(con, set_ids.values())
     wanted = set(set_ids.values())
     by_id = {v: k for k, v in set_ids.items()}
@@ -147,8 +155,10 @@ def plan(con: duckdb.DuckDBPyConnection, paths: list[Path], set_ids: dict[str, i
              problem: str | None) -> None:
         """A known file whose content is unchanged: its tags and folder are refreshed, and it
         is analysed only for a set it lacks (or retried, when it failed before)."""
-        refresh.append({"song_id": row.song_id, "root": shown(c.root), "folder": c.folder,
-                        "status": "error" if row.status == "error" else "ok"} | t)
+        now = {"root": shown(c.root), "folder": c.folder,
+               "status": "error" if row.status == "error" else "ok"} | t
+        if now != stored.get(row.path):  # an equal row is not rewritten (nor its blocks)
+            refresh.append({"song_id": row.song_id} | now)
         if row.status == "error":
             if (retry_errors or _retry_once(row)) and not problem:
                 jobs.append(Job(c, "retry", tuple(set_ids), t, row.content_hash, row.song_id,
