@@ -72,7 +72,11 @@ def experiment_create(
     with user_errors(), store.connect(db) as con:
         made = ex.create(con, spec, min_songs=min_songs)
         counts = ex.label_counts(con, made)
-    sizes = ", ".join(f"{escape(label)} {counts.get(label, 0):,}" for label in made.labels)
+    shown = 12  # --labels all on a large library: the line stays readable
+    sizes = ", ".join(f"{escape(label)} {counts.get(label, 0):,}"
+                      for label in made.labels[:shown])
+    if len(made.labels) > shown:
+        sizes += f", and {len(made.labels) - shown:,} more"
     err.print(f"Created experiment [bold]{escape(made.name)}[/bold] with "
               f"{plural(len(made.labels), 'label')} (songs: {sizes}). Try: musicdb evaluate "
               f"--experiment {escape(made.name)} --cv 5", soft_wrap=True, highlight=False)
