@@ -168,12 +168,17 @@ def _user_objects(con: duckdb.DuckDBPyConnection) -> list[str]:
         "WHERE database_name = current_database() ORDER BY name").fetchall()]
 
 
+_CREATES_TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)",
+                            re.IGNORECASE | re.MULTILINE)
+
+
 @functools.cache
 def _expected_tables(versions: tuple[int, ...]) -> frozenset[str]:
-    """The tables these migrations create, found by running them on an empty in-memory file."""
-    con = duckdb.connect(config=NO_EXTENSIONS)
-    try:
-        migrate(con, [m for m in load_migrations() if m.version in versions])
-        return frozenset(_tables(con))
-    finally:
-        con.close()
+    """The tables these migrations create, read from their CREATE TABLE statements.
+
+    Running them on an in-memory database cost every command 40-80 ms of CPU. Migrations only
+    add tables (tests/test_schema_tables.py checks the two ways agree).
+    """
+    return frozenset({"_migrations"}).union(
+        name for m in load_migrations() if m.version in versions
+        for name in _CREATES_TABLE.findall(m.sql))
