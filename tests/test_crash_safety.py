@@ -251,7 +251,10 @@ def kill_moment(run: Ingest, rng: random.Random, kill: int) -> bool:
     if stage == "start-up":  # imports, creating the file, migrations (and the scan, if quick)
         return sleep_while_alive(run, rng.uniform(0.05, 1.5))
     if stage in ("scanning", "hashing"):  # the stage's own line, as the ingest prints it
-        return wait_for_output(run, stage) and sleep_while_alive(run, rng.uniform(0.0, 0.3))
+        if not wait_for_output(run, stage):
+            assert stage in run.output, f"no '{stage}' line (new wording?)\n{run.output[-2000:]}"
+            return False
+        return sleep_while_alive(run, rng.uniform(0.0, 0.3))
     if stage == "anywhere":
         return sleep_while_alive(run, rng.uniform(0.3, 10.0))
     longest = 1.0 if stage == "first analyses" else 5.0
