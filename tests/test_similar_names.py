@@ -265,6 +265,19 @@ def test_the_rule_hint_other_commands_share(folder_db):
         assert other_rules_hint(con, "nobody", "auto") == ""
 
 
+def test_map_and_experiment_labels_name_the_rule_that_has_them(folder_db):
+    db, _ = folder_db
+    line = one_error_line(musicdb("map", "--labels", "Wesnoth", "--db", db), 1)
+    assert line.endswith("but 'Wesnoth' is a folder label: use --label-from folder"), line
+    line = one_error_line(musicdb("experiment", "create", "games", "--labels",
+                                  "Wesnoth,Nexuiz", "--db", db), 1)
+    assert "'Wesnoth' is a folder label: use --label-from folder" in line, line
+    assert "'Nexuiz' is a folder label" in line, line
+    line = one_error_line(musicdb("experiment", "create", "games", "--labels",
+                                  "Wesnoth,Nobody", "--db", db), 1)
+    assert "'Wesnoth' is a folder label" in line and "for 'Nobody', did you mean" in line, line
+
+
 def test_piped_song_paths_are_whole(folder_db):
     db, lib = folder_db
     query = str(next((lib / "Nexuiz").glob("*.flac")).resolve())

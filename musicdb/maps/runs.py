@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from musicdb.choices import LABEL_RULES, did_you_mean, require_choice
+from musicdb.choices import LABEL_RULES, did_you_mean, other_rules_hint, require_choice
 from musicdb.errors import MapError
 from musicdb.store.database import resolve_feature_set
 from musicdb.store.transaction import transaction
@@ -106,7 +106,9 @@ def select_labels(con: duckdb.DuckDBPyConnection, set_id: int, rule: str,
                                 "t(name, i) WHERE label_key(name) = label_key(?) ORDER BY i "
                                 "LIMIT 1", [stored, wanted]).fetchone()
             if match is None:
-                hint = did_you_mean(con, wanted, "SELECT unnest(?::VARCHAR[]) AS name", [stored])
+                hint = (other_rules_hint(con, wanted, rule)
+                        or did_you_mean(con, wanted, "SELECT unnest(?::VARCHAR[]) AS name",
+                                        [stored]))
                 raise MapError(f"no label {wanted!r} under the {rule!r} rule{hint}")
             chosen.append(match[0])
         order = {name: i for i, (name, _) in enumerate(counts)}

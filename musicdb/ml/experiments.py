@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from musicdb.choices import LABEL_RULES, did_you_mean, require_choice
+from musicdb.choices import LABEL_RULES, did_you_mean, other_rules_hint, require_choice
 from musicdb.errors import ExperimentError
 from musicdb.ml import models
 from musicdb.store.database import resolve_feature_set
@@ -128,13 +128,16 @@ def _stored_names(con: duckdb.DuckDBPyConnection, counts: dict[str, int],
             found.append(match[0])
     if missing:
         names = "SELECT unnest(?::VARCHAR[]) AS name"
-        hints = [did_you_mean(con, wanted, names, [stored]) for wanted in missing]
+        # A name under another rule (a folder label) says so; else the closest names.
+        hints = [other_rules_hint(con, wanted, exp.label_from)
+                 or did_you_mean(con, wanted, names, [stored]) for wanted in missing]
         if len(missing) == 1:
             text = f"no label {missing[0]!r} {_where(exp)}{hints[0]}"
         else:
             text = (f"no labels {', '.join(repr(m) for m in missing)} {_where(exp)}"
-                    + "".join(f"; for {m!r}, {h[2:]}" for m, h in zip(missing, hints,
-                                                                     strict=True) if h))
+                    + "".join(f"; {h.removeprefix(', but ')}" if h.startswith(", but ")
+                              else f"; for {m!r}, {h[2:]}"
+                              for m, h in zip(missing, hints, strict=True) if h))
         raise ExperimentError(text + " (--labels all takes every label)")
     return list(dict.fromkeys(found))
 
