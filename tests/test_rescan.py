@@ -198,3 +198,23 @@ def test_an_unchanged_reingest_leaves_no_worker_process_behind(tmp_path, touched
 
     left = marked()
     assert [p.cmdline() for p in left if "forkserver" in " ".join(p.cmdline())] == []
+
+
+def test_tags_are_read_by_content_whatever_the_name(tmp_path):
+    """Tags come from the class the first bytes allow (mutagen no longer scores every format
+    against every file): Vorbis, Opus, FLAC and WAV tags, and a FLAC file named .mp3."""
+    from musicdb.audio.tags import read_file_info
+
+    for name in ("a.flac", "b.ogg", "c.opus", "d.mp3"):
+        synth.tag(synth.write_audio(tmp_path / name, synth.tone(440, 1, sr=48000), sr=48000),
+                  artist=name, date="1999", tracknumber="3/9")
+    synth.write_audio(tmp_path / "e.wav", synth.tone(440, 1))
+    (tmp_path / "f.mp3").write_bytes((tmp_path / "a.flac").read_bytes())  # mislabelled
+    for name in ("a.flac", "b.ogg", "c.opus", "d.mp3"):
+        tags, length = read_file_info(tmp_path / name)
+        assert (tags["artist"], tags["year"], tags["track"]) == (name, 1999, 3), name
+        assert length == pytest.approx(1.0, abs=0.1)
+    assert read_file_info(tmp_path / "f.mp3")[0]["artist"] == "a.flac"
+    tags, length = read_file_info(tmp_path / "e.wav")
+    assert set(tags.values()) == {None}  # untagged
+    assert length == pytest.approx(1.0)

@@ -6,6 +6,13 @@ import re
 from pathlib import Path
 
 import mutagen
+from mutagen.flac import FLAC
+from mutagen.oggflac import OggFLAC
+from mutagen.oggopus import OggOpus
+from mutagen.oggspeex import OggSpeex
+from mutagen.oggtheora import OggTheora
+from mutagen.oggvorbis import OggVorbis
+from mutagen.wave import WAVE
 
 TAG_FIELDS = ("title", "artist", "albumartist", "album", "genre", "track", "year")
 # Easy-tag keys by field; formats spell album artist differently.
@@ -19,6 +26,20 @@ _KEYS = {
     "year": ("date", "year", "originaldate"),
 }
 _LEADING_INT = re.compile(r"\s*(\d+)")
+
+
+def _kinds(head: bytes) -> list[type[mutagen.FileType]] | None:
+    """The mutagen classes that can claim a file with these first bytes, or None (all of
+    them): mutagen scores every format it knows against each file otherwise, half the time of
+    a tag read (every file of every re-scan is read). Those classes alone score above zero
+    on such a header, so the choice is the one mutagen makes."""
+    if head[:4] == b"fLaC":
+        return [FLAC]
+    if head[:4] == b"OggS":
+        return [OggVorbis, OggOpus, OggFLAC, OggSpeex, OggTheora]
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return [WAVE]
+    return None
 
 
 def _first_text(tags: mutagen.FileType, keys: tuple[str, ...]) -> str | None:
@@ -63,7 +84,10 @@ def read_file_info(path: Path) -> tuple[dict[str, str | int | None], float | Non
     """
     empty: dict[str, str | int | None] = dict.fromkeys(TAG_FIELDS)
     try:
-        audio = mutagen.File(path, easy=True)
+        with open(path, "rb") as f:
+            kinds = _kinds(f.read(12))
+            f.seek(0)
+            audio = mutagen.File(f, easy=True, options=kinds)
     except (mutagen.MutagenError, OSError, ValueError, EOFError):
         return empty, None
     except Exception as exc:
