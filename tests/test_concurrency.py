@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,11 +22,11 @@ import psutil
 import pytest
 
 from musicdb.audio import synth
-from tests.conftest import duckdb_shell
+from tests.conftest import REPO, duckdb_shell
 from tests.test_hostile import MUSICDB
 
 FILES = 40
-SECONDS = 12.0  # per file: with one worker an ingest of the library takes well over 10 s
+SECONDS = 5.0  # per file; each takes at least tests.slow.SECONDS_PER_FILE: 16 s or more a run
 INGEST = ("--workers", "1", "--snippet-seconds", "0", "--feature-set", "seed55")
 TIMEOUT_S = 240  # an ingest on a busy machine; every wait below is bounded by one of these
 WAIT_S = 120
@@ -57,14 +58,22 @@ def earlier(tmp_path_factory) -> Path:
 # --- processes ----------------------------------------------------------------------------------
 
 
+# The musicdb command in a process of its own, its files analysed by tests.slow.analyse_slowly
+SLOW_MUSICDB = ("import sys, musicdb.ingest.run as run, tests.slow as slow; "
+                "run.analyse_file = slow.analyse_slowly; sys.argv[0] = 'musicdb'; "
+                "from musicdb.cli.app import main; main()")
+
+
 @contextlib.contextmanager
 def ingesting(root: Path, db: Path, log: Path) -> Iterator[subprocess.Popen]:
-    """`musicdb ingest` in its own session, its output to a file; killed if it outlives the
-    test (with its workers)."""
+    """`musicdb ingest` (the real command, each file's analysis taking at least 0.4 s) in its
+    own session, its output to a file; killed if it outlives the test (with its workers)."""
+    env = os.environ | {"COLUMNS": "200", "PYTHONPATH": str(REPO)}
     with log.open("ab") as out:
-        proc = subprocess.Popen([MUSICDB, "ingest", str(root), "--db", str(db), *INGEST],
+        proc = subprocess.Popen([sys.executable, "-c", SLOW_MUSICDB, "ingest", str(root),
+                                 "--db", str(db), *INGEST],
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=os.environ | {"COLUMNS": "200"}, start_new_session=True)
+                                env=env, start_new_session=True)
     try:
         yield proc
     finally:
@@ -108,7 +117,7 @@ def wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen | None
             pytest.fail(f"no {what} after {timeout:.0f} s")
         if proc is not None and proc.poll() is not None and not check():
             pytest.fail(f"the ingest ended (code {proc.returncode}) before {what}")
-        time.sleep(0.2)
+        time.sleep(0.5)  # not so often that the ingest waits for these reads
 
 
 def songs_written(db: Path) -> int | None:

@@ -119,7 +119,10 @@ class Patience:
 
 COMMAND = Patience()  # every command but ingest
 FOREVER = Patience(musicdb_s=None, other_s=None)  # an ingest with results to write
-ONCE = Patience(musicdb_s=0.0, other_s=0.0)  # one try: the ingest's batch, due again later
+# An ingest's batch: a short grace for a reader that is about to let go (a command, a query
+# from `duckdb -c`), then one try per retry while it waits, so its analysis goes on.
+BRIEF = Patience(musicdb_s=0.5, other_s=0.5, poll_s=0.05)
+ONCE = Patience(musicdb_s=0.0, other_s=0.0)
 
 
 def busy(message: str, holder: Holder) -> StoreError:

@@ -98,10 +98,12 @@ class Writer:
 
     def attempt(self, write: Callable[[duckdb.DuckDBPyConnection], None], *,
                 checkpoint: bool = False) -> bool:
-        """write(con) if the file is free now; False if another process holds it (the
-        waiting line once it has held it for a second). Never waits."""
+        """write(con) if the file is free now or within half a second; False if another
+        process holds it (the waiting line once it has held it for a second). While that
+        wait lasts, later attempts try once and return at once."""
+        patience = access.BRIEF if self._blocked_since is None else access.ONCE
         try:
-            with self.writing(access.ONCE, checkpoint=checkpoint) as con:
+            with self.writing(patience, checkpoint=checkpoint) as con:
                 write(con)
         except StoreError as error:
             holder = access.held_by(error)
