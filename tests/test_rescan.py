@@ -218,3 +218,24 @@ def test_tags_are_read_by_content_whatever_the_name(tmp_path):
     tags, length = read_file_info(tmp_path / "e.wav")
     assert set(tags.values()) == {None}  # untagged
     assert length == pytest.approx(1.0)
+
+
+def test_an_unchanged_reingest_starts_no_workers(run, db, touched_library, monkeypatch):
+    """Through the CLI: the first run starts the pool once, an unchanged re-run never (the
+    command no longer warms the pool up before the scan)."""
+    from musicdb.workers.pool import LocalPool
+
+    started: list[int] = []
+    real = LocalPool.warm_up
+
+    def counted(self) -> None:
+        started.append(1)
+        real(self)
+
+    monkeypatch.setattr(LocalPool, "warm_up", counted)
+    run("ingest", touched_library, "--db", db, "--feature-set", "seed55", "--workers", "1")
+    assert started == [1]
+    result = run("ingest", touched_library, "--db", db, "--feature-set", "seed55",
+                 "--workers", "1")
+    assert "3 unchanged" in result.stderr
+    assert started == [1]

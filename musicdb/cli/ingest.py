@@ -64,7 +64,6 @@ def ingest(
 
         try:
             with user_errors(), stop.raising(), open_executor(workers, scheduler) as executor:
-                executor.warm_up()  # the workers' start (~1.6 s) overlaps imports and the scan
                 from musicdb.analysis.features import FrameParams
                 from musicdb.ingest.run import check_sets
 
