@@ -21,6 +21,7 @@ from musicdb.cli.app import (
     user_errors,
 )
 from musicdb.cli.output import AsCsv, OutputFormat, output_format, print_rows
+from musicdb.cli.staleness import warn_if_stale
 
 if TYPE_CHECKING:
     from musicdb.similarity.similar import Similar
@@ -75,6 +76,7 @@ def similar(
                                       no_same_album=no_same_album)
     with user_errors(), store.connect(db, read_only=True) as con:
         use_sql_functions(con)
+        warn_if_stale(con, db, err)
         if songs:
             answer = sim.similar_songs(
                 con, name, k=number, feature_set=feature_set, label_from=label_from,
@@ -197,6 +199,7 @@ def heatmap(
     with user_errors():
         with store.connect(db, read_only=True) as con:
             use_sql_functions(con)
+            warn_if_stale(con, db, err)
             matrix = label_matrix(con, feature_set=feature_set, label_from=label_from,
                                   method=method, min_songs=min_songs)
         write_heatmap(output, matrix)

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from musicdb.cli.app import DEFAULT_DB, DbPath, LabelFrom, app, err, out, user_errors
+from musicdb.cli.staleness import warn_if_stale
 from musicdb.terminal import plural
 
 
@@ -61,6 +62,8 @@ def map_(
     names = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
     started = time.perf_counter()
     with user_errors(), store.connect(db, read_only=from_run is not None) as con:
+        if from_run is None:
+            warn_if_stale(con, db, err)
         if from_run is not None:
             run = load_run(con, from_run)
         else:
