@@ -23,7 +23,15 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
 from typing import Any
 
+from musicdb.errors import WorkerError
 from musicdb.workers.executor import JobFailed, call
+
+# What a user can do when no worker can start: the forkserver preloads librosa and the
+# compiled kernels, and a damaged kernel cache (or a crashing library) kills it at once.
+FORKSERVER_DIED = (
+    "the analysis worker processes could not start: their server died while loading the "
+    "analysis libraries (a damaged kernel cache? delete the folder NUMBA_CACHE_DIR names, "
+    "~/.cache/musicdb/numba by default, and run again; MUSICDB_TRACEBACKS=1 shows its error)")
 
 STOP_TIMEOUT_S = 5.0  # a worker told to stop gets this long before it is killed
 
@@ -102,7 +110,10 @@ class _Worker:
     def __init__(self, ctx: BaseContext, work: Callable[..., Any]) -> None:
         self.conn, child_end = ctx.Pipe()
         self.process = ctx.Process(target=_serve, args=(child_end, work), daemon=True)
-        self.process.start()
+        try:
+            self.process.start()
+        except (EOFError, ConnectionError) as exc:  # the forkserver died loading its libraries
+            raise WorkerError(FORKSERVER_DIED) from exc
         child_end.close()
         self.key: Any = None
         self.busy = False
