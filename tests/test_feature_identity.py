@@ -111,7 +111,7 @@ def test_similar_songs_of_a_file_finds_its_copy_at_distance_zero(run, big_fft_db
     db, lib = big_fft_db
     outsider = shutil.copy(lib / "high.flac", tmp_path / "outsider.flac")
     answer = json.loads(run("similar", outsider, "--songs", "-n", "1", "--json",
-                            "--db", db).output)
+                            "--db", db).stdout)  # stderr says it is analysing the file
     assert answer["feature_set"] == "default"
     nearest = answer["results"][0]
     assert Path(nearest["path"]) == (lib / "high.flac").resolve()

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(exists=True, metavar="PATH...",
+    paths: Annotated[list[Path], typer.Argument(exists=True, metavar="PATH",
                                                 help="Audio files or folders.")],
     db: DbPath = DEFAULT_DB,
     snippet_seconds: Annotated[float, typer.Option(

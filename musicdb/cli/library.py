@@ -25,7 +25,7 @@ def import_(
     title_column: Annotated[str, typer.Option(help="Column holding each song's title.")] = "file",
     db: DbPath = DEFAULT_DB,
 ) -> None:
-    """Import precomputed features (e.g. the study's CSV) as songs without audio.
+    """Import precomputed features (the study's CSV, say) as songs without audio.
 
     Songs are identified by (label, title): importing a second table attaches a second feature
     set to the same songs; re-importing a file changes nothing. All or nothing.
