@@ -88,6 +88,11 @@ def test_readme_queries_give_the_expected_numbers(shell, readme_db: Path) -> Non
     assert sets["seed55"] == ["1", "extracted", "55", "8", "8"]
     assert sets["study55"] == ["1", "imported", "55", "2333", "0"]
 
+    chosen = next(q for q in readme_queries() if "others := ['Zero7'" in q)
+    assert len(shell(readme_db, chosen)) == 6  # 2 artists against 3 others, as the README says
+    counted = next(q for q in readme_queries() if "label < 'M'" in q)
+    assert shell(readme_db, counted) == [["60"]]  # 5 labels before M, each against 12 others
+
 
 # --- the shell examples --------------------------------------------------------------------
 # Each ```bash block with a `musicdb` or `duckdb` line follows a marker naming where it runs:
