@@ -179,7 +179,7 @@ def evaluate(
 
     A progress bar on stderr shows each fit (every fold, the model kept, album folds).
     """
-    from musicdb.cli.ml_progress import EvaluateProgress
+    from musicdb.cli.progress import EvaluateProgress
     from musicdb.ml import experiments as ex
     from musicdb.ml.evaluate import evaluate as run_evaluate
     from musicdb.store import database as store
