@@ -79,7 +79,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # order of their first test: one of these started last would run alone at the end while the
 # other worker idles. Every unit not named here keeps its place after them.
 LONGEST = (
+    "tests/test_concurrency.py",  # ~110 s, real processes meeting an ingest, one worker
     "crash-sigkill",  # ~95 s
+    "tests/test_readme.py::test_shell_examples_run_as_written[study]",  # ~33 s
+    "tests/test_kernel_cache.py::test_an_ingest_compiles_into_the_user_cache_and_the_next_"
+    "process_finds_it",  # ~26 s: compiles every kernel
+    "tests/test_readme.py::test_shell_examples_run_as_written[demo]",  # ~21 s
     "tests/test_maps.py",  # ~70 s, one browser
     "tests/test_memory.py::test_peak_memory_of_an_hour_is_that_of_ten_minutes",  # ~47 s
     "tests/test_fuzz.py",  # ~45 s
