@@ -4,9 +4,19 @@
 -- the tables feature_stats, song_vectors and artist_centroids (see migrations/0002).
 
 -- The latest version of each feature set.
+-- A set's current version is the one holding the most songs, the newest among equals. So a
+-- new version (ingest --n-fft 1024) takes over once it covers the songs the old one has, not
+-- while its first ingest runs; and songs that a later plain ingest adds to the version of the
+-- default parameters are not hidden behind a newer version that lacks them. (Counting the
+-- song rows costs ~3 ms at 1,000,000 songs.)
 CREATE OR REPLACE VIEW latest_feature_sets AS
-SELECT name AS feature_set, arg_max(feature_set_id, version) AS feature_set_id
-FROM feature_sets GROUP BY name;
+WITH song_rows AS (
+    SELECT feature_set_id, count(*) AS songs FROM features WHERE snippet = -1 GROUP BY ALL
+)
+SELECT s.name AS feature_set,
+       arg_max(s.feature_set_id, [coalesce(r.songs, 0), s.version]) AS feature_set_id
+FROM feature_sets s LEFT JOIN song_rows r USING (feature_set_id)
+GROUP BY s.name;
 
 -- The set similarity uses when none is named: 'default' if present, else the one with most songs.
 CREATE OR REPLACE VIEW default_feature_set AS

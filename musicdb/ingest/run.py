@@ -24,7 +24,7 @@ from musicdb.ingest.write import (
     stored_analysis,
     write_batch,
 )
-from musicdb.store.database import refresh_similarity, similarity_stale
+from musicdb.store.database import create_views, refresh_similarity, similarity_stale
 from musicdb.store.writer import Writer
 from musicdb.workers.executor import DIED, Executor, JobFailed
 
@@ -237,6 +237,7 @@ def _finish(writer: Writer, started: datetime, paths: list[Path], sets: tuple[st
         try:
             with writer.writing(checkpoint=True) as con:  # the run's journal into the file
                 if summary.library_changed or similarity_stale(con):
+                    create_views(con)  # features_<set> follow the current version
                     progress.stage("updating similarity tables")
                     refresh_similarity(con)  # an unchanged re-scan skips this (8 s at 100k)
                 summary.wall_s = time.perf_counter() - wall0

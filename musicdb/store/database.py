@@ -65,14 +65,15 @@ def wide_view_sql(set_name: str, feature_set_id: int, names: list[str]) -> list[
 def create_views(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create the views of sql/*.sql and the wide views of every feature-set version.
 
-    features_<set> / snippets_<set> show the latest version; features_<set>_v<N> /
-    snippets_<set>_v<N> keep every version queryable.
+    features_<set> / snippets_<set> show the current version (latest_feature_sets: most songs,
+    newest among equals); features_<set>_v<N> / snippets_<set>_v<N> keep every version
+    queryable. Which version is current can change with an ingest: it ends by calling this.
     """
     for path in sorted(data_dir("sql").glob("*.sql")):
         con.execute(path.read_text())
     versions = con.execute(
-        "SELECT name, version, feature_set_id, version = max(version) OVER (PARTITION BY name) "
-        "FROM feature_sets ORDER BY name, version"
+        "SELECT name, version, feature_set_id, feature_set_id IN (SELECT feature_set_id FROM "
+        "latest_feature_sets) FROM feature_sets ORDER BY name, version"
     ).fetchall()
     for name, version, set_id, latest in versions:
         names = feature_names(con, set_id)
