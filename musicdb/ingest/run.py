@@ -232,7 +232,16 @@ def _finish(writer: Writer, started: datetime, paths: list[Path], sets: tuple[st
             summary: IngestSummary, progress: Progress, wall0: float) -> None:
     """The similarity tables (when anything changed) and the run's record, in one open.
 
-    After an interruption only the record, and only if the file is free at once."""
+    After an interruption, or a run that changed nothing, only the record, and only if the
+    file is free at once: a reader's shell is not waited for when no song would be lost."""
+    if not summary.interrupted and not summary.library_changed:
+        with writer.reading() as con:
+            nothing_to_do = not similarity_stale(con)
+        if nothing_to_do:
+            summary.wall_s = time.perf_counter() - wall0
+            writer.attempt(lambda con: record_run(con, started, paths, sets, summary),
+                           checkpoint=True)
+            return
     if not summary.interrupted:
         try:
             with writer.writing(checkpoint=True) as con:  # the run's journal into the file
