@@ -79,6 +79,14 @@ def test_a_file_that_does_not_exist_says_so(table_db, tmp_path):
     assert "did you mean 'AC/DC - AC/DC song 0'" in name
 
 
+def test_a_file_without_songs_is_told_to_add_songs(table_db, tmp_path):
+    real = synth.write_audio(tmp_path / "x.flac", synth.tone(440, 1.0))
+    for query in ("/no/such/file.ogg", str(real)):
+        line = one_error_line(musicdb("similar", query, "--db", table_db), 1)
+        assert line == (f"Error: {query!r} looks like a file, not a label: add --songs for the "
+                        "songs nearest it"), line
+
+
 def test_an_exact_title_is_suggested_first(table_db):
     line = one_error_line(musicdb("similar", "Stairs", "--songs", "--db", table_db), 1)
     # 'Stairsy - ...' names are closer spelled in full; the song called Stairs comes first.

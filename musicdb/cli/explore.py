@@ -22,6 +22,7 @@ from musicdb.cli.app import (
 )
 from musicdb.cli.output import AsCsv, OutputFormat, output_format, print_rows
 from musicdb.cli.staleness import warn_if_stale
+from musicdb.errors import SimilarityError
 
 if TYPE_CHECKING:
     from musicdb.similarity.similar import Similar
@@ -84,10 +85,16 @@ def similar(
                 no_same_artist=no_same_artist, no_same_album=no_same_album,
                 on_analyse=_say_analysing)
         else:
-            answer = sim.similar_artists(
-                con, name, k=number, feature_set=feature_set, label_from=label_from,
-                method=method, min_songs=min_songs, exclude_labels=tuple(exclude_label or ()),
-                where=where)
+            try:
+                answer = sim.similar_artists(
+                    con, name, k=number, feature_set=feature_set, label_from=label_from,
+                    method=method, min_songs=min_songs,
+                    exclude_labels=tuple(exclude_label or ()), where=where)
+            except SimilarityError as exc:
+                if not sim.looks_like_a_path(name):
+                    raise
+                raise SimilarityError(f"{name!r} looks like a file, not a label: add --songs "
+                                      "for the songs nearest it") from exc
             if answer.label_from != label_from:
                 err.print(f"{escape(repr(answer.query))} is no {label_from} label but a "
                           f"{answer.label_from} label: answering among {answer.label_from} "
