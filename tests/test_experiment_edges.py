@@ -207,9 +207,15 @@ def test_unknown_labels_are_named_with_suggestions(run, study):
 
 
 def test_labels_all_takes_every_label_with_enough_songs(run, study):
-    run("experiment", "create", "big", "--labels", "all", "--min-songs", "200", "--db", study)
+    made = run("experiment", "create", "big", "--labels", "all", "--min-songs", "200",
+               "--db", study)
     shown = json.loads(run("experiment", "show", "big", "--db", study).stdout)
     assert shown["labels"] == ["BoardsOfCanada", "Classical", "TheFlashbulb", "Xmas"]
+    # What was left out is named with its count; the suggested folds fit every label.
+    left = " ".join(line for line in made.stderr.splitlines() if line.startswith("Left out"))
+    assert left.startswith("Left out, with fewer than --min-songs 200 songs: "), made.stderr
+    assert "TaylorSwift (" in left
+    assert "--cv 5" in made.stderr
     line = one_error(run("experiment", "create", "none", "--labels", "all", "--min-songs",
                          "1000", "--db", study, code=None))
     assert "--labels all: 0 labels under the 'auto' rule have at least 1,000 songs" in line
@@ -298,3 +304,12 @@ def test_the_commands_choices_are_the_librarys():
     for option, allowed in (("method", runs.METHODS), ("unit", runs.UNITS),
                             ("color_by", runs.COLOR_BY)):
         assert typing.get_args(typing.get_args(hints[option])[0]) == allowed
+
+
+def test_the_suggested_evaluate_runs_on_small_labels(run, games):
+    made = run("experiment", "create", "small", "--labels", "all", "--min-songs", "3",
+               "--model", "logreg", "--db", games)
+    suggested = made.stderr.split("Try: ", 1)[1].split()
+    assert suggested[:4] == ["musicdb", "evaluate", "--experiment", "small"]
+    assert suggested[4:] == ["--cv", "3"]  # the smallest label has 3 songs
+    run(*suggested[1:], "--db", games)  # as suggested, it runs

@@ -77,9 +77,19 @@ def experiment_create(
                       for label in made.labels[:shown])
     if len(made.labels) > shown:
         sizes += f", and {len(made.labels) - shown:,} more"
+    # Folds that every label can fill: `--cv 5` with a 3-song label is refused by evaluate.
+    smallest = min((counts.get(label, 0) for label in made.labels), default=0)
+    folds = f" --cv {min(5, smallest)}" if smallest >= 2 else ""
     err.print(f"Created experiment [bold]{escape(made.name)}[/bold] with "
               f"{plural(len(made.labels), 'label')} (songs: {sizes}). Try: musicdb evaluate "
-              f"--experiment {escape(made.name)} --cv 5", soft_wrap=True, highlight=False)
+              f"--experiment {escape(made.name)}{folds}", soft_wrap=True, highlight=False)
+    left_out = [label for label, n in counts.items() if label not in made.labels and n > 0
+                and n < min_songs] if labels.strip().lower() == "all" else []
+    if left_out:
+        names = ", ".join(f"{escape(label)} ({counts[label]})" for label in left_out[:12])
+        more = f", and {len(left_out) - 12:,} more" if len(left_out) > 12 else ""
+        err.print(f"Left out, with fewer than --min-songs {min_songs} songs: {names}{more}",
+                  soft_wrap=True, highlight=False)
 
 
 EXPERIMENT_COLUMNS = ["name", "preset", "labels", "label_from", "feature_set", "unit", "split",
