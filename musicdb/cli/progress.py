@@ -20,7 +20,7 @@ from rich.progress import (
 )
 
 from musicdb.ingest.run import IngestSummary
-from musicdb.terminal import one_line
+from musicdb.terminal import one_line, plural
 
 
 class IngestProgress:
@@ -72,11 +72,6 @@ class IngestProgress:
                              speed=f"{self.audio_s / elapsed:.0f}× realtime")
 
 
-def plural(count: int, word: str, words: str | None = None) -> str:
-    """'1 file', '2 files'."""
-    return f"{count:,} {word if count == 1 else (words or word + 's')}"
-
-
 def render_summary(console: Console, s: IngestSummary, db: Path) -> None:
     per_core = s.realtime / max(1, s.workers)
     console.print(
@@ -85,6 +80,12 @@ def render_summary(console: Console, s: IngestSummary, db: Path) -> None:
         f"{s.missing:,} missing, [red]{s.failed_count:,} failed[/red]"
         + (f" ({plural(s.unchanged_failed, 'known failure')} skipped; --retry-errors retries "
            "them)" if s.unchanged_failed else ""), soft_wrap=True)
+    if s.unwritten:  # first: every count and figure below includes these files
+        console.print(f"[yellow]Interrupted[/yellow] while another process held the database: "
+                      f"{plural(s.unwritten, 'analysed file was', 'analysed files were')} not "
+                      "written (the counts here include them). Everything written before is "
+                      "kept; run the same command again to resume (those files are analysed "
+                      "again).", soft_wrap=True)
     if s.found == 0:
         console.print("No audio files found there (by extension or by content).")
     if s.not_reached:
@@ -117,12 +118,7 @@ def render_summary(console: Console, s: IngestSummary, db: Path) -> None:
     if any("ffmpeg, which is not on PATH" in reason for _, reason in s.failed):
         console.print("[yellow]Some files need ffmpeg (m4a/AAC/...), which is not on PATH."
                       "[/yellow]")
-    if s.unwritten:
-        console.print(f"[yellow]Interrupted[/yellow] while another process held the database: "
-                      f"{plural(s.unwritten, 'analysed file was', 'analysed files were')} not "
-                      "written. Everything written before is kept; run the same command again "
-                      "to resume (those files are analysed again).", soft_wrap=True)
-    elif s.interrupted:
+    if s.interrupted and not s.unwritten:
         console.print("[yellow]Interrupted.[/yellow] Finished files are saved; run the same "
                       "command again to resume.")
 
