@@ -215,7 +215,7 @@ def test_ingest_waits_for_a_readonly_shell_and_finishes_when_it_closes(library, 
         assert ingest.wait(TIMEOUT_S) == 0, log.read_text()
     output = " ".join(log.read_text().split())
     lines = re.findall(r"waiting for the duckdb shell \(PID (\d+)\) to release music\.duckdb "
-                       r"\(close it, or it is written when it closes\)", output)
+                       r"\(close it: this goes on as soon as it is closed\)", output)
     assert len(lines) == 1, output  # one line, not one per retry
     assert int(lines[0]) in pids
     assert "Traceback" not in output

@@ -174,8 +174,8 @@ def waiting_line(db: Path, holder: Holder, *, writer: bool) -> str:
         return f"waiting for {holder} to finish writing a batch to {db.name} ..."
     if holder.is_musicdb:
         return f"waiting for {holder} to release {db.name} ..."
-    return (f"waiting for {holder} to release {db.name} (close it, or it is written when it "
-            "closes) ...")
+    return (f"waiting for {holder} to release {db.name} (close it: this goes on as soon as "
+            "it is closed) ...")
 
 
 def refusal(db: Path, holder: Holder, *, waited: float = 0.0) -> str:
