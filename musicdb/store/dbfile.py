@@ -25,7 +25,8 @@ FOREIGN_MAGIC = {  # other formats people pass as --db by mistake
     b"PK\x03\x04": "a zip file",
 }
 CREATE_HINT = "create one with `musicdb ingest` or `musicdb import`"
-NEW_DB_HINT = "pass --db a musicdb database, or a new file name to create one there"
+NEW_DB_HINT = ("pass --db a musicdb database (`musicdb ingest` or `musicdb import` with a new "
+               "file name creates one)")
 
 
 def check_path(db: Path, *, writer: bool, create: bool) -> bool:
