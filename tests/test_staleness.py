@@ -47,4 +47,7 @@ def test_similar_says_an_ingest_is_updating_the_tables(run, tmp_path):
     stale = musicdb("similar", "A", "--db", db)
     assert stale.returncode == 0, stale.stderr
     assert "similarity tables are out of date" in stale.stderr
+    info = musicdb("info", "--db", db)  # info says it in the same words
+    assert info.returncode == 0, info.stderr
+    assert "similarity tables are out of date" in info.stderr
     assert "Traceback" not in during.stderr + heatmap.stderr + stale.stderr

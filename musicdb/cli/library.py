@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from musicdb.cli.app import DEFAULT_DB, DbPath, app, err, out, user_errors
 from musicdb.cli.output import OutputFormat, count, output_format, print_json, print_rows
+from musicdb.cli.staleness import warn_if_stale
 from musicdb.terminal import one_line
 
 if TYPE_CHECKING:
@@ -86,15 +87,13 @@ def info(db: DbPath = DEFAULT_DB, as_json: InfoJson = False, as_csv: InfoCsv = F
     fmt = output_format(as_json, as_csv)
     with user_errors(), store.connect(db, read_only=True) as con:
         i = library_info(con)
+        warn_if_stale(con, db, err)  # why the similarity tables lag the data, and until when
     if fmt is OutputFormat.JSON:
         print_json({"database": str(db)} | i.as_json())
     elif fmt is OutputFormat.CSV:
         print_rows(SET_COLUMNS, i.feature_sets, fmt)
     else:
         print_info(db, i, fmt)
-    if i.similarity_stale:
-        err.print("[yellow]The similarity tables are out of date[/yellow] (a run stopped before "
-                  "rebuilding them): the next write command (ingest, import) rebuilds them.")
 
 
 def print_info(db: Path, i: LibraryInfo, fmt: OutputFormat) -> None:
