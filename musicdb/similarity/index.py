@@ -1,0 +1,258 @@
+"""Nearest songs in memory: the standardised vectors of one feature set as a float32 matrix.
+
+The SQL macro similar_songs (sql/30_similarity.sql) defines the answer: songs ordered by
+list_distance(target.z, z), then song_id, without the song itself and its copies (other songs
+with the same content_hash). DuckDB computes list_distance on FLOAT[] in float32, summing the
+squared differences one feature after another; VectorIndex reproduces exactly that arithmetic
+on its final candidates, so its ids, order and distances are the macro's bit for bit (tested).
+
+Finding the candidates is one BLAS product over the matrix, ||z||² - 2 Z q with the row norms
+precomputed, and a partition. All songs within a proven error bound of the k-th candidate are
+re-ranked, so the float32 shortcut never changes the answer.
+
+At many songs (ANN_MIN_SONGS) one product per query is too slow for a server with many
+concurrent clients; `build_ann()` adds a faiss inverted-file index (IVF, flat vectors) whose
+candidates are re-ranked the same way. Its answer may miss a true neighbour (recall@10 measured
+at build time, see describe()), the order of what it returns is still the macro's.
+
+Use:
+    index = VectorIndex.load(con)                    # a musicdb database connection
+    index = VectorIndex.load(con, prefix="src.")     # an in-memory DB with the file ATTACHed
+    index.nearest(song_id, 10)                       # [(song_id, distance), ...]
+    index.build_ann()    # optional, blocking (~seconds at 100k, ~a minute at 1M songs)
+    index.start_ann()    # or in a daemon thread: exact answers until it is done, then ANN
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from threadpoolctl import ThreadpoolController
+
+from musicdb.errors import StoreError
+
+# Below this many songs one exact product per query is fast enough (a few ms); above it
+# start_ann()/build_ann() add the faiss index (measured: benchmarks/serve.py, README).
+ANN_MIN_SONGS = 200_000
+EPS32 = float(np.finfo(np.float32).eps)
+# One BLAS thread per query: a server answers many queries at once on few cores, and a
+# matrix-vector product is bound by memory, not by arithmetic (measured, see README).
+_BLAS = ThreadpoolController()
+
+
+@dataclass
+class VectorIndex:
+    feature_set: str
+    feature_set_id: int
+    song_ids: np.ndarray  # int64 (n,), ascending
+    z: np.ndarray  # float32 (n, d), C-contiguous, row i is song_ids[i]
+    labels: np.ndarray  # object (n,): the auto label of each song (str or None)
+    copies: dict[int, np.ndarray]  # row -> rows of its copy group (same content), size >= 2
+    norms: np.ndarray = field(repr=False)  # float32 (n,): ||z_i||²
+    max_norm: float = 0.0
+    load_seconds: float = 0.0
+    _ann: object | None = field(default=None, repr=False)
+    _ann_info: dict = field(default_factory=dict, repr=False)
+
+    # --- loading -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, con: duckdb.DuckDBPyConnection, feature_set: str | None = None, *,
+             prefix: str = "") -> VectorIndex | None:
+        """The vectors of `feature_set` (None: the database's default set), or None when the
+        library holds no vectors. `prefix` names the catalog the musicdb tables are in, e.g.
+        "src." for a file ATTACHed AS src (trusted text: our own catalog name, never user
+        input). An unknown named set is a StoreError."""
+        started = time.perf_counter()
+        resolved = _resolve_set(con, feature_set, prefix)
+        if resolved is None:
+            return None
+        set_name, set_id = resolved
+        table = con.execute(
+            f"SELECT v.song_id, v.z, v.label, s.content_hash FROM {prefix}song_vectors v "
+            f"LEFT JOIN {prefix}songs s USING (song_id) WHERE v.feature_set_id = ? "
+            "ORDER BY v.song_id", [set_id]).to_arrow_table()
+        if table.num_rows == 0:
+            return None
+        song_ids = table.column("song_id").to_numpy().astype(np.int64)
+        z = _matrix(table.column("z"))
+        labels = table.column("label").to_numpy(zero_copy_only=False)
+        copies = _copy_groups(table.column("content_hash"))
+        norms64 = np.einsum("ij,ij->i", z, z, dtype=np.float64)
+        return cls(set_name, set_id, song_ids, z, labels, copies,
+                   norms=norms64.astype(np.float32), max_norm=float(np.sqrt(norms64.max())),
+                   load_seconds=time.perf_counter() - started)
+
+    # --- lookups -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.song_ids)
+
+    def row(self, song_id: int) -> int:
+        """The row of a song; KeyError if the index does not hold it."""
+        i = int(np.searchsorted(self.song_ids, song_id))
+        if i == len(self.song_ids) or self.song_ids[i] != song_id:
+            raise KeyError(song_id)
+        return i
+
+    def rows(self, song_ids: Iterable[int]) -> np.ndarray:
+        """Rows of the songs the index holds (others are left out)."""
+        wanted = np.fromiter(song_ids, dtype=np.int64)
+        i = np.searchsorted(self.song_ids, wanted).clip(0, max(len(self) - 1, 0))
+        return i[self.song_ids[i] == wanted] if len(self) else i[:0]
+
+    def copies_of(self, song_id: int) -> list[int]:
+        """The other songs with the same file content (never each other's neighbours)."""
+        r = self.row(song_id)
+        return [int(self.song_ids[c]) for c in self.copies.get(r, ()) if c != r]
+
+    # --- search --------------------------------------------------------------------------
+    def nearest(self, song_id: int, k: int, *,
+                exclude: Iterable[int] = frozenset()) -> list[tuple[int, float]]:
+        """The k songs nearest to a stored song, (song_id, distance) by distance then song_id:
+        the similar_songs macro's answer. The song, its copies and `exclude` are left out.
+        KeyError if the song is not in the index."""
+        r = self.row(song_id)
+        skip = [r, *self.copies.get(r, ()), *self.rows(exclude)]
+        return self._search(self.z[r], k, np.unique(np.asarray(skip, dtype=np.int64)))
+
+    def nearest_to(self, z: np.ndarray, k: int, *,
+                   exclude: Iterable[int] = frozenset()) -> list[tuple[int, float]]:
+        """The k songs nearest to a standardised vector (e.g. a file analysed just now)."""
+        q = np.ascontiguousarray(z, dtype=np.float32).reshape(-1)
+        if q.shape[0] != self.z.shape[1]:
+            raise ValueError(f"vector of {q.shape[0]} values; the set has {self.z.shape[1]}")
+        return self._search(q, k, np.unique(self.rows(exclude)))
+
+    def distances(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """list_distance(q, z) of the given rows exactly as DuckDB computes it on FLOAT[]:
+        float32, squares added in feature order, then sqrt."""
+        diff = self.z[rows] - q
+        diff *= diff
+        total = np.zeros(len(rows), dtype=np.float32)
+        for j in range(diff.shape[1]):  # in order: float addition is not associative
+            total += diff[:, j]
+        return np.sqrt(total)
+
+    def _search(self, q: np.ndarray, k: int, skip: np.ndarray) -> list[tuple[int, float]]:
+        want = min(k, len(self) - len(skip))
+        if want <= 0:
+            return []
+        ann = self._ann
+        if ann is not None:
+            found = ann.candidates(q, want + len(skip))
+            return self._rank(q, np.setdiff1d(found, skip, assume_unique=False), want)
+        with _BLAS.limit(limits=1, user_api="blas"):
+            approx = self.z @ q  # float32 (n,)
+        approx *= -2
+        approx += self.norms
+        approx[skip] = np.inf
+        kth = np.partition(approx, want - 1)[want - 1]
+        qn = float(np.sqrt(q.astype(np.float64) @ q))
+        # Rounding of the product, the norms and DuckDB's own float32 sum: every song whose
+        # exact distance can tie or beat the k-th lies within this margin of it.
+        margin = 4 * (self.z.shape[1] + 2) * EPS32 * (self.max_norm + qn) ** 2
+        candidates = np.flatnonzero(approx <= kth + margin)
+        return self._rank(q, candidates, want)
+
+    def _rank(self, q: np.ndarray, rows: np.ndarray, k: int) -> list[tuple[int, float]]:
+        dist = self.distances(q, rows)
+        ids = self.song_ids[rows]
+        order = np.lexsort((ids, dist))[:k]
+        return [(int(ids[i]), float(dist[i])) for i in order]
+
+    # --- approximate backend --------------------------------------------------------------
+    def build_ann(self, *, min_songs: int = ANN_MIN_SONGS) -> bool:
+        """Add the faiss index when the set has at least min_songs songs (blocking; answers
+        stay exact until it is in place). True if built."""
+        if len(self) < min_songs or self._ann is not None:
+            return False
+        from musicdb.similarity.ann import IvfIndex
+
+        started = time.perf_counter()
+        ann = IvfIndex.build(self.z)
+        info = {"build_seconds": round(time.perf_counter() - started, 1), **ann.describe()}
+        info["recall@10"] = self._measure_recall(ann)
+        self._ann_info = info
+        self._ann = ann  # one reference assignment: a concurrent query sees old or new
+        return True
+
+    def start_ann(self, *, min_songs: int = ANN_MIN_SONGS) -> threading.Thread | None:
+        """build_ann() in a daemon thread; queries are answered exactly meanwhile."""
+        if len(self) < min_songs:
+            return None
+        thread = threading.Thread(target=self.build_ann, kwargs={"min_songs": min_songs},
+                                  name="musicdb-ann", daemon=True)
+        thread.start()
+        return thread
+
+    def _measure_recall(self, ann, queries: int = 200, k: int = 10) -> float:
+        """Share of the exact top-k that the ANN answer holds, over random stored songs."""
+        rng = np.random.default_rng(0)
+        hits = total = 0
+        for r in rng.choice(len(self), size=min(queries, len(self)), replace=False):
+            song = int(self.song_ids[r])
+            exact = {s for s, _ in self.nearest(song, k)}
+            skip = np.unique(np.asarray([r, *self.copies.get(r, ())], dtype=np.int64))
+            want = min(k, len(self) - len(skip))
+            found = ann.candidates(self.z[r], want + len(skip))
+            got = {s for s, _ in self._rank(self.z[r], np.setdiff1d(found, skip), want)}
+            hits += len(exact & got)
+            total += len(exact)
+        return round(hits / total, 4) if total else 1.0
+
+    def describe(self) -> dict:
+        """What answers queries, for logs: backend, sizes, timings, measured recall."""
+        info = {"feature_set": self.feature_set, "songs": len(self),
+                "dims": int(self.z.shape[1]), "backend": "exact",
+                "matrix_mb": round(self.z.nbytes / 2**20, 1),
+                "load_seconds": round(self.load_seconds, 2)}
+        if self._ann is not None:
+            info |= {"backend": "ann", **self._ann_info}
+        return info
+
+
+def _resolve_set(con: duckdb.DuckDBPyConnection, name: str | None,
+                 prefix: str) -> tuple[str, int] | None:
+    if name is None:
+        row = con.execute(f"SELECT feature_set, feature_set_id FROM {prefix}default_feature_set"
+                          ).fetchone()
+        return None if row is None else (row[0], row[1])
+    row = con.execute(f"SELECT feature_set, feature_set_id FROM {prefix}latest_feature_sets "
+                      "WHERE feature_set = ?", [name]).fetchone()
+    if row is None:
+        known = [r[0] for r in con.execute(
+            f"SELECT feature_set FROM {prefix}latest_feature_sets ORDER BY 1").fetchall()]
+        raise StoreError(f"no feature set {name!r}; known: {', '.join(known) or 'none'}")
+    return row[0], row[1]
+
+
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    """A FLOAT[] column as an (n, d) float32 matrix, without a Python loop per row."""
+    lists = column.combine_chunks()
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    if lengths.min() != lengths.max():
+        raise StoreError(f"song vectors of {lengths.min()} to {lengths.max()} values in one set")
+    values = lists.flatten().to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(values, dtype=np.float32).reshape(len(lists), int(lengths[0]))
+
+
+def _copy_groups(hashes: pa.ChunkedArray) -> dict[int, np.ndarray]:
+    """row -> rows sharing its content_hash, for hashes held by two or more rows."""
+    codes = pc.dictionary_encode(hashes.combine_chunks()).indices
+    valid = np.flatnonzero(codes.is_valid().to_numpy(zero_copy_only=False))
+    if len(valid) == 0:
+        return {}
+    code = codes.to_numpy(zero_copy_only=False)[valid].astype(np.int64)
+    counts = np.bincount(code)
+    shared = counts[code] > 1
+    rows, code = valid[shared], code[shared]
+    order = np.argsort(code, kind="stable")
+    rows, code = rows[order], code[order]
+    groups = np.split(rows, np.flatnonzero(np.diff(code)) + 1)
+    return {int(r): g for g in groups for r in g}
