@@ -48,6 +48,11 @@ class ExperimentError(MusicdbError):
     """An experiment cannot be defined, found or evaluated."""
 
 
+class ServeError(MusicdbError):
+    """`musicdb serve` or `musicdb user` cannot start or do what was asked (a port in use, a
+    refused bind, an unsafe users file, an unknown user)."""
+
+
 class ModelFileError(MusicdbError):
     """A stored model is missing, changed since it was written, or holds untrusted types."""
 

@@ -1,0 +1,168 @@
+"""The Starlette application: /rest/<method>[.view] (GET and POST) and the explorer's routes.
+
+`build_app(config)` loads the first snapshot (a database problem is a StoreError before
+anything listens), merges the ENDPOINTS of every endpoint module present, and starts the
+snapshot watcher in the app's lifespan. Endpoints are sync functions: Starlette runs them in
+its thread pool, so a DuckDB query never blocks the event loop. Every /rest/ method needs
+Subsonic credentials (auth.py), except getOpenSubsonicExtensions, which the OpenSubsonic
+specification requires to be public. An unknown method is HTTP 404 with Subsonic error 0 in
+the body (Navidrome answers 404 too). No CORS headers are ever sent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from musicdb.errors import ServeError
+from musicdb.serve import auth, render, users
+from musicdb.serve.protocol import GENERIC, Call, Endpoint, SubsonicError
+from musicdb.serve.snapshot import RELOAD_SECONDS, Snapshots
+
+ENDPOINT_MODULES = ("system", "browse", "sonic", "media", "playlists")
+EXPLORER_MODULE = "musicdb.serve.explorer"
+PUBLIC = frozenset({"getOpenSubsonicExtensions"})
+MAX_FORM_BYTES = 1 << 20  # a POSTed form: parameters, never uploads
+
+log = logging.getLogger("musicdb.serve")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    db: Path
+    users_file: Path
+    reload_seconds: float = RELOAD_SECONDS
+
+
+class Users:
+    """The users file, read again when it changes (a `musicdb user add` while serving)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._signature: tuple | None = None
+        self._users: dict[str, users.User] = {}
+        self.get()  # an unsafe file stops the start, with its one line
+
+    def get(self) -> dict[str, users.User]:
+        try:
+            info = os.stat(self.path)
+            signature = (info.st_mtime_ns, info.st_size, info.st_mode, info.st_ino)
+        except FileNotFoundError:
+            signature = None
+        if signature != self._signature:
+            self._users = users.load(self.path)
+            self._signature = signature
+        return self._users
+
+    def current(self) -> dict[str, users.User]:
+        """The users, or none (nobody gets in) when the file turned unsafe while serving."""
+        try:
+            return self.get()
+        except ServeError as exc:
+            log.warning("musicdb serve: %s; refusing every login until it is fixed", exc)
+            self._signature = None
+            return {}
+
+
+class State:
+    """What the app holds: the snapshots, the users, the rate limit, the endpoints."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.users_file = Users(config.users_file)
+        self.snapshots = Snapshots(config.db, reload_seconds=config.reload_seconds)
+        self.limit = auth.RateLimit()
+        self.endpoints = merged_endpoints()
+
+    def users(self) -> dict[str, users.User]:
+        return self.users_file.current()
+
+
+def merged_endpoints() -> dict[str, Endpoint]:
+    """The ENDPOINTS of every endpoint module that exists (others are being written)."""
+    merged: dict[str, Endpoint] = {}
+    for name in ENDPOINT_MODULES:
+        module = f"musicdb.serve.{name}"
+        if importlib.util.find_spec(module) is not None:
+            merged.update(importlib.import_module(module).ENDPOINTS)
+    return merged
+
+
+def build_app(config: ServeConfig) -> Starlette:
+    state = State(config)
+    routes: list[BaseRoute] = [
+        Route("/rest/{method:str}", _rest_handler(state), methods=["GET", "POST"]),
+    ]
+    if importlib.util.find_spec(EXPLORER_MODULE) is not None:
+        routes += importlib.import_module(EXPLORER_MODULE).routes(state)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        state.snapshots.start()
+        try:
+            yield
+        finally:
+            state.snapshots.stop()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.musicdb = state
+    return app
+
+
+def _rest_handler(state: State):
+    async def rest(request: Request) -> Response:
+        params = await _params(request)
+        as_json = render.wants_json(params)
+        name = request.path_params["method"].removesuffix(".view")
+        endpoint = state.endpoints.get(name)
+        if endpoint is None:
+            response = render.error(SubsonicError(GENERIC, f"Unknown method: {name[:60]}"),
+                                    as_json=as_json)
+            response.status_code = 404
+            return response
+        try:
+            user = "" if name in PUBLIC else auth.authenticate(
+                params, state.users(), state.limit, _client(request))
+            call = Call(params=params, snapshot=state.snapshots.current, user=user,
+                        request=request)
+            result = await run_in_threadpool(endpoint, call)
+        except SubsonicError as exc:
+            return render.error(exc, as_json=as_json)
+        if isinstance(result, Response):
+            return result
+        return render.ok(result, as_json=as_json)
+
+    return rest
+
+
+async def _params(request: Request) -> QueryParams:
+    """The query string and, for a POSTed form (OpenSubsonic formPost), its fields."""
+    pairs = list(request.query_params.multi_items())
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method == "POST" and content_type == "application/x-www-form-urlencoded":
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise HTTPException(413, "form too large")
+        pairs += parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    return QueryParams(pairs)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

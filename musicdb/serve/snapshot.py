@@ -1,0 +1,175 @@
+"""What the server answers from: an in-memory copy of the database, reloaded when it changes.
+
+The server holds no connection to the file, so it never keeps an ingest from writing. A
+snapshot ATTACHes the file READ_ONLY into an in-memory DuckDB as `src` (retrying while an
+ingest writes a batch, as every read command does: musicdb.store.access), runs snapshot.sql
+(tables `tracks`, `albums`, `artists`, ... copied from src), loads the VectorIndex of the default
+feature set, and DETACHes: the file is held only for that copy. Requests read the copy through
+`Snapshot.cursor()`, one cursor each. A watcher thread stats the file and its journal at most
+once a second and builds a new snapshot at most every RELOAD_SECONDS when they change; the new
+one replaces the old in one assignment, and a failed reload keeps the old one (one log line).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from musicdb.errors import StoreError
+from musicdb.store import access, dbfile
+from musicdb.store.database import NO_EXTENSIONS, check_musicdb
+
+RELOAD_SECONDS = 5.0  # the README: "data as of the last batch, within a few seconds"
+STAT_SECONDS = 1.0
+SNAPSHOT_SQL = Path(__file__).with_name("snapshot.sql")
+INDEX_MODULE = "musicdb.similarity.index"
+# A reload gives an ingest's batch time to finish; a shell holding the file is not waited for.
+RELOAD_PATIENCE = access.Patience(musicdb_s=10.0, other_s=0.0, notice_after_s=3600.0)
+
+log = logging.getLogger("musicdb.serve")
+
+
+@dataclass
+class Snapshot:
+    db: Path
+    loaded_at: float
+    roots: list[Path]
+    feature_set: str | None
+    index: Any  # musicdb.similarity.index.VectorIndex | None
+    con: duckdb.DuckDBPyConnection = field(repr=False)
+    songs: int = 0  # tracks in the copy (0 until snapshot.sql exists)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self.con.cursor()
+
+
+def load(db: Path, *, patience: access.Patience = access.COMMAND,
+         notify: access.Notify = access.stderr_notice) -> Snapshot:
+    """Copy the database into memory. A missing, empty or foreign file is a StoreError (one
+    line); a file an ingest is writing is retried within `patience`."""
+    db = Path(db)
+    dbfile.check_path(db, writer=False, create=False)
+    con = duckdb.connect(":memory:", config=NO_EXTENSIONS)
+    try:
+        _attach(con, db, patience, notify)
+        try:
+            return _copy(con, db)
+        finally:
+            con.execute("USE memory")
+            con.execute("DETACH src")
+    except BaseException:
+        con.close()
+        raise
+
+
+def _attach(con: duckdb.DuckDBPyConnection, db: Path, patience: access.Patience,
+            notify: access.Notify) -> None:
+    literal = "'" + str(db.resolve()).replace("'", "''") + "'"  # ATTACH takes no parameter
+
+    def attempt() -> None:
+        con.execute(f"ATTACH {literal} AS src (READ_ONLY)")
+
+    try:
+        access.opened(attempt, db, writer=False, patience=patience, notify=notify)
+    except duckdb.Error as exc:
+        raise dbfile.open_failure(db, str(exc), duckdb.__version__) from exc
+
+
+def _copy(con: duckdb.DuckDBPyConnection, db: Path) -> Snapshot:
+    con.execute("USE src")
+    check_musicdb(con, db, writer=False, create=False)
+    con.execute("USE memory")
+    roots = [Path(r[0]).resolve() for r in con.execute(
+        "SELECT DISTINCT root FROM src.songs WHERE root IS NOT NULL ORDER BY root").fetchall()]
+    if SNAPSHOT_SQL.exists():
+        con.execute(SNAPSHOT_SQL.read_text())
+    index = _load_index(con)
+    songs = _count_tracks(con)
+    return Snapshot(db=db, loaded_at=time.time(), roots=roots,
+                    feature_set=index.feature_set if index is not None else None,
+                    index=index, con=con, songs=songs)
+
+
+def _load_index(con: duckdb.DuckDBPyConnection) -> Any:
+    """H1's VectorIndex of the default set, when the module is there and the library has one."""
+    if importlib.util.find_spec(INDEX_MODULE) is None:
+        return None
+    index = importlib.import_module(INDEX_MODULE).VectorIndex.load(con, prefix="src.")
+    if index is not None:
+        index.start_ann()  # exact answers until the approximate index is built
+    return index
+
+
+def _count_tracks(con: duckdb.DuckDBPyConnection) -> int:
+    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'memory' "
+                        "AND table_name = 'tracks'").fetchone()[0]
+    return con.execute("SELECT count(*) FROM tracks").fetchone()[0] if found else 0
+
+
+def _signature(db: Path) -> tuple:
+    """What changes when anything is written: the file's and its journal's mtime and size."""
+    parts = []
+    for path in (db, db.with_name(db.name + ".wal")):
+        try:
+            info = path.stat()
+            parts.append((info.st_mtime_ns, info.st_size))
+        except FileNotFoundError:
+            parts.append(None)
+    return tuple(parts)
+
+
+class Snapshots:
+    """The current snapshot and the watcher that replaces it when the file changes."""
+
+    def __init__(self, db: Path, *, reload_seconds: float = RELOAD_SECONDS) -> None:
+        self.db = Path(db)
+        self.reload_seconds = reload_seconds
+        self._signature = _signature(self.db)
+        self.current = load(self.db)  # the start: a problem is one line, before serving
+        self._last_failure: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._watch, name="musicdb-snapshot",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(STAT_SECONDS):
+            signature = _signature(self.db)
+            due = time.time() - self.current.loaded_at >= self.reload_seconds
+            if signature != self._signature and due:
+                self.reload(signature)
+
+    def reload(self, signature: tuple | None = None) -> bool:
+        """Build a new snapshot and swap it in; on failure keep the old one and log once."""
+        signature = signature or _signature(self.db)
+        try:
+            fresh = load(self.db, patience=RELOAD_PATIENCE, notify=log.info)
+        except (StoreError, duckdb.Error) as exc:
+            line = dbfile.first_line(str(exc))
+            if line != self._last_failure:
+                log.warning("musicdb serve: could not reload %s (%s); still answering from "
+                            "the data of %s", self.db.name, line,
+                            time.strftime("%H:%M:%S", time.localtime(self.current.loaded_at)))
+            self._last_failure = line
+            return False
+        self.current, self._signature = fresh, signature
+        if self._last_failure is not None:
+            log.warning("musicdb serve: reloaded %s (%d songs)", self.db.name, fresh.songs)
+            self._last_failure = None
+        return True
