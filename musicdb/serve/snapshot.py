@@ -135,6 +135,7 @@ class Snapshots:
         self._signature = _signature(self.db)
         self.current = load(self.db)  # the start: a problem is one line, before serving
         self._last_failure: str | None = None
+        self._next_try = 0.0  # after a failed reload, the next waits RELOAD_SECONDS too
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -151,7 +152,8 @@ class Snapshots:
     def _watch(self) -> None:
         while not self._stop.wait(STAT_SECONDS):
             signature = _signature(self.db)
-            due = time.time() - self.current.loaded_at >= self.reload_seconds
+            now = time.time()
+            due = now - self.current.loaded_at >= self.reload_seconds and now >= self._next_try
             if signature != self._signature and due:
                 self.reload(signature)
 
@@ -167,6 +169,7 @@ class Snapshots:
                             "the data of %s", self.db.name, line,
                             time.strftime("%H:%M:%S", time.localtime(self.current.loaded_at)))
             self._last_failure = line
+            self._next_try = time.time() + self.reload_seconds
             return False
         self.current, self._signature = fresh, signature
         if self._last_failure is not None:

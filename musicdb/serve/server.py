@@ -1,0 +1,122 @@
+"""Running the app: the bind checks, the socket, uvicorn, a clean stop.
+
+The socket is bound here, before uvicorn starts, so a port in use or a refused address is one
+line (ServeError) rather than uvicorn's log and exit code 3, and port 0 picks a free port
+whose number the start line shows. Ctrl-C and SIGTERM stop uvicorn gracefully (open
+requests finish) and `serve()` returns normally: the command exits 0 with one line.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+import uvicorn
+
+from musicdb.errors import ServeError
+from musicdb.serve.app import ServeConfig, build_app
+from musicdb.serve.users import load as load_users
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost. Any other name counts as reachable from elsewhere."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, users: dict) -> None:
+    if not users and not is_loopback(host):
+        raise ServeError(f"refusing to serve on {host} with no user configured: anyone who can "
+                         "reach it could read the whole library. Add one with `musicdb user "
+                         "add NAME`, or serve on 127.0.0.1 (the default)")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    bind_host = "127.0.0.1" if host.lower() in LOOPBACK_NAMES else host.strip("[]")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            bind_host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ServeError(f"cannot serve on {host}: {exc.strerror}") from exc
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart within TIME_WAIT
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(f"port {port} on {host} is in use (another musicdb serve, or "
+                             "another program): stop it, or pass another --port") from exc
+        raise ServeError(f"cannot serve on {host} port {port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass(frozen=True)
+class Started:
+    url: str
+    songs: int
+    users: list[str]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's Server, except that a Ctrl-C or SIGTERM it handled is not raised again once it
+    has stopped (uvicorn re-raises it so a wrapping program dies of it): the stop is the
+    normal end of `musicdb serve`."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C: do not wait for open requests
+        else:
+            self.should_exit = True
+
+
+def serve(config: ServeConfig, host: str, port: int,
+          announce: Callable[[Started], None]) -> None:
+    """Serve until Ctrl-C or SIGTERM. Problems before listening are ServeError/StoreError."""
+    check_bind(host, load_users(config.users_file))  # before anything else: nothing listens
+    sock = bind(host, port)
+    try:
+        app = build_app(config)  # loads the first snapshot: a database problem stops here
+        state = app.state.musicdb
+        _log_to_stderr()
+        announce(Started(url=_url(host, sock.getsockname()[1]),
+                         songs=state.snapshots.current.songs, users=sorted(state.users())))
+        server = _Server(uvicorn.Config(app, log_level="warning", server_header=False,
+                                        date_header=False, lifespan="on", access_log=False,
+                                        timeout_graceful_shutdown=5))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def _url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _log_to_stderr() -> None:
+    """musicdb.serve's log lines (a failed reload) as plain lines on stderr."""
+    logger = logging.getLogger("musicdb.serve")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
