@@ -83,11 +83,25 @@ class VectorIndex:
         song_ids = table.column("song_id").to_numpy().astype(np.int64)
         z = _matrix(table.column("z"))
         labels = table.column("label").to_numpy(zero_copy_only=False)
-        copies = _copy_groups(table.column("content_hash"))
+        index = cls.from_arrays(song_ids, z, feature_set=set_name, feature_set_id=set_id,
+                                labels=labels, copies=_copy_groups(table.column("content_hash")))
+        index.load_seconds = time.perf_counter() - started
+        return index
+
+    @classmethod
+    def from_arrays(cls, song_ids: np.ndarray, z: np.ndarray, *, feature_set: str = "",
+                    feature_set_id: int = 0, labels: np.ndarray | None = None,
+                    copies: dict[int, np.ndarray] | None = None) -> VectorIndex:
+        """An index of given vectors (tests, benchmarks); song_ids ascending."""
+        song_ids = np.asarray(song_ids, dtype=np.int64)
+        if len(song_ids) > 1 and not (np.diff(song_ids) > 0).all():
+            raise ValueError("song_ids must be strictly ascending")
+        z = np.ascontiguousarray(z, dtype=np.float32)
         norms64 = np.einsum("ij,ij->i", z, z, dtype=np.float64)
-        return cls(set_name, set_id, song_ids, z, labels, copies,
-                   norms=norms64.astype(np.float32), max_norm=float(np.sqrt(norms64.max())),
-                   load_seconds=time.perf_counter() - started)
+        if labels is None:
+            labels = np.full(len(song_ids), None, dtype=object)
+        return cls(feature_set, feature_set_id, song_ids, z, labels, copies or {},
+                   norms=norms64.astype(np.float32), max_norm=float(np.sqrt(norms64.max())))
 
     # --- lookups -------------------------------------------------------------------------
     def __len__(self) -> int:
