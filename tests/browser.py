@@ -5,6 +5,9 @@
         assert browser.errors() == []   # console errors, uncaught exceptions, failed loads
         browser.js("return document.title")
 
+    with chromium(loopback=True) as browser:   # a server on 127.0.0.1, nothing else
+        browser.visit("http://127.0.0.1:4533/")
+
 Missing chromium fails the test under CI (CI=true installs it, see test.sh); elsewhere it skips.
 """
 
@@ -72,6 +75,16 @@ class Browser:
             lambda d: d.execute_script(f"return document.readyState === 'complete' && "
                                        f"Boolean({ready})"))
 
+    def visit(self, url: str, *, ready: str = "true", timeout: float = 30) -> None:
+        """Load a URL (chromium(loopback=True): a server on this machine) and wait for `ready`."""
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.driver.get_log("browser")
+        self.driver.get(url)
+        WebDriverWait(self.driver, timeout).until(
+            lambda d: d.execute_script(f"return document.readyState === 'complete' && "
+                                       f"Boolean({ready})"))
+
     def js(self, script: str, *args: Any) -> Any:
         """Run JavaScript in the page; `return` a JSON-like value to get it back."""
         return self.driver.execute_script(script, *args)
@@ -96,8 +109,11 @@ class Browser:
 
 
 @contextmanager
-def chromium(*, width: int = 1400, height: int = 1000) -> Iterator[Browser]:
-    """A fresh headless Chromium (own profile folder) with every network request refused."""
+def chromium(*, width: int = 1400, height: int = 1000,
+             loopback: bool = False) -> Iterator[Browser]:
+    """A fresh headless Chromium (own profile folder) with every network request refused; with
+    loopback=True, all but those to 127.0.0.1 / localhost: the rest goes to a proxy address
+    where nothing listens (Chromium never proxies loopback), and no host name resolves."""
     require_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -105,7 +121,11 @@ def chromium(*, width: int = 1400, height: int = 1000) -> Iterator[Browser]:
     with tempfile.TemporaryDirectory(prefix="musicdb-chromium-") as profile:
         options = webdriver.ChromeOptions()
         options.binary_location = str(CHROMIUM)
-        for flag in (*FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+        flags = [*FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"]
+        if loopback:
+            flags = [f.replace("~NOTFOUND", "~NOTFOUND, EXCLUDE 127.0.0.1") for f in flags]
+            flags.append("--proxy-server=http://127.0.0.1:9")  # the discard port: refused
+        for flag in flags:
             options.add_argument(flag)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         # A driver path given: Selenium Manager (which would download drivers) is never run.
@@ -115,7 +135,7 @@ def chromium(*, width: int = 1400, height: int = 1000) -> Iterator[Browser]:
             driver.set_page_load_timeout(60)
             driver.execute_cdp_cmd("Network.enable", {})
             driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
-                "offline": True, "latency": 0, "downloadThroughput": -1,
+                "offline": not loopback, "latency": 0, "downloadThroughput": -1,
                 "uploadThroughput": -1})
             driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
                                    {"source": RECORD_ERRORS})

@@ -93,6 +93,9 @@ def routes(state: Any) -> list[BaseRoute]:
         json_route("/api/path", lambda r, s: api.path(s, *_path_args(r))),
         Route("/api/path.m3u8", partial(_playlist, gate, snapshot)),
         Route("/api/stream/{song}", stream),
+        # Anything else under /api/ answers in JSON too, never Starlette's plain-text 404.
+        Route("/api/{rest:path}", lambda request: _error(404, "no such API call"),
+              methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
     ]
 
 

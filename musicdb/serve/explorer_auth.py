@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -25,6 +26,7 @@ from musicdb.serve.protocol import SubsonicError
 COOKIE = "musicdb_session"
 SESSION_SECONDS = 30 * 24 * 3600
 LOGIN_PAGE = Path(__file__).with_name("static") / "login.html"
+MAX_FORM_BYTES = 1 << 14  # a name and a password
 MAX_SESSIONS = 10_000  # a flood of logins cannot grow memory without bound
 # The page's own files only: no inline script, no other origin, not framed by another site.
 # plotly adds <style> elements, hence 'unsafe-inline' for styles alone.
@@ -80,8 +82,8 @@ class Gate:
     async def login(self, request: Request) -> Response:
         if not self.required:
             return RedirectResponse("/", status_code=303)
-        form = await request.form(max_files=0, max_fields=10)
-        name, password = str(form.get("name", "")), str(form.get("password", ""))
+        form = await _form(request)
+        name, password = form.get("name", ""), form.get("password", "")
         client = request.client.host if request.client else "?"
         # The /rest/ check and rate limit, as u + p (hex-encoded: a password may begin "enc:").
         credentials = {"u": name, "p": "enc:" + password.encode().hex()}
@@ -112,3 +114,13 @@ class Gate:
         now = time.time()
         for token in [t for t, (_, expires) in self._sessions.items() if expires < now]:
             del self._sessions[token]
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A small urlencoded form (Starlette's own parser needs python-multipart)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return {}
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))

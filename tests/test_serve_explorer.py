@@ -1,0 +1,408 @@
+"""The web explorer of `musicdb serve` (/ and /api/): its JSON with httpx, and the page in
+headless Chromium, against real server processes on a generated library with a stored map."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from musicdb.audio.synth import demo_library
+from musicdb.cli import app
+from musicdb.maps.colors import label_styles
+from musicdb.serve import users
+from tests.browser import Browser, chromium
+
+MUSICDB = Path(sys.executable).with_name("musicdb")
+ARTISTS = ["Björk-ish Bleeps", "Click Machine", "Drone Choir", "Noise Garden"]
+PASSWORD = "correct horse battery staple"
+
+
+def invoke(*args: object) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 songs of 4 s by 4 artists, ingested, with one stored map run (SVD: instant)."""
+    tmp = tmp_path_factory.mktemp("explorer")
+    demo_library(tmp / "lib", songs_per_artist=3, seconds=4.0)
+    db = tmp / "music.duckdb"
+    invoke("ingest", tmp / "lib", "--db", db, "--workers", "1")
+    invoke("map", "--method", "svd", "-o", tmp / "map.html", "--db", db)
+    return db
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def serve(library: Path, tmp_path_factory: pytest.TempPathFactory):
+    """serve(users_file) -> base URL of a `musicdb serve` process (stopped after the module)."""
+    started: list[subprocess.Popen] = []
+
+    def start(users_file: Path) -> str:
+        port = free_port()
+        log = tmp_path_factory.mktemp("serve-log") / "serve.log"
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [str(MUSICDB), "serve", "--db", str(library), "--port", str(port),
+                 "--users", str(users_file)],
+                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
+        started.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(url + "/static/style.css", timeout=2).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                time.sleep(0.1)
+        pytest.fail(f"musicdb serve did not answer within 60 s: {log.read_text()}")
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def open_url(serve, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A server without users: the explorer is open (it binds loopback only)."""
+    return serve(tmp_path_factory.mktemp("no-users") / "users.json")
+
+
+@pytest.fixture(scope="module")
+def guarded_url(serve, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A server with one user: the explorer wants a login."""
+    path = tmp_path_factory.mktemp("users") / "users.json"
+    users.add(path, "ada", PASSWORD)
+    return serve(path)
+
+
+def get(url: str, **params) -> httpx.Response:
+    return httpx.get(url, params=params, timeout=30)
+
+
+def song_ids(songs: list[dict]) -> list[int]:
+    return [s["song_id"] for s in songs]
+
+
+# ---- the JSON API (no browser needed) -------------------------------------------------------
+
+def test_search_finds_songs_and_artists_ignoring_case_and_accents(open_url):
+    found = get(open_url + "/api/search", q="bjork BLEEPS").json()
+    assert [a["name"] for a in found["artists"]] == ["Björk-ish Bleeps"]
+    assert sorted(s["title"] for s in found["songs"]) == ["Song 1", "Song 2", "Song 3"]
+    song2 = get(open_url + "/api/search", q="song 2").json()
+    assert sorted(s["artist"] for s in song2["songs"]) == ARTISTS  # every word must match
+    assert song2["artists"] == []
+    first = song2["songs"][0]
+    assert first["id"] == f"so-{first['song_id']}"
+    assert first["stream"] == f"/api/stream/{first['id']}"
+    assert first["path"].endswith(".flac")
+    assert not first["path"].startswith("/")
+    # A quote or an SQL fragment is a search for those characters, never SQL.
+    for nasty in ("'; DROP TABLE tracks; --", "%", "_", "\\", "' OR 1=1 --"):
+        answer = get(open_url + "/api/search", q=nasty)
+        assert answer.status_code == 200, nasty
+        assert answer.json()["songs"] == [], nasty
+    assert len(get(open_url + "/api/search", q="song").json()["songs"]) == 12
+
+
+def test_song_lists_the_similar_songs_of_musicdb_similar(open_url, library):
+    first = get(open_url + "/api/search", q="click machine song 1").json()["songs"][0]
+    page = get(open_url + f"/api/song/{first['id']}", k=5).json()
+    assert page["song"]["title"] == "Song 1"
+    assert page["song"]["artist"] == "Click Machine"
+    similar = page["similar"]
+    assert len(similar) == 5
+    assert first["song_id"] not in song_ids(similar)
+    assert [s["distance"] for s in similar] == sorted(s["distance"] for s in similar)
+    cli = json.loads(invoke("similar", "--songs", str(first["song_id"]), "-n", "5", "--json",
+                            "--db", library))
+    assert song_ids(similar) == [r["song_id"] for r in cli["results"]]
+    assert [s["distance"] for s in similar] == pytest.approx(
+        [r["distance"] for r in cli["results"]], abs=1e-4)
+    # The plain id works as well as so-<id>.
+    assert get(open_url + f"/api/song/{first['song_id']}").json()["song"] == page["song"]
+
+
+def test_artist_has_its_songs_and_the_similar_artists_of_musicdb_similar(open_url, library):
+    artist = get(open_url + "/api/search", q="drone").json()["artists"][0]
+    page = get(open_url + f"/api/artist/{artist['id']}").json()
+    assert page["artist"]["name"] == "Drone Choir"
+    assert page["artist"]["song_count"] == 3
+    assert [s["title"] for s in page["songs"]] == ["Song 1", "Song 2", "Song 3"]
+    cli = json.loads(invoke("similar", "Drone Choir", "--json", "--db", library))
+    assert [s["name"] for s in page["similar"]] == [r["name"] for r in cli["results"]]
+    assert [s["distance"] for s in page["similar"]] == pytest.approx(
+        [r["distance"] for r in cli["results"]])
+    assert all(s["id"] and s["id"].startswith("ar-") for s in page["similar"])  # linked
+
+
+def test_maps_give_the_stored_points_in_the_map_colours(open_url, library):
+    runs = get(open_url + "/api/maps").json()["runs"]
+    assert len(runs) == 1
+    assert runs[0]["method"] == "svd"
+    assert runs[0]["n_points"] == 12
+    run = get(open_url + f"/api/maps/{runs[0]['run_id']}").json()
+    styles = label_styles(ARTISTS)
+    assert [t["name"] for t in run["traces"]] == ARTISTS
+    for trace in run["traces"]:
+        assert (trace["color"], trace["symbol"]) == styles[trace["name"]]
+        assert len(trace["x"]) == len(trace["y"]) == len(trace["songs"]) == 3
+        assert {run["songs"][sid]["artist"] for sid in trace["songs"]} == {trace["name"]}
+
+
+def test_path_has_n_songs_from_a_to_b_one_per_artist(open_url, library):
+    songs = get(open_url + "/api/search", q="song 1").json()["songs"]
+    a, b = songs[0], songs[-1]
+    path = get(open_url + "/api/path", a=a["id"], b=b["id"], n=4).json()["songs"]
+    assert len(path) == 4
+    assert path[0]["id"] == a["id"]
+    assert path[-1]["id"] == b["id"]
+    assert sorted(s["artist"] for s in path) == ARTISTS  # 4 artists: one song each
+    assert path[0]["step"] is None
+    assert all(s["step"] > 0 for s in path[1:])
+
+    playlist = get(open_url + "/api/path.m3u8", a=a["id"], b=b["id"], n=4)
+    assert playlist.status_code == 200
+    assert playlist.headers["content-disposition"].startswith("attachment; filename=")
+    lines = playlist.text.splitlines()
+    assert lines[0] == "#EXTM3U"
+    assert len(lines) == 1 + 2 * 4
+    files = lines[2::2]
+    assert all(Path(f).is_absolute() and Path(f).is_file() for f in files)
+    assert [Path(f).parent.parent.name for f in files] == [s["artist"] for s in path]
+
+
+def test_stream_sends_the_file_with_range_support(open_url, library):
+    song = get(open_url + "/api/search", q="noise song 3").json()["songs"][0]
+    on_disk = (library.parent / "lib" / song["path"]).read_bytes()
+    whole = get(open_url + song["stream"])
+    assert whole.status_code == 200
+    assert whole.content == on_disk
+    part = httpx.get(open_url + song["stream"], headers={"Range": "bytes=10-19"}, timeout=30)
+    assert part.status_code == 206
+    assert part.content == on_disk[10:20]
+
+
+@pytest.mark.parametrize(("path", "params", "status", "says"), [
+    ("/api/search", {}, 400, "q is missing"),
+    ("/api/search", {"q": "song", "limit": "many"}, 400, "limit must be a whole number"),
+    ("/api/search", {"q": "song", "limit": "100000"}, 400, "between 1 and 200"),
+    ("/api/song/abc", {}, 400, "must be a number"),
+    ("/api/song/so-99999", {}, 404, "no song so-99999"),
+    ("/api/song/so-1", {"k": "-3"}, 400, "k must be between"),
+    ("/api/artist/ar-0000000000000000", {}, 404, "no artist"),
+    ("/api/maps/77", {}, 404, "no map run 77"),
+    ("/api/maps/x'1", {}, 400, "must be a number"),
+    ("/api/path", {"a": "so-1"}, 400, "b is missing"),
+    ("/api/path", {"a": "so-1", "b": "so-2", "n": "1000"}, 400, "n must be between 2 and 100"),
+    ("/api/path", {"a": "so-1", "b": "so-1"}, 400, "two different songs"),
+    ("/api/path.m3u8", {"a": "so-1", "b": "so-99999"}, 404, "no song so-99999"),
+    ("/api/stream/..%2F..%2Fetc%2Fpasswd", {}, 404, "no such API call"),
+    ("/api/stream/so-..", {}, 400, "must be a number"),
+    ("/api/nothing", {}, 404, "no such API call"),
+])
+def test_bad_input_is_a_json_error_with_a_4xx_status(open_url, path, params, status, says):
+    answer = get(open_url + path, **params)
+    assert answer.status_code == status, answer.text
+    assert says in answer.json()["error"]
+
+
+def test_assets_are_bundled_and_no_cors_header_is_sent(open_url):
+    for name in ("app.js", "style.css", "plotly.min.js"):
+        asset = httpx.get(f"{open_url}/static/{name}", headers={"Origin": "http://evil.test"},
+                          timeout=30)
+        assert asset.status_code == 200, name
+        assert len(asset.content) > 1000, name
+        assert not any(h.startswith("access-control-") for h in asset.headers), name
+    assert get(open_url + "/static/..%2Fexplorer.py").status_code == 404
+    page = httpx.get(open_url + "/", headers={"Origin": "http://evil.test"}, timeout=30)
+    assert "<script src=\"/static/app.js\">" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    api = httpx.get(open_url + "/api/maps", headers={"Origin": "http://evil.test"}, timeout=30)
+    assert not any(h.startswith("access-control-") for h in api.headers)
+
+
+def test_with_a_user_the_explorer_wants_a_login(guarded_url):
+    assert get(guarded_url + "/").status_code == 303  # to /login
+    assert get(guarded_url + "/").headers["location"] == "/login"
+    refused = get(guarded_url + "/api/search", q="song")
+    assert refused.status_code == 401
+    assert "log in" in refused.json()["error"]
+    assert get(guarded_url + "/api/stream/so-1").status_code == 401
+    wrong = httpx.post(guarded_url + "/login", data={"name": "ada", "password": "nope"})
+    assert wrong.status_code == 401
+    assert "Wrong username or password" in wrong.text
+    assert "set-cookie" not in wrong.headers
+
+    with httpx.Client(base_url=guarded_url, timeout=30) as client:
+        done = client.post("/login", data={"name": "ada", "password": PASSWORD})
+        assert done.status_code == 303
+        assert done.headers["location"] == "/"
+        cookie = done.headers["set-cookie"].lower()
+        assert "httponly" in cookie
+        assert "samesite=strict" in cookie
+        assert client.get("/api/session").json() == {"user": "ada", "auth": True}
+        assert len(client.get("/api/search", params={"q": "song"}).json()["songs"]) == 12
+        assert client.get("/").status_code == 200
+        client.post("/logout")
+        assert client.get("/api/search", params={"q": "song"}).status_code == 401
+    # A made-up cookie opens nothing.
+    forged = httpx.get(guarded_url + "/api/maps", cookies={"musicdb_session": "guess"})
+    assert forged.status_code == 401
+
+
+# ---- the page in headless Chromium ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium(loopback=True) as b:
+        yield b
+
+
+def wait_for(browser: Browser, expression: str, timeout: float = 30) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser.driver, timeout).until(
+        lambda d: d.execute_script(f"return Boolean({expression})"))
+
+
+def click(browser: Browser, selector: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.driver.find_element(By.CSS_SELECTOR, selector).click()
+
+
+def type_into(browser: Browser, selector: str, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    field = browser.driver.find_element(By.CSS_SELECTOR, selector)
+    field.clear()
+    field.send_keys(text)
+
+
+PLAYING = "document.getElementById('player').currentTime > 0"
+
+
+def only_the_server(browser: Browser, url: str) -> None:
+    """Nothing fetched from anywhere else, and nothing went wrong in the page."""
+    assert browser.errors() == []
+    assert all(r.startswith(url + "/") for r in browser.resources()), browser.resources()
+
+
+def test_search_then_song_then_play(browser, open_url):
+    browser.visit(open_url + "/", ready="document.body.dataset.view === '#/'")
+    type_into(browser, "#search", "click machine song 2\n")
+    wait_for(browser, "document.querySelector('ul.songs li a')")
+    click(browser, "ul.songs li a")
+    wait_for(browser, "document.getElementById('play-song')")
+    song = browser.js("return location.hash")
+    assert song.startswith("#/song/so-")
+    assert browser.js("return document.querySelector('h1').textContent") == "Song 2"
+    assert browser.js("return document.querySelectorAll('ol.songs li').length") == 11
+    click(browser, "#play-song")
+    wait_for(browser, PLAYING)
+    src = browser.js("return document.getElementById('player').src")
+    assert src == f"{open_url}/api/stream/{song.removeprefix('#/song/')}"
+
+    # Back and forward walk the views (hash navigation).
+    click(browser, "main .sub a")  # the artist
+    wait_for(browser, "document.querySelector('ol.similar-artists')")
+    assert browser.js("return document.querySelector('h1').textContent") == "Click Machine"
+    browser.driver.back()
+    wait_for(browser, f"document.body.dataset.view === '{song}'")
+    browser.driver.forward()
+    wait_for(browser, "document.querySelector('ol.similar-artists')")
+    only_the_server(browser, open_url)
+
+
+def pick(browser: Browser, which: str, query: str) -> None:
+    type_into(browser, f"#pick-{which}", query)
+    wait_for(browser, f"document.querySelector('#pick-{which} ~ ul li')")
+    click(browser, f"#pick-{which} ~ ul li")
+
+
+def test_path_builder_returns_n_songs_and_plays_them(browser, open_url):
+    browser.visit(open_url + "/#/path", ready="document.getElementById('build-path')")
+    pick(browser, "a", "drone choir song 1")
+    pick(browser, "b", "noise garden song 3")
+    type_into(browser, "#path-n", "4")
+    click(browser, "#build-path")
+    wait_for(browser, "document.querySelectorAll('#path-result li').length > 0")
+    titles = browser.js("return [...document.querySelectorAll('#path-result li .what')]"
+                        ".map(li => li.textContent)")
+    assert len(titles) == 4
+    assert titles[0] == "Song 1 · Drone Choir"
+    assert titles[-1] == "Song 3 · Noise Garden"
+    save = browser.js("return document.getElementById('save-path').getAttribute('href')")
+    assert save.startswith("/api/path.m3u8?")
+    assert "n=4" in save
+    click(browser, "#play-path")
+    wait_for(browser, PLAYING)
+    assert browser.js("return document.getElementById('queue-info').textContent") == "1 of 4"
+    only_the_server(browser, open_url)
+
+
+def test_map_draws_the_points_and_a_click_plays(browser, open_url):
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    browser.visit(open_url + "/#/maps", ready="document.querySelector('ul.maps a')")
+    click(browser, "ul.maps a")
+    wait_for(browser, "document.getElementById('map') && "
+                      "document.getElementById('map').dataset.drawn")
+    drawn = browser.js("return document.getElementById('map')._fullData"
+                       ".map(t => [t.name, t.x.length])")
+    assert sorted(drawn) == [[name, 3] for name in ARTISTS]
+    # The first point of the first trace, in page pixels, clicked with the mouse.
+    x, y, song = browser.js("""
+        const plot = document.getElementById('map'), layout = plot._fullLayout;
+        const box = plot.querySelector('.nsewdrag').getBoundingClientRect();
+        const t = plot._fullData[0];
+        return [box.left + layout.xaxis.l2p(t.x[0]), box.top + layout.yaxis.l2p(t.y[0]),
+                t.customdata[0]];""")
+    actions = ActionBuilder(browser.driver)
+    actions.pointer_action.move_to_location(round(x), round(y)).click()
+    actions.perform()
+    wait_for(browser, PLAYING)
+    assert browser.js("return document.getElementById('player').src").endswith(
+        f"/api/stream/{song}")
+    only_the_server(browser, open_url)
+
+
+def test_browser_login_when_a_user_exists(browser, guarded_url):
+    browser.visit(guarded_url + "/", ready="document.getElementById('login')")
+    assert browser.js("return location.pathname") == "/login"
+    type_into(browser, "input[name=name]", "ada")
+    type_into(browser, "input[name=password]", "wrong\n")
+    wait_for(browser, "document.getElementById('login-error') && "
+                      "document.getElementById('login-error').textContent.includes('Wrong')")
+    type_into(browser, "input[name=name]", "ada")
+    type_into(browser, "input[name=password]", PASSWORD + "\n")
+    wait_for(browser, "document.body.dataset.view === '#/'")
+    wait_for(browser, "!document.getElementById('logout').hidden")
+    assert browser.js("return document.cookie") == ""  # HttpOnly: no script can read it
+    type_into(browser, "#search", "song 3\n")
+    wait_for(browser, "document.querySelectorAll('ul.songs li').length === 4")
+    click(browser, "#logout button")
+    wait_for(browser, "document.getElementById('login')")
+    # The wrong password above was answered 401: the browser logs that one failed load.
+    assert [e for e in browser.errors() if "/login" not in e or "401" not in e] == []
