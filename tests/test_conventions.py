@@ -27,6 +27,7 @@ REQUIRED = {
     "info": [],
     "demo": [],
     "similar": ["Someone"],
+    "path": ["A", "B"],
     "heatmap": [],
     "map": [],
     "evaluate": ["--experiment", "x"],

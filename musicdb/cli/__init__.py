@@ -4,7 +4,15 @@ Importing this package registers every command on `app`; the command modules imp
 musicdb.cli.app (shared options and consoles), never each other.
 """
 
-from musicdb.cli import experiments, explore, ingest, library, maps, serve  # noqa: F401 - registers them
+from musicdb.cli import (  # noqa: F401 - registers them
+    experiments,
+    explore,
+    ingest,
+    library,
+    maps,
+    paths,
+    serve,
+)
 from musicdb.cli.app import app, main
 
 __all__ = ["app", "main"]
