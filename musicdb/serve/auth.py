@@ -10,7 +10,8 @@ costs the same comparison as a known one.
 
 Rate limit: a client IP that fails FAILURES times within WINDOW_S seconds is answered error 40
 without any check for COOL_DOWN_S seconds (its right password too), which caps guessing at
-about 10 tries a minute per address.
+about 10 tries a minute per address. A success does not clear the count: logging in to one
+account must not reset the guesses at another.
 """
 
 from __future__ import annotations
@@ -71,10 +72,6 @@ class RateLimit:
             while len(self._failed) > MAX_CLIENTS:
                 del self._failed[next(iter(self._failed))]
 
-    def succeeded(self, client: str) -> None:
-        with self._lock:
-            self._failed.pop(client, None)
-
 
 def authenticate(params, users: dict[str, User], limit: RateLimit, client: str) -> str:
     """The name of the user these parameters authenticate, or SubsonicError."""
@@ -87,7 +84,6 @@ def authenticate(params, users: dict[str, User], limit: RateLimit, client: str) 
         if exc.code in (WRONG_CREDENTIALS, INVALID_API_KEY):
             limit.failed(client)
         raise
-    limit.succeeded(client)
     return name
 
 
