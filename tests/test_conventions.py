@@ -38,9 +38,15 @@ REQUIRED = {
     "experiment list": [],
     "experiment show": ["x"],
     "experiment delete": ["x"],
+    "serve": [],
+    "user add": ["someone"],
+    "user list": [],
+    "user remove": ["someone"],
 }
 # Only these may create a database that is not there.
 CREATE = {"ingest", "import", "demo"}
+# These work on the users file (--users), not on a database.
+NO_DATABASE = {"user add", "user list", "user remove"}
 
 
 def leaf_commands() -> dict[str, typer.core.TyperCommand]:
@@ -104,6 +110,8 @@ def test_a_bad_value_is_a_usage_error(name, monkeypatch, capsys, tmp_path):
     options = {p.name: p for p in command.params if isinstance(p, typer.core.TyperOption)}
     if "db" in options:  # a folder where the database file goes
         bad = ["--db", str(tmp_path)]
+    elif "users" in options:  # a folder where the users file goes
+        bad = ["--users", str(tmp_path)]
     else:
         bad = ["--workers", "zero"]
         assert "workers" in options, f"give {name} a bad value here"
@@ -168,7 +176,7 @@ def test_shared_choices_are_the_librarys():
     assert typing.get_args(typing.get_args(DistanceMethod)[0]) == DISTANCE_METHODS
 
 
-@pytest.mark.parametrize("name", sorted(set(REQUIRED) - CREATE))
+@pytest.mark.parametrize("name", sorted(set(REQUIRED) - CREATE - NO_DATABASE))
 def test_a_missing_database_is_one_line_and_exit_1(name, monkeypatch, capsys, tmp_path):
     db = tmp_path / "typo.duckdb"
     code, _, err = musicdb_main(monkeypatch, capsys, *name.split(), *args_for(name, tmp_path),

@@ -88,10 +88,10 @@ def serve(config: ServeConfig, host: str, port: int,
           announce: Callable[[Started], None]) -> None:
     """Serve until Ctrl-C or SIGTERM. Problems before listening are ServeError/StoreError."""
     check_bind(host, load_users(config.users_file))  # before anything else: nothing listens
+    app = build_app(config)  # loads the first snapshot: a database problem stops here
+    state = app.state.musicdb
     sock = bind(host, port)
     try:
-        app = build_app(config)  # loads the first snapshot: a database problem stops here
-        state = app.state.musicdb
         _log_to_stderr()
         announce(Started(url=_url(host, sock.getsockname()[1]),
                          songs=state.snapshots.current.songs, users=sorted(state.users())))
