@@ -68,7 +68,10 @@ def routes(state: Any) -> list[BaseRoute]:
             song_id = _song_id(request.path_params["song"])
         except ExplorerError as exc:
             return _error(exc.status, exc.message)
-        return stream_song(snapshot(), song_id, request)
+        response = stream_song(snapshot(), song_id, request)
+        if response.status_code == 404:  # media's plain-text answer: JSON like the rest
+            return _error(404, f"no playable file for so-{song_id} in the library")
+        return response
 
     def page(request: Request) -> Response:
         if not gate.allows(request):
