@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from musicdb.audio import synth
 from musicdb.cli import app
 from musicdb.errors import StoreError
+from musicdb.similarity import index as vector_index
 from musicdb.similarity.index import VectorIndex
 from musicdb.store import database as store
 
@@ -191,3 +192,37 @@ def test_the_ann_backend_finds_the_exact_neighbours(tmp_path):
                                         np.array([exact.row(s)]))[0]
     assert hits / 1000 >= 0.95
     assert ann.start_ann(min_songs=10**9) is None  # below the size: stays exact
+
+
+def test_a_new_snapshot_reuses_the_ann_index_and_searches_added_songs_exactly(monkeypatch):
+    monkeypatch.setattr(vector_index, "REUSE_NEW_SONGS", 1_000)
+    z = clustered(20_000, seed=4)
+    ids = np.arange(1, 20_001)
+    first = VectorIndex.from_arrays(ids, z, feature_set="reuse")
+    assert first.build_ann(min_songs=0)
+    assert first.describe()["reused"] is False
+    # The next snapshot: 300 songs gone, 500 added (each a near twin of a kept song), and
+    # every vector moved a little (the library's statistics changed).
+    rng = np.random.default_rng(5)
+    gone = set(rng.choice(ids, 300, replace=False).tolist())
+    twins_of = rng.choice(sorted(set(ids.tolist()) - gone), 500, replace=False)
+    kept = np.array([i for i in ids if i not in gone])
+    new_ids = np.concatenate([kept, np.arange(30_001, 30_501)])
+    new_z = np.concatenate([z[kept - 1], z[twins_of - 1] + 1e-3]) * 1.001
+    second = VectorIndex.from_arrays(new_ids, new_z, feature_set="reuse")
+    assert second.build_ann(min_songs=0)
+    info = second.describe()
+    assert info["reused"] is True
+    assert info["songs_searched_exactly_beside"] == 500
+    exact = VectorIndex.from_arrays(new_ids, new_z, feature_set="reuse-exact")
+    for twin, of in zip(range(30_001, 30_051), twins_of[:50], strict=True):
+        got = second.nearest(int(of), 10)
+        assert got[0][0] == twin  # an added song is found
+        assert not {s for s, _ in got} & gone
+        truth = exact.nearest(int(of), 10)
+        assert len({s for s, _ in got} & {s for s, _ in truth}) >= 9
+    # A library that grew by more than REUSE_SHARE gets a fresh index.
+    grown_ids = np.arange(1, 40_001)
+    grown = VectorIndex.from_arrays(grown_ids, clustered(40_000, seed=4), feature_set="reuse")
+    assert grown.build_ann(min_songs=0)
+    assert grown.describe()["reused"] is False

@@ -11,24 +11,33 @@ precomputed, and a partition. All songs within a proven error bound of the k-th 
 re-ranked, so the float32 shortcut never changes the answer.
 
 At many songs (ANN_MIN_SONGS) one product per query is too slow for a server with many
-concurrent clients; `build_ann()` adds a faiss inverted-file index (IVF, flat vectors) whose
-candidates are re-ranked the same way. Its answer may miss a true neighbour (recall@10 measured
-at build time, see describe()), the order of what it returns is still the macro's.
+concurrent clients (1,000,000 x 131: 23 ms a query, 56 queries/s on 2 cores); build_ann() adds
+a faiss inverted-file index (musicdb.similarity.ann) whose candidates are re-ranked the same
+way: about 1 ms a query. Its answer may miss a true neighbour (recall@10 is measured against
+exact search when it is built, and nprobe raised until it reaches TARGET_RECALL: describe()),
+the order and distances of what it returns are still the macro's.
 
-Use:
+Use (the server: musicdb.serve.snapshot):
     index = VectorIndex.load(con)                    # a musicdb database connection
     index = VectorIndex.load(con, prefix="src.")     # an in-memory DB with the file ATTACHed
     index.nearest(song_id, 10)                       # [(song_id, distance), ...]
-    index.build_ann()    # optional, blocking (~seconds at 100k, ~a minute at 1M songs)
-    index.start_ann()    # or in a daemon thread: exact answers until it is done, then ANN
+    index.start_ann()   # below ANN_MIN_SONGS nothing; else builds in a daemon thread and
+                        # answers exactly meanwhile (at 1M x 131: ~10 s to build, ~5 s to
+                        # measure recall; a later snapshot of the same set reuses it at once)
+    index.build_ann()   # the same, blocking
+    index.describe()    # {"backend": "exact" | "ann", "recall@10": ..., ...} for logs
+Loading costs about 0.5 s at 100,000 songs and 3-5 s at 1,000,000 (the FLOAT[] column through
+Arrow), which is why `musicdb similar --songs`, one query per process, keeps the macro.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -38,13 +47,35 @@ from threadpoolctl import ThreadpoolController
 
 from musicdb.errors import StoreError
 
-# Below this many songs one exact product per query is fast enough (a few ms); above it
-# start_ann()/build_ann() add the faiss index (measured: benchmarks/serve.py, README).
-ANN_MIN_SONGS = 200_000
+if TYPE_CHECKING:
+    from musicdb.similarity.ann import IvfIndex
+
+# Below this many songs one exact product per query is fast enough (~1 ms); above it
+# start_ann()/build_ann() add the faiss index (0.3 s to build at 100k; benchmarks/index.py).
+ANN_MIN_SONGS = 50_000
+TARGET_RECALL = 0.97  # recall@10 the ANN backend is tuned to (nprobe doubled until reached)
 EPS32 = float(np.finfo(np.float32).eps)
+# An ANN index built for the same set serves a new snapshot that adds at most this many songs
+# (or this share), the added ones searched exactly beside it; more, and a fresh one is built.
+REUSE_NEW_SONGS = 20_000
+REUSE_SHARE = 0.05
+EXTRA_MISSING = 16
+# The last ANN index built per (set name, id, dims), while some VectorIndex still uses it.
+_LATEST: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 # One BLAS thread per query: a server answers many queries at once on few cores, and a
 # matrix-vector product is bound by memory, not by arithmetic (measured, see README).
 _BLAS = ThreadpoolController()
+
+
+@dataclass(frozen=True)
+class _Approximate:
+    """What answers approximately: a faiss index, and the rows it lacks (searched exactly)."""
+
+    ivf: IvfIndex
+    missing: np.ndarray  # int64 rows of the VectorIndex
+    missing_z: np.ndarray  # their vectors (a copy: one product per query, no gather)
+    missing_norms: np.ndarray
+    reused: bool = False
 
 
 @dataclass
@@ -58,8 +89,8 @@ class VectorIndex:
     norms: np.ndarray = field(repr=False)  # float32 (n,): ||z_i||²
     max_norm: float = 0.0
     load_seconds: float = 0.0
-    _ann: object | None = field(default=None, repr=False)
-    _ann_info: dict = field(default_factory=dict, repr=False)
+    _ann: _Approximate | None = field(default=None, repr=False)
+    _building: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- loading -------------------------------------------------------------------------
     @classmethod
@@ -116,7 +147,8 @@ class VectorIndex:
 
     def rows(self, song_ids: Iterable[int]) -> np.ndarray:
         """Rows of the songs the index holds (others are left out)."""
-        wanted = np.fromiter(song_ids, dtype=np.int64)
+        wanted = (song_ids.astype(np.int64, copy=False) if isinstance(song_ids, np.ndarray)
+                  else np.fromiter(song_ids, dtype=np.int64))
         i = np.searchsorted(self.song_ids, wanted).clip(0, max(len(self) - 1, 0))
         return i[self.song_ids[i] == wanted] if len(self) else i[:0]
 
@@ -145,8 +177,8 @@ class VectorIndex:
 
     def distances(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """list_distance(q, z) of the given rows exactly as DuckDB computes it on FLOAT[]:
-        float32, squares added in feature order, then sqrt."""
-        diff = self.z[rows] - q
+        float32 (q too), squares added in feature order, then sqrt."""
+        diff = self.z[rows] - np.asarray(q, dtype=np.float32)
         diff *= diff
         total = np.zeros(len(rows), dtype=np.float32)
         for j in range(diff.shape[1]):  # in order: float addition is not associative
@@ -159,8 +191,9 @@ class VectorIndex:
             return []
         ann = self._ann
         if ann is not None:
-            found = ann.candidates(q, want + len(skip))
-            return self._rank(q, np.setdiff1d(found, skip, assume_unique=False), want)
+            found = np.setdiff1d(self._ann_candidates(ann, q, want + len(skip)), skip)
+            if len(found) >= want:  # else (a sparse cell, a long exclude) answer exactly
+                return self._rank(q, found, want)
         with _BLAS.limit(limits=1, user_api="blas"):
             approx = self.z @ q  # float32 (n,)
         approx *= -2
@@ -181,20 +214,47 @@ class VectorIndex:
         return [(int(ids[i]), float(dist[i])) for i in order]
 
     # --- approximate backend --------------------------------------------------------------
-    def build_ann(self, *, min_songs: int = ANN_MIN_SONGS) -> bool:
+    def build_ann(self, *, min_songs: int = ANN_MIN_SONGS, target_recall: float = TARGET_RECALL,
+                  reuse: bool = True) -> bool:
         """Add the faiss index when the set has at least min_songs songs (blocking; answers
-        stay exact until it is in place). True if built."""
-        if len(self) < min_songs or self._ann is not None:
-            return False
-        from musicdb.similarity.ann import IvfIndex
+        stay exact until it is in place). True if the index now answers approximately.
 
-        started = time.perf_counter()
-        ann = IvfIndex.build(self.z)
-        info = {"build_seconds": round(time.perf_counter() - started, 1), **ann.describe()}
-        info["recall@10"] = self._measure_recall(ann)
-        self._ann_info = info
-        self._ann = ann  # one reference assignment: a concurrent query sees old or new
-        return True
+        A fresh index is tuned: nprobe doubles until recall@10 on random stored songs reaches
+        target_recall (against exact search; describe() says the result). With `reuse`, the
+        last index built in this process for the same set serves this one too when it holds
+        all but a few of its songs (REUSE_NEW_SONGS, REUSE_SHARE): the songs it lacks are
+        searched exactly beside it, songs it holds that are gone are dropped, every candidate
+        is re-ranked with this index's vectors. So a server reloading every few seconds
+        while an ingest adds songs does not rebuild it each time."""
+        with self._building:
+            if len(self) < min_songs or self._ann is not None:
+                return False
+            key = (self.feature_set, self.feature_set_id, self.z.shape[1])
+            previous = _LATEST.get(key) if reuse else None
+            if previous is not None:
+                missing = self._rows_not_in(previous.song_ids)
+                if len(missing) <= max(REUSE_NEW_SONGS, REUSE_SHARE * len(self)):
+                    self._ann = _Approximate(previous, missing, self.z[missing],
+                                             self.norms[missing], reused=True)
+                    return True
+            from musicdb.similarity.ann import IvfIndex
+
+            started = time.perf_counter()
+            ivf = IvfIndex.build(self.z, self.song_ids)
+            built = time.perf_counter() - started
+            none = np.empty(0, dtype=np.int64)
+            fresh = _Approximate(ivf, none, self.z[none], self.norms[none])
+            probe = self._recall_probe()
+            recall = self._recall(fresh, probe)
+            while recall < target_recall and ivf.nprobe < ivf.nlist:
+                ivf.set_nprobe(ivf.nprobe * 2)
+                recall = self._recall(fresh, probe)
+            ivf.info = {**ivf.describe(), "build_seconds": round(built, 1),
+                        "ann_mb": round(ivf.nbytes() / 2**20, 1), "recall@10": recall,
+                        "tuned_seconds": round(time.perf_counter() - started, 1)}
+            _LATEST[key] = ivf
+            self._ann = fresh  # one reference assignment: a concurrent query sees old or new
+            return True
 
     def start_ann(self, *, min_songs: int = ANN_MIN_SONGS) -> threading.Thread | None:
         """build_ann() in a daemon thread; queries are answered exactly meanwhile."""
@@ -205,18 +265,36 @@ class VectorIndex:
         thread.start()
         return thread
 
-    def _measure_recall(self, ann, queries: int = 200, k: int = 10) -> float:
-        """Share of the exact top-k that the ANN answer holds, over random stored songs."""
+    def _rows_not_in(self, song_ids: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(song_ids, self.song_ids).clip(0, max(len(song_ids) - 1, 0))
+        held = song_ids[i] == self.song_ids if len(song_ids) else np.zeros(len(self), bool)
+        return np.flatnonzero(~held)
+
+    def _ann_candidates(self, ann: _Approximate, q: np.ndarray, k: int) -> np.ndarray:
+        """Rows near q: the faiss index's, and the nearest of the songs it lacks."""
+        rows = self.rows(ann.ivf.candidates(q, k))
+        if len(ann.missing):
+            with _BLAS.limit(limits=1, user_api="blas"):
+                approx = ann.missing_norms - 2 * (ann.missing_z @ q)
+            take = min(k + EXTRA_MISSING, len(approx))
+            rows = np.concatenate(
+                [rows, ann.missing[np.argpartition(approx, take - 1)[:take]]])
+        return rows
+
+    def _recall_probe(self, queries: int = 200, k: int = 10) -> list[tuple[int, set[int]]]:
+        """(row, exact top-k song ids) of random stored songs."""
         rng = np.random.default_rng(0)
+        rows = rng.choice(len(self), size=min(queries, len(self)), replace=False)
+        return [(int(r), {s for s, _ in self.nearest(int(self.song_ids[r]), k)}) for r in rows]
+
+    def _recall(self, ann: _Approximate, probe: list[tuple[int, set[int]]],
+                k: int = 10) -> float:
+        """Share of the exact top-k that the approximate answer holds."""
         hits = total = 0
-        for r in rng.choice(len(self), size=min(queries, len(self)), replace=False):
-            song = int(self.song_ids[r])
-            exact = {s for s, _ in self.nearest(song, k)}
+        for r, exact in probe:
             skip = np.unique(np.asarray([r, *self.copies.get(r, ())], dtype=np.int64))
-            want = min(k, len(self) - len(skip))
-            found = ann.candidates(self.z[r], want + len(skip))
-            got = {s for s, _ in self._rank(self.z[r], np.setdiff1d(found, skip), want)}
-            hits += len(exact & got)
+            found = np.setdiff1d(self._ann_candidates(ann, self.z[r], k + len(skip)), skip)
+            hits += len(exact & {s for s, _ in self._rank(self.z[r], found, k)})
             total += len(exact)
         return round(hits / total, 4) if total else 1.0
 
@@ -226,8 +304,10 @@ class VectorIndex:
                 "dims": int(self.z.shape[1]), "backend": "exact",
                 "matrix_mb": round(self.z.nbytes / 2**20, 1),
                 "load_seconds": round(self.load_seconds, 2)}
-        if self._ann is not None:
-            info |= {"backend": "ann", **self._ann_info}
+        ann = self._ann
+        if ann is not None:
+            info |= {"backend": "ann", **ann.ivf.info, "reused": ann.reused,
+                     "songs_searched_exactly_beside": len(ann.missing)}
         return info
 
 

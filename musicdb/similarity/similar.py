@@ -221,7 +221,11 @@ def similar_songs(con: duckdb.DuckDBPyConnection, query: str, *, k: int = 10,
         conditions.append("s.album IS DISTINCT FROM ?")
         args.append(q.album)
     filters = " AND ".join(conditions) or "true"
-    if q.song_id is not None:  # the macro: same numbers as the shell
+    # A stored song: the macro, the shell's numbers, and VectorIndex.nearest's (the server's;
+    # tests/test_index.py holds them equal). One query per process does not pay for loading
+    # the matrix: 0.4-0.7 s at 100,000 songs against the macro's 0.05-0.1 s, 3-5 s at
+    # 1,000,000 against 0.3-0.5 s (benchmarks/index.py).
+    if q.song_id is not None:
         source = "similar_songs(?, k := ?, set_name := ?)"
         source_args = [q.song_id, ALL if conditions else k, set_name]
     else:
