@@ -381,6 +381,11 @@ def test_stream_and_download_send_the_file_with_range_support(served: Server, so
                              headers={"Range": "bytes=-50"})
     assert tail.status_code == 206
     assert tail.content == data[-50:]
+    posted = served.client.post(f"{served.url}/rest/stream", data=served.params(None,
+                                                                            id=song["id"]),
+                                headers={"Range": "bytes=10-19"})
+    assert posted.status_code == 206  # clients that POST every call (formPost) seek too
+    assert posted.content == data[10:20]
     download = served.get("download", id=song["id"])
     assert download.content == data
     assert download.headers["content-disposition"].startswith("attachment")

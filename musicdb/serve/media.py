@@ -5,8 +5,9 @@ holds for that id, and only when its real path (symlinks resolved) lies inside o
 library roots and is a regular file; anything else (an id not in the library, a file deleted
 or replaced by a symlink out of the roots since the ingest, a path with `..`) is Subsonic error
 70 and nothing is read. The response is Starlette's FileResponse, which answers HTTP Range
-requests with 206 and Content-Range (players seek that way). There is no transcoding: `format`
-and `maxBitRate` are accepted and ignored, as Navidrome does without a transcoder.
+requests with 206 and Content-Range (players seek that way), here on POST too (SongFile).
+There is no transcoding: `format` and `maxBitRate` are accepted and ignored, as Navidrome does
+without a transcoder.
 
 `stream_song(snapshot, song_id, request)` is the same for the explorer's player (a plain 404
 instead of a Subsonic error body).
@@ -31,6 +32,17 @@ from musicdb.serve.protocol import NOT_FOUND, Call, Endpoint, SubsonicError
 
 FRONT_COVER = 3  # the picture type ID3 and FLAC give the front cover
 ART_CACHE = "private, max-age=86400"
+
+
+class SongFile(FileResponse):
+    """A FileResponse that honours Range on POST too: Subsonic clients may POST every call
+    (OpenSubsonic formPost; py-opensonic does by default), and Starlette reads Range only on
+    GET and HEAD, so a player seeking by POST would get the whole file again."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope.get("type") == "http" and scope.get("method") == "POST":
+            scope = {**scope, "method": "GET"}
+        await super().__call__(scope, receive, send)
 
 
 class NotServable(Exception):
@@ -63,12 +75,12 @@ def safe_file(snapshot: Any, path: str) -> tuple[Path, Any]:
     return real, info
 
 
-def song_file(snapshot: Any, song_id: str, *, attachment: bool = False) -> FileResponse:
+def song_file(snapshot: Any, song_id: str, *, attachment: bool = False) -> SongFile:
     """The song's original file as a response (Range supported)."""
     song = _track(snapshot, song_id)
     real, info = safe_file(snapshot, song["path"])
     name = Path(song["path"]).name
-    return FileResponse(real, media_type=song["content_type"], stat_result=info,
+    return SongFile(real, media_type=song["content_type"], stat_result=info,
                         filename=name if attachment else None,
                         content_disposition_type="attachment" if attachment else "inline")
 
