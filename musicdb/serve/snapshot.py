@@ -34,6 +34,18 @@ INDEX_MODULE = "musicdb.similarity.index"
 # A reload gives an ingest's batch time to finish; a shell holding the file is not waited for.
 RELOAD_PATIENCE = access.Patience(musicdb_s=10.0, other_s=0.0, notice_after_s=3600.0)
 
+# What VectorIndex.load reads, copied while the file is attached, so that turning a million
+# FLOAT[] lists into a matrix (seconds) happens after DETACH: at 1,000,000 songs the file is
+# held ~5 s instead of ~12 s. Only the default set's vectors.
+VECTORS = "vectors"
+VECTOR_TABLES = {
+    "default_feature_set": "SELECT * FROM src.default_feature_set",
+    "latest_feature_sets": "SELECT * FROM src.latest_feature_sets",
+    "song_vectors": "SELECT feature_set_id, song_id, z, label FROM src.song_vectors "
+                    "WHERE feature_set_id IN (SELECT feature_set_id FROM src.default_feature_set)",
+    "songs": "SELECT song_id, content_hash FROM src.songs",
+}
+
 log = logging.getLogger("musicdb.serve")
 
 
@@ -45,7 +57,8 @@ class Snapshot:
     feature_set: str | None
     index: Any  # musicdb.similarity.index.VectorIndex | None
     con: duckdb.DuckDBPyConnection = field(repr=False)
-    songs: int = 0  # tracks in the copy (0 until snapshot.sql exists)
+    songs: int = 0  # tracks in the copy
+    held_seconds: float = 0.0  # how long the file was attached for this copy
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self.con.cursor()
@@ -60,11 +73,17 @@ def load(db: Path, *, patience: access.Patience = access.COMMAND,
     con = duckdb.connect(":memory:", config=NO_EXTENSIONS)
     try:
         _attach(con, db, patience, notify)
+        attached = time.perf_counter()
         try:
-            return _copy(con, db)
+            roots = _copy(con, db)
         finally:
             con.execute("USE memory")
             con.execute("DETACH src")
+        held = time.perf_counter() - attached
+        index = _load_index(con)  # from the copied vectors: the file is free meanwhile
+        return Snapshot(db=db, loaded_at=time.time(), roots=roots,
+                        feature_set=index.feature_set if index is not None else None,
+                        index=index, con=con, songs=_count_tracks(con), held_seconds=held)
     except BaseException:
         con.close()
         raise
@@ -83,7 +102,8 @@ def _attach(con: duckdb.DuckDBPyConnection, db: Path, patience: access.Patience,
         raise dbfile.open_failure(db, str(exc), duckdb.__version__) from exc
 
 
-def _copy(con: duckdb.DuckDBPyConnection, db: Path) -> Snapshot:
+def _copy(con: duckdb.DuckDBPyConnection, db: Path) -> list[Path]:
+    """Everything the snapshot needs from src, as plain tables; the library roots."""
     con.execute("USE src")
     check_musicdb(con, db, writer=False, create=False)
     con.execute("USE memory")
@@ -91,18 +111,21 @@ def _copy(con: duckdb.DuckDBPyConnection, db: Path) -> Snapshot:
         "SELECT DISTINCT root FROM src.songs WHERE root IS NOT NULL ORDER BY root").fetchall()]
     if SNAPSHOT_SQL.exists():
         con.execute(SNAPSHOT_SQL.read_text())
-    index = _load_index(con)
-    songs = _count_tracks(con)
-    return Snapshot(db=db, loaded_at=time.time(), roots=roots,
-                    feature_set=index.feature_set if index is not None else None,
-                    index=index, con=con, songs=songs)
+    con.execute(f"CREATE SCHEMA {VECTORS}")
+    for table, query in VECTOR_TABLES.items():
+        con.execute(f"CREATE TABLE {VECTORS}.{table} AS {query}")
+    return roots
 
 
 def _load_index(con: duckdb.DuckDBPyConnection) -> Any:
-    """H1's VectorIndex of the default set, when the module is there and the library has one."""
-    if importlib.util.find_spec(INDEX_MODULE) is None:
-        return None
-    index = importlib.import_module(INDEX_MODULE).VectorIndex.load(con, prefix="src.")
+    """H1's VectorIndex of the default set (None when the library has no vectors), built from
+    the copied tables, which are dropped once it holds the vectors."""
+    try:
+        if importlib.util.find_spec(INDEX_MODULE) is None:
+            return None
+        index = importlib.import_module(INDEX_MODULE).VectorIndex.load(con, prefix=f"{VECTORS}.")
+    finally:
+        con.execute(f"DROP SCHEMA {VECTORS} CASCADE")
     if index is not None:
         index.start_ann()  # exact answers until the approximate index is built
     return index
@@ -153,9 +176,14 @@ class Snapshots:
         while not self._stop.wait(STAT_SECONDS):
             signature = _signature(self.db)
             now = time.time()
-            due = now - self.current.loaded_at >= self.reload_seconds and now >= self._next_try
+            due = now - self.current.loaded_at >= self._spacing() and now >= self._next_try
             if signature != self._signature and due:
                 self.reload(signature)
+
+    def _spacing(self) -> float:
+        """Seconds between reloads: RELOAD_SECONDS, or longer when a copy holds the file
+        long (a big library), so an ingest has the file at least two thirds of the time."""
+        return max(self.reload_seconds, 2 * self.current.held_seconds)
 
     def reload(self, signature: tuple | None = None) -> bool:
         """Build a new snapshot and swap it in; on failure keep the old one and log once."""
