@@ -55,13 +55,14 @@ WITH RECURSIVE fs AS (
            greatest(p.from_first2 - p.along * p.along * ln.length2, 0) AS perp2
     FROM (SELECT v.song_id, v.label, s.content_hash,
                  CASE WHEN ln.length2 > 0
-                      THEN (list_dot_product(v.z::DOUBLE[], ln.direction)
+                      THEN (list_dot_product(v.z, ln.direction)
                             - list_dot_product(ln.z_first, ln.direction)) / ln.length2
                       ELSE 0 END AS along,
-                 list_distance(v.z::DOUBLE[], ln.z_first) ^ 2 AS from_first2
-          FROM song_vectors v JOIN songs s USING (song_id), line ln
-          WHERE v.feature_set_id = (SELECT feature_set_id FROM fs)
-            AND v.song_id NOT IN (ln.first_id, ln.last_id)
+                 list_distance(v.z, ln.z_first) ^ 2 AS from_first2
+          FROM (SELECT song_id, label, z::DOUBLE[] AS z FROM song_vectors  -- cast once
+                WHERE feature_set_id = (SELECT feature_set_id FROM fs)) v
+          JOIN songs s USING (song_id), line ln
+          WHERE v.song_id NOT IN (ln.first_id, ln.last_id)
             AND (s.content_hash IS NULL OR NOT list_contains(ln.hashes, s.content_hash))) p,
          line ln
 ), size AS (

@@ -65,7 +65,8 @@ def path(
     if fmt is OutputFormat.TABLE and out.is_terminal:  # what was answered, above the table
         out.print(f"Path from [bold]{escape(answer.first)}[/bold] to "
                   f"[bold]{escape(answer.last)}[/bold] · feature set "
-                  f"{escape(answer.feature_set)} · {len(songs)} songs", soft_wrap=True)
+                  f"{escape(answer.feature_set)} · {len(songs)} songs", soft_wrap=True,
+                  highlight=False)
     rows = [tuple(song[c] for c in COLUMNS) for song in songs]  # the macro's columns
     print_rows(COLUMNS, rows, fmt, terminal={"position": str, "to_target": "{:.3f}".format,
                                            "step": lambda v: "" if v is None else f"{v:.3f}"})
