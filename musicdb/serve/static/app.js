@@ -176,6 +176,9 @@ async function songView(id) {
                               : el("p", { class: "muted" }, data.similar_note || "None.")];
 }
 
+const METHOD_NAMES = { svd: "SVD", tsne: "t-SNE", umap: "UMAP" };
+function methodName(method) { return METHOD_NAMES[method] || method; }
+
 async function mapsView() {
   const data = await api("maps");
   if (!data.runs.length) {
@@ -185,7 +188,7 @@ async function mapsView() {
   return [el("h1", {}, "Maps"),
           el("ul", { class: "list maps" }, data.runs.map(r => el("li", {},
             el("span", { class: "what" }, el("a", { href: "#/map/" + r.run_id },
-               `Run ${r.run_id}: ${r.method} of ${r.n_points} ${r.unit}s`),
+               `Run ${r.run_id}: ${methodName(r.method)} of ${r.n_points} ${r.unit}s`),
                ` · feature set ${r.feature_set} · labels by ${r.label_from}`),
             el("span", { class: "meta" }, r.created_at))))];
 }
@@ -216,20 +219,21 @@ async function mapView(runId) {
                    legend: { title: { text: `label (${r.label_from})` } },
                    xaxis: { showticklabels: false, zeroline: false },
                    yaxis: { showticklabels: false, zeroline: false } };
-  // Drawn once the element is in the page, so plotly sizes it to its box.
-  queueMicrotask(async () => {
+  // Drawn once the element is in the page (render calls `mounted`), so plotly sizes the
+  // plot to its box.
+  const mounted = async () => {
     await Plotly.newPlot(plot, traces, layout, { responsive: true, displaylogo: false });
     plot.on("plotly_click", event => {
-      const point = event.points[0];
-      const song = data.songs[point.customdata];
+      const song = data.songs[event.points[0].customdata];
       if (song) player.play([song]);
     });
     plot.dataset.drawn = "true";
-  });
-  return [el("h1", {}, `Map run ${r.run_id}`),
-          el("p", { class: "sub" }, `${r.method} of ${r.n_points} ${r.unit}s · feature set `,
-             `${r.feature_set} · labels by ${r.label_from}. Click a point to play its song.`),
-          plot];
+  };
+  return { mounted, nodes: [
+    el("h1", {}, `Map run ${r.run_id}`),
+    el("p", { class: "sub" }, `${methodName(r.method)} of ${r.n_points} ${r.unit}s · feature `,
+       `set ${r.feature_set} · labels by ${r.label_from}. Click a point to play its song.`),
+    plot] };
 }
 
 // The path builder keeps its chosen ends while the listener browses elsewhere.
@@ -239,7 +243,8 @@ function picker(which, label) {
   const input = el("input", { type: "search", placeholder: "Search a song", id: "pick-" + which,
                               autocomplete: "off", "aria-label": label });
   const chosen = el("div", { class: "chosen", id: "chosen-" + which },
-                    pathEnds[which] ? pathEnds[which].title : "none chosen");
+                    pathEnds[which] ? `${pathEnds[which].title} · ${pathEnds[which].artist || ""}`
+                                    : "none chosen");
   const results = el("ul", { class: "list", hidden: true });
   let pending = 0;
   input.addEventListener("input", async () => {
@@ -318,9 +323,12 @@ async function render() {
     content = [message(error.message)];
   }
   if (ticket !== rendering) return;  // the listener moved on while this one loaded
-  view.replaceChildren(...[content].flat());
-  document.body.dataset.view = hash || "#/";
+  // A view is its nodes, or { nodes, mounted } when it has work once they are in the page.
+  const { nodes, mounted } = Array.isArray(content) ? { nodes: content } : content;
+  view.replaceChildren(...nodes);
   window.scrollTo(0, 0);
+  if (mounted) await mounted();
+  document.body.dataset.view = hash || "#/";
 }
 
 document.getElementById("search-form").addEventListener("submit", event => {
