@@ -29,8 +29,13 @@ DEFAULT_SETS = ("default", "seed55")
 
 
 def set_params(name: str, snippet_seconds: float, params: FrameParams = FrameParams()) -> dict:
-    """Everything that identifies a version of an extracted set; any change is a new version."""
-    return params.as_dict() | {"summary": name, "snippet_seconds": snippet_seconds}
+    """Everything that identifies a version of an extracted set; any change is a new version.
+
+    A set with its own code version (tonal) adds it; the others' parameters stay as they were.
+    """
+    own = EXTRACTORS[name].code_version if name in EXTRACTORS else None
+    return (params.as_dict() | {"summary": name, "snippet_seconds": snippet_seconds}
+            | ({} if own is None else {"set_code_version": own}))
 
 
 @dataclass

@@ -26,6 +26,7 @@ from musicdb.analysis.features import (
     FrameParams,
     hann_window,
 )
+from musicdb.analysis.tonal import TONAL_CODE_VERSION, TONAL_NAMES, describe_tonal, tonal_values
 from musicdb.errors import NonFiniteValues
 
 
@@ -138,6 +139,7 @@ class FeatureSet:
     describe: Callable[[FrameParams], list[str]]  # one line per column, for these parameters
     summarise: Callable[..., np.ndarray]
     prefix_of: str | None = None  # a set whose first columns are exactly these
+    code_version: int | None = None  # the set's own formula version (set_params), if it has one
 
     @property
     def descriptions(self) -> list[str]:
@@ -317,8 +319,21 @@ def summarise_default(frames: np.ndarray, *, params: FrameParams = FrameParams()
     return _finite(np.array([out[n] for n in DEFAULT_NAMES], dtype=np.float32), DEFAULT_NAMES)
 
 
+def summarise_tonal(frames: np.ndarray, *, params: FrameParams = FrameParams(),
+                    tempogram: np.ndarray | None = None) -> np.ndarray:
+    """The tonal set (TONAL_NAMES order: key, mode, tempo candidates) of a frame slice."""
+    _check(frames)
+    if tempogram is None:
+        tempogram = mean_tempograms(frames[ROW["onset"]], tempogram_window(params),
+                                    [slice(None)])[0]
+    out = tonal_values(frames, params, tempogram)
+    return _finite(np.array([out[n] for n in TONAL_NAMES], dtype=np.float32), TONAL_NAMES)
+
+
 FEATURE_SETS = {
     "seed55": FeatureSet("seed55", list(SEED55_NAMES), describe_seed55, summarise_seed55,
                          prefix_of="default"),
     "default": FeatureSet("default", DEFAULT_NAMES, describe_default, summarise_default),
+    "tonal": FeatureSet("tonal", list(TONAL_NAMES), describe_tonal, summarise_tonal,
+                        code_version=TONAL_CODE_VERSION),
 }
