@@ -35,6 +35,10 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535,
                                       help="TCP port (0: any free one).")] = 4533,
     users: UsersFile = None,
+    playlists: Annotated[Path | None, typer.Option(
+        exists=True, file_okay=False,
+        help="Folder whose .m3u/.m3u8 files are the players' playlists (default: the "
+             "database's folder).")] = None,
 ) -> None:
     """Serve the library to Subsonic players (OpenSubsonic API under /rest/) and a web explorer
     at /. Read-only: it never writes the database, and keeps answering while `musicdb ingest`
@@ -51,7 +55,8 @@ def serve(
                   highlight=False)
 
     with user_errors():
-        run_server(ServeConfig(db=db, users_file=_users_file(users)), host, port, announce)
+        run_server(ServeConfig(db=db, users_file=_users_file(users), playlists=playlists),
+                   host, port, announce)
     err.print("musicdb serve: stopped", highlight=False)
 
 

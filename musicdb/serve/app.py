@@ -47,6 +47,7 @@ class ServeConfig:
     db: Path
     users_file: Path
     reload_seconds: float = RELOAD_SECONDS
+    playlists: Path | None = None  # the folder of .m3u8 files (None: the database's folder)
 
 
 class Users:
