@@ -52,8 +52,16 @@ SELECT song_id, 'so-' || song_id AS id, title, artist,
        src.label_key(title) AS title_key, src.label_key(artist) AS artist_key,
        src.label_key(album) AS album_key,
        -- What search3 matches every word of the query against.
-       src.label_key(concat_ws(' ', title, artist, album, albumartist)) AS search_key
-FROM base;
+       src.label_key(concat_ws(' ', title, artist, album, albumartist)) AS search_key,
+       -- search3's order (title, artist), as a number: a top-n over it costs a scan, not a sort.
+       row_number() OVER (ORDER BY src.label_key(title), src.label_key(artist), song_id)
+           ::INTEGER AS search_rank
+FROM base
+ORDER BY search_rank;
+
+-- Songs are fetched by id for every similar-songs answer: point lookups, not scans.
+CREATE UNIQUE INDEX tracks_song_id ON tracks (song_id);
+CREATE UNIQUE INDEX tracks_id ON tracks (id);
 
 -- One music folder per library root, numbered in root order (getMusicFolders).
 CREATE OR REPLACE TABLE music_folders AS

@@ -97,7 +97,9 @@ def _artist_radio(call: Call, artist_id: str, count: int) -> Ranked:
         ORDER BY list_distance(o.centroid, ?::DOUBLE[]), o.label
         LIMIT ?""", [artist_id, target[0]["centroid"], count])
     order = [artist_id, *dict.fromkeys(n["artist_id"] for n in neighbours)]
-    songs = rows(call, "SELECT * FROM tracks WHERE list_contains(?, artist_id)", [order])
+    songs = rows(call, """
+        SELECT t.* FROM (SELECT unnest(?::VARCHAR[]) AS artist_id) chosen
+        JOIN tracks t USING (artist_id)""", [order])
     held = index.rows([s["song_id"] for s in songs])
     centre = np.asarray(target[0]["centroid"], dtype=np.float32)
     distance = dict(zip(index.song_ids[held].tolist(),
