@@ -473,3 +473,20 @@ def test_similarity_scores_follow_the_distances(served: Server, songs):
     nearest = index.nearest(int(song["id"][3:]), 3)
     assert [m["similarity"] for m in matches] == [round(1 / (1 + d / scale), 4)
                                                   for _, d in nearest]
+
+
+def test_music_folder_filters_keep_one_library_root(served: Server):
+    folders = served.call("getMusicFolders")["musicFolders"]["musicFolder"]
+    assert len(folders) == 2  # the shared library and "extra"
+    extra = next(f["id"] for f in folders if f["name"] == "extra")
+    found = served.call("search3", query="", songCount=50, musicFolderId=extra)["searchResult3"]
+    assert sorted(s["title"] for s in found["song"]) == ["Gone", "Linked", "Swapped"]
+    assert [a["name"] for a in found["album"]] == ["Odd"]
+    assert [a["name"] for a in found["artist"]] == ["Odd Ones"]
+    albums = served.call("getAlbumList2", type="newest", musicFolderId=extra)["albumList2"]
+    assert [a["name"] for a in albums["album"]] == ["Odd"]
+    songs = served.call("getRandomSongs", size=50, musicFolderId=extra)["randomSongs"]["song"]
+    assert len(songs) == 3
+    index = served.call("getArtists", musicFolderId=extra)["artists"]["index"]
+    assert [a["name"] for group in index for a in group["artist"]] == ["Odd Ones"]
+    assert served.error("search3", query="", musicFolderId=99)["code"] == 70

@@ -63,11 +63,12 @@ ORDER BY search_rank;
 CREATE UNIQUE INDEX tracks_song_id ON tracks (song_id);
 CREATE UNIQUE INDEX tracks_id ON tracks (id);
 
--- One music folder per library root, numbered in root order (getMusicFolders).
+-- One music folder per library root, numbered in root order as getMusicFolders numbers
+-- Snapshot.roots (every root songs name, also one whose songs are all missing now).
 CREATE OR REPLACE TABLE music_folders AS
 SELECT row_number() OVER (ORDER BY root)::INTEGER AS id, root,
        coalesce(nullif(regexp_extract(rtrim(root, '/'), '([^/\\]+)$', 1), ''), root) AS name
-FROM (SELECT DISTINCT root FROM tracks WHERE root IS NOT NULL);
+FROM (SELECT DISTINCT root FROM src.songs WHERE root IS NOT NULL);
 
 -- Albums: grouped by album artist and album name. cover_id: the song whose file is asked for
 -- embedded art first (the album's first track).
