@@ -358,3 +358,35 @@ def test_head_and_post_reach_the_same_methods(server: Server, path: str):
                                                                "f": "json"})
     assert refused.json()["subsonic-response"]["error"]["code"] == 40
     assert guesser.client.head(f"{guesser.url}{path}", params=guesser.params()).status_code == 200
+
+
+def test_a_failed_reload_keeps_the_old_snapshot_with_one_line(library_db: Path,
+                                                              tmp_path: Path):
+    import duckdb
+
+    db = copy_library(library_db, tmp_path)
+    running = start_server(db, tmp_path)
+    try:
+        folders = _folders(running)
+        writer = duckdb.connect(str(db))  # a writer keeps every reader out
+        try:
+            os.utime(db)  # the file looks changed: the server tries to reload, and cannot
+            deadline = time.monotonic() + RELOAD_SECONDS + 60
+            while "could not reload" not in running.stderr():
+                assert time.monotonic() < deadline, running.stderr()
+                assert _folders(running) == folders  # the old snapshot answers meanwhile
+                time.sleep(0.2)
+        finally:
+            writer.close()
+        os.utime(db)
+        deadline = time.monotonic() + RELOAD_SECONDS + 60
+        while "reloaded" not in running.stderr():
+            assert time.monotonic() < deadline, running.stderr()
+            time.sleep(0.2)
+        assert _folders(running) == folders
+    finally:
+        assert running.stop() == 0
+    failures = [line for line in running.lines if "could not reload" in line]
+    assert len(failures) == 1, running.stderr()  # one line, not one per retry
+    assert "open for writing" in failures[0]
+    assert "Traceback" not in running.stderr()
