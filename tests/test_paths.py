@@ -197,6 +197,22 @@ def test_the_numpy_twin_gives_the_macros_path(library, index, a, b, n):
     assert [s.step for s in twin[1:]] == pytest.approx([r[3] for r in rows[1:]], abs=1e-9)
 
 
+def test_a_path_from_a_song_to_its_copy_is_its_nearest_songs(library, index):
+    """A line of length 0: every target is A, so the path is A's nearest songs, then B."""
+    db, lib = library
+    a, b = (str((lib / folder / "step3.flac").resolve()) for folder in ("Steps", "Copies"))
+    with duckdb.connect(str(db), read_only=True) as con:
+        use_path_macro(con)
+        rows = con.execute("SELECT song_id FROM song_path(?, ?, n := 4)", [a, b]).fetchall()
+    ids = [r[0] for r in rows]
+    assert len(ids) == 4
+    assert [s.song_id for s in song_path(index, ids[0], ids[-1], 4)] == ids
+    assert ids[1] == index.nearest(ids[0], 1)[0][0]  # the song nearest A (not its copy)
+    labels = [index.labels[index.row(song)] for song in ids]
+    assert len(set(labels[1:3])) == 2
+    assert "Step 3" not in labels[1:3]
+
+
 def test_the_twin_refuses_what_the_macro_gives_no_rows_for(index):
     a, b = (int(x) for x in index.song_ids[:2])
     assert song_path(index, a, a, 5) == []
