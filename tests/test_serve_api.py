@@ -3,9 +3,10 @@ playlists in XML and JSON (element and attribute names of the specification), er
 10 and 70, Range requests, and what must never be served (ids that name no song, a file deleted
 after the ingest, symlinks out of the library root, SQL in parameters).
 
-One real server process on a copy of the shared library (tests/serving.py) into which three
+One real server process on a copy of the shared library (tests/serving.py) into which four
 more songs were ingested: one whose file is then deleted, one then replaced by a symlink to a
-file outside the library, and one that was a symlink to a file outside from the start.
+file outside the library, one that was a symlink to a file outside from the start, and one
+without an album tag.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from tests.serving import (
 
 NS = "{http://subsonic.org/restapi}"
 SONGS = len(LIBRARY_SONGS)
+EXTRA = 4  # the songs of "Odd Ones" the fixture adds
+ALBUMS = 5  # three shared albums, "Odd" and "[Unknown Album]"
 CHILD_ATTRIBUTES = {"id", "parent", "isDir", "title", "album", "artist", "track", "year",
                     "genre", "coverArt", "size", "contentType", "suffix", "duration",
                     "bitRate", "path", "created", "albumId", "artistId", "type", "mediaType"}
@@ -56,6 +59,7 @@ def served(library_db: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa:
     target = write_audio(outside / "secret.flac", noise(2.0, seed=13))
     tag(target, artist="Odd Ones", album="Odd", title="Linked")
     (extra / "Linked.flac").symlink_to(target)
+    tag(write_audio(extra / "Loose.flac", noise(2.0, seed=14)), artist="Odd Ones", title="Loose")
     ingest(extra, db)
     (extra / "Gone.flac").unlink()
     (extra / "Swapped.flac").unlink()
@@ -167,16 +171,17 @@ def test_song_is_a_child_with_the_file_facts(served: Server, songs, library_db):
                                   "alphabeticalByArtist"])
 def test_album_lists_page_through_every_album(served: Server, kind: str):
     everything = served.call("getAlbumList2", type=kind, size=500)["albumList2"]["album"]
-    assert len(everything) == 4  # three shared albums and "Odd"
+    assert len(everything) == ALBUMS
     paged = [served.call("getAlbumList2", type=kind, size=1, offset=i)["albumList2"]["album"]
-             for i in range(5)]
-    assert [len(p) for p in paged] == [1, 1, 1, 1, 0]
+             for i in range(ALBUMS + 1)]
+    assert [len(p) for p in paged] == [1] * ALBUMS + [0]
     if kind != "random":
-        assert [p[0]["id"] for p in paged[:4]] == [a["id"] for a in everything]
+        assert [p[0]["id"] for p in paged[:ALBUMS]] == [a["id"] for a in everything]
     if kind == "alphabeticalByName":
-        assert [a["name"] for a in everything] == ["Beats", "Long Hum", "Odd", "Weeds"]
+        assert [a["name"] for a in everything] == ["[Unknown Album]", "Beats", "Long Hum",
+                                                   "Odd", "Weeds"]
     element = xml_ok(served, "getAlbumList2", type=kind).find(f"{NS}albumList2")
-    assert len(element.findall(f"{NS}album")) == 4
+    assert len(element.findall(f"{NS}album")) == ALBUMS
 
 
 def test_album_lists_by_year_and_genre_and_the_empty_kinds(served: Server):
@@ -217,10 +222,10 @@ def test_search3_matches_words_ignoring_case_and_accents(served: Server):
 
 @pytest.mark.parametrize("query", ["", '""'])
 def test_search3_with_an_empty_query_pages_through_everything(served: Server, query: str):
-    total = SONGS + 3
+    total = SONGS + EXTRA
     every = served.call("search3", query=query, songCount=500)["searchResult3"]
     assert len(every["song"]) == total
-    assert len(every["album"]) == 4
+    assert len(every["album"]) == ALBUMS
     pages = [served.call("search3", query=query, songCount=4, songOffset=o, artistCount=0,
                          albumCount=0)["searchResult3"] for o in range(0, total + 4, 4)]
     assert [s["id"] for p in pages for s in p["song"]] == [s["id"] for s in every["song"]]
@@ -242,7 +247,7 @@ def test_random_songs_honour_size_genre_and_years(served: Server):
         return [s["title"] for s in served.call("getRandomSongs", **params)["randomSongs"]["song"]]
 
     assert len(titles(size=3)) == 3
-    assert len(titles(size=500)) == SONGS + 3
+    assert len(titles(size=500)) == SONGS + EXTRA
     assert len(titles(size=500, genre="Synthetic")) == SONGS
     assert len(titles(size=500, fromYear=2026, toYear=2026)) == SONGS
     assert titles(size=500, fromYear=2027) == []
@@ -306,7 +311,7 @@ def test_similar_songs_of_an_artist_start_with_it_then_its_nearest_artists(serve
     # one song of each artist per round, in the order of musicdb similar
     first_round = [s["artist"] for s in got[:len(order)]]
     assert first_round == order
-    assert len(got) == len({s["id"] for s in got}) == SONGS + 3
+    assert len(got) == len({s["id"] for s in got}) == SONGS + EXTRA
 
 
 def test_similar_songs_of_an_album_leave_out_its_own_songs(served: Server, songs):
@@ -330,7 +335,7 @@ def test_sonic_similar_tracks_are_sonic_matches_with_falling_similarity(served: 
     elements = root.findall(f"{NS}sonicMatch")
     assert [e.find(f"{NS}entry").get("id") for e in elements] == [s["id"] for s in expected]
     assert [float(e.get("similarity")) for e in elements] == scores
-    every_other = SONGS + 3 - 1  # fewer than the default count of 10
+    every_other = SONGS + EXTRA - 1  # fewer than the default count of 10
     assert len(served.call("getSonicSimilarTracks", id=song["id"])["sonicMatch"]) == every_other
     assert served.error("getSonicSimilarTracks", id=song["albumId"])["code"] == 70
 
@@ -480,13 +485,24 @@ def test_music_folder_filters_keep_one_library_root(served: Server):
     assert len(folders) == 2  # the shared library and "extra"
     extra = next(f["id"] for f in folders if f["name"] == "extra")
     found = served.call("search3", query="", songCount=50, musicFolderId=extra)["searchResult3"]
-    assert sorted(s["title"] for s in found["song"]) == ["Gone", "Linked", "Swapped"]
-    assert [a["name"] for a in found["album"]] == ["Odd"]
+    assert sorted(s["title"] for s in found["song"]) == ["Gone", "Linked", "Loose", "Swapped"]
+    assert [a["name"] for a in found["album"]] == ["[Unknown Album]", "Odd"]
     assert [a["name"] for a in found["artist"]] == ["Odd Ones"]
     albums = served.call("getAlbumList2", type="newest", musicFolderId=extra)["albumList2"]
-    assert [a["name"] for a in albums["album"]] == ["Odd"]
+    assert sorted(a["name"] for a in albums["album"]) == ["Odd", "[Unknown Album]"]
     songs = served.call("getRandomSongs", size=50, musicFolderId=extra)["randomSongs"]["song"]
-    assert len(songs) == 3
+    assert len(songs) == EXTRA
     index = served.call("getArtists", musicFolderId=extra)["artists"]["index"]
     assert [a["name"] for group in index for a in group["artist"]] == ["Odd Ones"]
     assert served.error("search3", query="", musicFolderId=99)["code"] == 70
+
+
+def test_a_song_without_an_album_tag_is_on_its_artists_unknown_album(served: Server, songs):
+    loose = songs["Loose"]
+    assert loose["album"] == "[Unknown Album]"
+    album = served.call("getAlbum", id=loose["albumId"])["album"]
+    assert (album["name"], album["artist"]) == ("[Unknown Album]", "Odd Ones")
+    assert [s["title"] for s in album["song"]] == ["Loose"]
+    artist = served.call("getArtist", id=loose["artistId"])["artist"]
+    assert sorted(a["name"] for a in artist["album"]) == ["Odd", "[Unknown Album]"]
+    assert artist["albumCount"] == 2
