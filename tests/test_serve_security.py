@@ -17,7 +17,6 @@ import pytest
 
 from musicdb.audio.synth import tag, tone, write_audio
 from musicdb.serve.auth import FAILURES
-from musicdb.serve.snapshot import RELOAD_SECONDS
 from tests import serving
 from tests.serving import MUSICDB, PASSWORD, USER, Server, add_user, copy_library, start_server
 
@@ -25,6 +24,7 @@ server = serving.server  # the module's `musicdb serve` (fixture)
 library_db = serving.library_db  # the shared library's database (fixture)
 
 TIMEOUT_S = 120
+RELOAD_SECONDS = 1.0  # --reload-seconds of the servers that watch an ingest
 
 
 def _one_error_line(stderr: str) -> str:
@@ -314,7 +314,7 @@ def test_it_keeps_answering_while_an_ingest_writes_and_then_shows_the_new_songs(
     db = copy_library(library_db, tmp_path)
     new = tmp_path / "later"
     _new_songs(new, 4)
-    running = start_server(db, tmp_path)
+    running = start_server(db, tmp_path, args=("--reload-seconds", str(RELOAD_SECONDS)))
     try:
         assert "later" not in _folders(running)
         ingesting = subprocess.Popen([MUSICDB, "ingest", str(new), "--db", str(db),
@@ -365,7 +365,7 @@ def test_a_failed_reload_keeps_the_old_snapshot_with_one_line(library_db: Path,
     import duckdb
 
     db = copy_library(library_db, tmp_path)
-    running = start_server(db, tmp_path)
+    running = start_server(db, tmp_path, args=("--reload-seconds", str(RELOAD_SECONDS)))
     try:
         folders = _folders(running)
         writer = duckdb.connect(str(db))  # a writer keeps every reader out

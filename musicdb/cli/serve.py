@@ -35,6 +35,9 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535,
                                       help="TCP port (0: any free one).")] = 4533,
     users: UsersFile = None,
+    reload_seconds: Annotated[float, typer.Option(
+        min=1.0, help="Reload a database that changed at most this often, in seconds (a big "
+                      "library's copy also waits twice as long as it holds the file).")] = 5.0,
     playlists: Annotated[Path | None, typer.Option(
         exists=True, file_okay=False,
         help="Folder whose .m3u/.m3u8 files are the players' playlists (default: the "
@@ -55,7 +58,8 @@ def serve(
                   highlight=False)
 
     with user_errors():
-        run_server(ServeConfig(db=db, users_file=_users_file(users), playlists=playlists),
+        run_server(ServeConfig(db=db, users_file=_users_file(users), playlists=playlists,
+                               reload_seconds=reload_seconds),
                    host, port, announce)
     err.print("musicdb serve: stopped", highlight=False)
 
