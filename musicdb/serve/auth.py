@@ -67,10 +67,12 @@ class RateLimit:
             while times and times[0] < now - self.window_s:
                 times.popleft()
             if len(times) >= self.failures:
-                self._blocked_until[client] = now + self.cool_down_s
+                self._blocked_until.pop(client, None)
+                self._blocked_until[client] = now + self.cool_down_s  # newest last
                 times.clear()
-            while len(self._failed) > MAX_CLIENTS:
-                del self._failed[next(iter(self._failed))]
+            for remembered in (self._failed, self._blocked_until):  # many addresses (IPv6)
+                while len(remembered) > MAX_CLIENTS:
+                    del remembered[next(iter(remembered))]
 
 
 def authenticate(params, users: dict[str, User], limit: RateLimit, client: str) -> str:
