@@ -410,6 +410,7 @@ def test_stream_serves_no_path_from_the_request(served: Server, bad: str):
 def test_songs_deleted_or_linked_out_of_the_root_are_not_served(served: Server, songs,
                                                                 title: str):
     song = songs[title]  # still a library song: the ingest has not seen the change
+    assert song["path"] == ("secret.flac" if title == "Linked" else f"{title}.flac")
     for method in ("stream", "download", "getCoverArt"):
         response = served.get(method, id=song["id"])
         assert b"secret" not in response.content[:4096]

@@ -44,9 +44,11 @@ SELECT song_id, 'so-' || song_id AS id, title, artist,
        CASE WHEN duration_s > 0 THEN round(size_bytes * 8 / 1000 / duration_s)::INTEGER END
            AS bitrate,
        sample_rate, channels, codec, path, root,
-       -- The path as the Subsonic `path` field shows it: relative to its library root.
+       -- The path as the Subsonic `path` field shows it: relative to its library root (a
+       -- file a symlink led outside the root shows its name only).
        CASE WHEN starts_with(path, rtrim(root, '/') || '/')
-            THEN substr(path, length(rtrim(root, '/')) + 2) ELSE path END AS relpath,
+            THEN substr(path, length(rtrim(root, '/')) + 2)
+            ELSE regexp_extract(path, '([^/\\]+)$', 1) END AS relpath,
        strftime(added_at, '%Y-%m-%dT%H:%M:%SZ') AS created,
        content_hash, folder,
        src.label_key(title) AS title_key, src.label_key(artist) AS artist_key,
