@@ -203,6 +203,17 @@ def test_assets_are_bundled_and_no_cors_header_is_sent(open_url):
     assert not any(h.startswith("access-control-") for h in api.headers)
 
 
+def test_an_open_explorer_answers_only_to_loopback_names(open_url):
+    """DNS rebinding: another site's name pointed at 127.0.0.1 sends its own Host header."""
+    port = open_url.rsplit(":", 1)[1]
+    for path in ("/", "/api/maps", "/api/stream/so-1"):
+        refused = httpx.get(open_url + path, headers={"Host": f"evil.test:{port}"}, timeout=30)
+        assert refused.status_code == 403, path
+        assert "loopback" in refused.json()["error"]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        assert httpx.get(open_url + "/api/maps", headers={"Host": host}).status_code == 200
+
+
 def test_with_a_user_the_explorer_wants_a_login(guarded):
     guarded_url = guarded.url
     assert get(guarded_url + "/").status_code == 303  # to /login
@@ -228,6 +239,11 @@ def test_with_a_user_the_explorer_wants_a_login(guarded):
         assert client.get("/").status_code == 200
         client.post("/logout")
         assert client.get("/api/search", params={"q": "song"}).status_code == 401
+    # Another site's page cannot log anyone in (or out).
+    crossed = httpx.post(guarded_url + "/login", data={"name": USER, "password": PASSWORD},
+                         headers={"Origin": "http://evil.test"})
+    assert crossed.status_code == 403
+    assert "set-cookie" not in crossed.headers
     # A made-up cookie opens nothing.
     forged = httpx.get(guarded_url + "/api/maps", cookies={"musicdb_session": "guess"})
     assert forged.status_code == 401
@@ -295,6 +311,14 @@ def test_search_then_song_then_play(browser, open_url):
     browser.driver.forward()
     wait_for(browser, "document.querySelector('ol.similar-artists')")
     only_the_server(browser, open_url)
+
+
+def test_a_missing_song_is_a_message_on_the_page(browser, open_url):
+    browser.visit(open_url + "/#/song/so-99999", ready="document.body.dataset.view")
+    assert browser.js("return document.querySelector('main .message').textContent") == (
+        "no song so-99999 in the library")
+    # The one failed load is the API's 404; no script error.
+    assert [e for e in browser.errors() if "so-99999" not in e or "404" not in e] == []
 
 
 def pick(browser: Browser, which: str, query: str) -> None:

@@ -52,7 +52,7 @@ def routes(state: Any) -> list[BaseRoute]:
     def json_route(path: str, answer: Callable[[Request, Any], dict]) -> Route:
         def endpoint(request: Request) -> Response:
             if not gate.allows(request):
-                return _error(401, "log in first: POST /login")
+                return _refused(gate, request)
             try:
                 return _json(answer(request, snapshot()))
             except ExplorerError as exc:
@@ -61,7 +61,7 @@ def routes(state: Any) -> list[BaseRoute]:
 
     def stream(request: Request) -> Response:
         if not gate.allows(request):
-            return _error(401, "log in first: POST /login")
+            return _refused(gate, request)
         from musicdb.serve.media import stream_song
 
         try:
@@ -74,8 +74,10 @@ def routes(state: Any) -> list[BaseRoute]:
         return response
 
     def page(request: Request) -> Response:
-        if not gate.allows(request):
+        if gate.required and not gate.allows(request):
             return RedirectResponse("/login", status_code=303)
+        if not gate.allows(request):
+            return _refused(gate, request)
         return _file(STATIC / "index.html", "text/html; charset=utf-8")
 
     return [
@@ -132,6 +134,11 @@ def _error(status: int, message: str) -> JSONResponse:
     return _json({"error": message}, status)
 
 
+def _refused(gate: Gate, request: Request) -> JSONResponse:
+    """401 when a login would help, 403 when no login can (an open explorer's wrong Host)."""
+    return _error(401 if gate.required else 403, gate.refusal(request))
+
+
 def _number(text: str, what: str) -> int:
     if not text.isdigit() or len(text) > 9:
         raise ExplorerError(400, f"{what} must be a number, not {text[:40]!r}")
@@ -177,7 +184,7 @@ def _path_args(request: Request) -> tuple[int, int, int]:
 def _playlist(gate: Gate, snapshot: Callable[[], Any], request: Request) -> Response:
     """The path as an .m3u8 download (file paths: see explorer_api.playlist_m3u8)."""
     if not gate.allows(request):
-        return _error(401, "log in first: POST /login")
+        return _refused(gate, request)
     try:
         current = snapshot()
         found = api.path(current, *_path_args(request))

@@ -10,6 +10,7 @@ are rate-limited per client address by the same limiter as /rest/.
 from __future__ import annotations
 
 import html
+import ipaddress
 import secrets
 import threading
 import time
@@ -34,7 +35,8 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
                                "img-src 'self' data:; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: a form posted under it sends "Origin: null", which same_origin refuses.
+    "Referrer-Policy": "same-origin",
 }
 
 
@@ -70,7 +72,18 @@ class Gate:
         return found[0] if found and found[0] in self._users() else None
 
     def allows(self, request: Request) -> bool:
-        return not self.required or self.user(request) is not None
+        """Open without users, but only to a page this machine names itself; else a session."""
+        if self.required:
+            return self.user(request) is not None
+        return loopback_host(request)
+
+    def refusal(self, request: Request) -> str:
+        """Why allows() said no, for the 401/403 answer."""
+        if self.required:
+            return "log in first: POST /login"
+        return ("without users the explorer answers only at a loopback address "
+                "(http://127.0.0.1:PORT/ or http://localhost:PORT/), not at "
+                f"{request.headers.get('host', '')[:80]!r}")
 
     def login_page(self, request: Request, error: str = "", status: int = 200) -> Response:
         if not self.required:
@@ -82,6 +95,8 @@ class Gate:
     async def login(self, request: Request) -> Response:
         if not self.required:
             return RedirectResponse("/", status_code=303)
+        if not same_origin(request):
+            return self.login_page(request, "A login from another site's page is refused.", 403)
         form = await _form(request)
         name, password = form.get("name", ""), form.get("password", "")
         client = request.client.host if request.client else "?"
@@ -103,6 +118,8 @@ class Gate:
         return response
 
     def logout(self, request: Request) -> Response:
+        if not same_origin(request):
+            return HTMLResponse("A logout from another site's page is refused.", 403)
         token = request.cookies.get(COOKIE)
         with self._lock:
             self._sessions.pop(token or "", None)
@@ -114,6 +131,25 @@ class Gate:
         now = time.time()
         for token in [t for t, (_, expires) in self._sessions.items() if expires < now]:
             del self._sessions[token]
+
+
+def loopback_host(request: Request) -> bool:
+    """The Host header names this machine (127.x.x.x, ::1, localhost). A page of another site
+    whose name was pointed at 127.0.0.1 (DNS rebinding) sends its own name, and a LAN client
+    the address it used: both are refused while the explorer is open."""
+    host = request.headers.get("host", "")
+    name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return name.lower() == "localhost"
+
+
+def same_origin(request: Request) -> bool:
+    """A form POSTed by this site's own page, or by a client that sends no Origin (not a
+    browser); a browser posting from another site's page names that site."""
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.headers.get('host')}"
 
 
 async def _form(request: Request) -> dict[str, str]:
