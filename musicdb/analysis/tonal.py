@@ -107,6 +107,7 @@ PRIOR_BPM, PRIOR_OCTAVES = 120.0, 1.0  # librosa.feature.tempo's log-normal prio
 SEPARATE = 0.05  # a second candidate lies more than 5 % from the first: another peak
 TEMPO_BLOCK_SECONDS = 8.0  # blocks for tempo_stable: librosa's tempo window
 BEAT_MIN = 0.3  # a block whose onsets are less periodic than this at every tempo has no beat
+SEARCH = 0.10  # a block's beat is looked for within 10 % of tempo_1 (or its half/double)
 STABLE_WITHIN = 0.04  # tempo_stable: every beat block within 4 % of tempo_1 (or its half/double)
 
 
@@ -174,37 +175,57 @@ def periodicity(envelope: np.ndarray, lags: list[float]) -> list[float]:
             for lag in lags]
 
 
-def _block_tempo(envelope: np.ndarray, fps: float) -> float | None:
-    """A block's own tempo (BPM, prior-weighted autocorrelation peak), or None without a beat."""
+def _block_deviation(envelope: np.ndarray, tempo_1: float, fps: float) -> float | None:
+    """How far a block's beat lies from tempo_1 (relative), or None when the block has none.
+
+    The block's own autocorrelation (mean-removed, over its zero lag) is searched within
+    SEARCH of tempo_1's period, and of its half and double: its highest point there, when it is
+    a local peak holding at least half the block's strongest periodicity, is the block's beat
+    at that level (placed between lags). Looking
+    near tempo_1 rather than taking the block's own best peak keeps a steady song whose blocks
+    favour other metrical levels (its half bar, a 3:2 cross-rhythm) stable; a block with no
+    such peak at any level (its beat moved) counts SEARCH, the most a gap can be here.
+    """
     env = envelope.astype(np.float64) - envelope.mean()
     lo, hi = _lag_range(fps, env.size)
     if hi - lo < 3 or not np.any(env):
         return None
     ac = librosa.autocorrelate(env, max_size=hi)
     ac = ac / ac[0]
-    if ac[lo:hi].max() < BEAT_MIN:
+    strongest = ac[lo:hi].max()
+    if strongest < BEAT_MIN:
         return None
-    weighted = np.zeros(hi)
-    weighted[lo:hi] = np.maximum(ac[lo:hi], 0) * _prior(60.0 * fps / np.arange(lo, hi))
-    return 60.0 * fps / _vertex(weighted, int(np.argmax(weighted)))[0]
+    gaps = [SEARCH]
+    for level in (1.0, 0.5, 2.0):
+        period = 60.0 * fps / (tempo_1 * level)
+        first = max(lo, int(np.ceil(period / (1 + SEARCH))))
+        last = min(hi - 1, int(period * (1 + SEARCH)))
+        if last - first < 2:
+            continue
+        window = ac[first : last + 1]
+        i = int(np.argmax(window))
+        if 0 < i < len(window) - 1 and window[i] >= strongest / 2:
+            lag = _vertex(ac, first + i)[0]
+            gaps.append(abs(period / lag - 1))
+    return min(gaps)
 
 
 def tempo_drift(envelope: np.ndarray, tempo_1: float, params: FrameParams) -> float:
-    """Largest relative gap between a block's own tempo and tempo_1 (its half/double allowed).
+    """Largest relative gap between a block's beat and tempo_1 (its half or double allowed).
 
     Blocks: consecutive TEMPO_BLOCK_SECONDS from the start, a last partial one kept if at
-    least half a block (else joined to the one before); blocks without a beat are left out.
-    -1 when no block has a beat (or tempo_1 is 0): no tempo to be stable.
+    least half a block (else joined to the one before); blocks without a beat are left out
+    (see _block_deviation). 0..SEARCH; -1 when no block has a beat (or tempo_1 is 0).
     """
     fps = params.frames_per_second
     size = round(TEMPO_BLOCK_SECONDS * fps)
     starts = list(range(0, max(1, envelope.size - size // 2), size))
     bounds = [(a, b) for a, b in zip(starts, [*starts[1:], envelope.size], strict=True)]
-    tempi = [_block_tempo(envelope[a:b], fps) for a, b in bounds]
-    tempi = [t for t in tempi if t is not None]
-    if not tempi or tempo_1 <= 0:
+    if tempo_1 <= 0:
         return -1.0
-    return max(min(abs(t / (tempo_1 * f) - 1) for f in (0.5, 1.0, 2.0)) for t in tempi)
+    gaps = [_block_deviation(envelope[a:b], tempo_1, fps) for a, b in bounds]
+    gaps = [g for g in gaps if g is not None]
+    return max(gaps) if gaps else -1.0
 
 
 # --- the set -------------------------------------------------------------------------------
@@ -231,9 +252,10 @@ _TEMPO_COLUMNS = [
     ("tempo_2_confidence", "periodicity of the onsets at tempo_2, as tempo_1_confidence"),
     ("tempo_ratio", "tempo_2 / tempo_1: near 0.5 or 2 a half/double ambiguity, near 0.667 "
      "or 1.5 a 2-against-3 one (0 without tempo_2)"),
-    ("tempo_drift", "largest relative gap between the own tempo of an 8 s block that has a "
-     "beat (autocorrelation peak >= 0.3) and tempo_1, half or double tempo_1 allowed; -1 "
-     "when no block has a beat"),
+    ("tempo_drift", "largest relative gap between tempo_1 (or its half or double) and the "
+     "beat of an 8 s block that has one (its onset autocorrelation reaches 0.3): the "
+     "block's highest autocorrelation peak within 10%, if it holds half its strongest; 0.1 "
+     "when a block has none there (its beat moved); -1 when no block has a beat"),
     ("tempo_stable", "1 when some block has a beat and tempo_drift <= 0.04: the local tempo "
      "stays within 4% of the global one all through; else 0"),
 ]
