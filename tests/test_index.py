@@ -174,9 +174,11 @@ def test_the_ann_backend_finds_the_exact_neighbours(tmp_path):
     exact = VectorIndex.from_arrays(ids, z)
     ann = VectorIndex.from_arrays(ids, z)
     assert ann.describe()["backend"] == "exact"
-    thread = ann.start_ann(min_songs=0)
+    told: list[dict] = []
+    thread = ann.start_ann(min_songs=0, on_done=told.append)
     thread.join(timeout=300)
     info = ann.describe()
+    assert told == [info]
     assert info["backend"] == "ann"
     assert info["recall@10"] >= 0.95
     rng = np.random.default_rng(1)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -256,12 +256,18 @@ class VectorIndex:
             self._ann = fresh  # one reference assignment: a concurrent query sees old or new
             return True
 
-    def start_ann(self, *, min_songs: int = ANN_MIN_SONGS) -> threading.Thread | None:
-        """build_ann() in a daemon thread; queries are answered exactly meanwhile."""
+    def start_ann(self, *, min_songs: int = ANN_MIN_SONGS,
+                  on_done: Callable[[dict], None] | None = None) -> threading.Thread | None:
+        """build_ann() in a daemon thread; queries are answered exactly meanwhile. on_done
+        gets describe() once the approximate index answers (e.g. to log it)."""
         if len(self) < min_songs:
             return None
-        thread = threading.Thread(target=self.build_ann, kwargs={"min_songs": min_songs},
-                                  name="musicdb-ann", daemon=True)
+
+        def build() -> None:
+            if self.build_ann(min_songs=min_songs) and on_done is not None:
+                on_done(self.describe())
+
+        thread = threading.Thread(target=build, name="musicdb-ann", daemon=True)
         thread.start()
         return thread
 
