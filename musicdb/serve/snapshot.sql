@@ -8,12 +8,13 @@
 -- 'Abba' are one artist. Only songs with status 'ok' and a file are tracks.
 
 -- One row per playable song. artist: the artist tag, else the auto label (as `musicdb similar`
--- shows it); albumartist groups albums (the album artist tag, else the artist); songs without
--- an album tag are on '[Unknown Album]' under that artist.
+-- shows it), else '[Unknown Artist]' (an untagged file right in a root has no folder label);
+-- albumartist groups albums (the album artist tag, else the artist); songs without an album
+-- tag are on '[Unknown Album]' under that artist.
 CREATE OR REPLACE TABLE tracks AS
 WITH base AS (
-    SELECT l.song_id, l.title, coalesce(l.artist, l.label) AS artist, l.label,
-           coalesce(l.albumartist, l.artist, l.label) AS albumartist,
+    SELECT l.song_id, l.title, coalesce(l.artist, l.label, '[Unknown Artist]') AS artist,
+           l.label, coalesce(l.albumartist, l.artist, l.label, '[Unknown Artist]') AS albumartist,
            coalesce(nullif(trim(l.album), ''), '[Unknown Album]') AS album,
            l.track, l.year, l.genre, l.duration_s, l.sample_rate, l.channels, l.codec,
            l.path, l.folder, s.root, s.size_bytes, s.content_hash, s.added_at,
