@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import stat
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,10 @@ from musicdb.serve.browse import rows
 from musicdb.serve.protocol import NOT_FOUND, Call, Endpoint, SubsonicError
 
 FRONT_COVER = 3  # the picture type ID3 and FLAC give the front cover
+# What mutagen raises on unreadable or damaged tags: its own errors, and (fuzzing found, see
+# musicdb.audio.tags) plain IndexError/struct.error and friends from a corrupted header.
+DAMAGED_TAGS = (mutagen.MutagenError, OSError, ValueError, EOFError, IndexError, KeyError,
+                TypeError, AttributeError, struct.error)
 ART_CACHE = "private, max-age=86400"
 
 
@@ -158,14 +163,13 @@ def embedded_picture(path: Path) -> tuple[bytes, str] | None:
     METADATA_BLOCK_PICTURE comments. None when there is none or the tags cannot be read."""
     try:
         audio = mutagen.File(path)
-    except (mutagen.MutagenError, OSError, ValueError, EOFError):
+        if audio is None:
+            return None
+        pictures = _picture_of(audio) if getattr(audio, "pictures", None) else []
+        if audio.tags is not None:
+            pictures += _tag_pictures(audio.tags)
+    except DAMAGED_TAGS:
         return None
-    if audio is None:
-        return None
-    pictures = _picture_of(audio) if getattr(audio, "pictures", None) else []
-    tags = audio.tags
-    if tags is not None:
-        pictures += _tag_pictures(tags)
     if not pictures:
         return None
     best = sorted(pictures, key=lambda p: p[2] != FRONT_COVER)[0]
