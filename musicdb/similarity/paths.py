@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from musicdb.errors import SimilarityError
 from musicdb.similarity.similar import SongQuery, resolve_song
@@ -71,18 +73,53 @@ def song_path(index: VectorIndex, a_song_id: int, b_song_id: int, n: int) -> lis
     if n < 2 or first == last:
         return []
     line = _line(index, first, last)
-    blocked = np.zeros(len(index), dtype=bool)  # on the path, or a copy of a song on it
-    taken: set[str] = set()  # labels on the path
+    pool = _Pool(index)
     for row in (first, last):
-        _take(index, row, blocked, taken)
-    size = min(n, 2 + _distinct_songs(index, blocked))
+        pool.take(row)
+    size = min(n, 2 + pool.distinct_songs())
     rows = [first]
     for position in range(2, size):
-        row = _nearest_free(index, line.distance2((position - 1) / (size - 1)), blocked, taken)
-        _take(index, row, blocked, taken)
+        row = pool.nearest(line.distance2((position - 1) / (size - 1)))
+        pool.take(row)
         rows.append(row)
     rows.append(last)
     return _steps(index, line, rows)
+
+
+class _Pool:
+    """The songs a path may still take, as masks over the index's rows (vectorised: a library
+    of few artists, whose labels are soon all taken, costs no more than one of many)."""
+
+    def __init__(self, index: VectorIndex) -> None:
+        self.index = index
+        labels = pa.array(index.labels, type=pa.string())
+        self.codes = pc.dictionary_encode(labels).indices.fill_null(-1).to_numpy()  # -1: none
+        self.free = np.ones(len(index), dtype=bool)  # not on the path, no copy of one on it
+        self.fresh = self.free.copy()  # free, and of an artist not on the path
+
+    def take(self, row: int) -> None:
+        """Put a song on the path: it and its copies are used up, its artist is taken."""
+        used = [row, *self.index.copies.get(row, ())]
+        self.free[used] = self.fresh[used] = False
+        if self.codes[row] >= 0:
+            self.fresh &= self.codes != self.codes[row]
+
+    def nearest(self, distance2: np.ndarray) -> int:
+        """The fresh row nearest its target, else the nearest free one. Rows ascend by
+        song_id, and argmin takes the first of equals: ties go to the lower song_id."""
+        allowed = self.fresh if self.fresh.any() else self.free
+        return int(np.argmin(np.where(allowed, distance2, np.inf)))
+
+    def distinct_songs(self) -> int:
+        """How many songs are left to choose from, a group of copies counting once."""
+        left = int(self.free.sum())
+        seen: set[int] = set()
+        for row, group in self.index.copies.items():
+            first = int(group.min())
+            if self.free[row] and first not in seen:
+                seen.add(first)
+                left -= int(self.free[group].sum()) - 1
+        return left
 
 
 def _line(index: VectorIndex, first: int, last: int) -> _Line:
@@ -100,47 +137,6 @@ def _line(index: VectorIndex, first: int, last: int) -> _Line:
         from_start2[lo:lo + CHUNK] = np.einsum("ij,ij->i", block, block)
     perp2 = np.maximum(from_start2 - along * along * length2, 0.0)
     return _Line(start, direction, length2, along, perp2)
-
-
-def _take(index: VectorIndex, row: int, blocked: np.ndarray, taken: set[str]) -> None:
-    """Put a song on the path: it and its copies are used up, its artist is taken."""
-    blocked[row] = True
-    blocked[index.copies.get(row, [])] = True
-    if index.labels[row] is not None:
-        taken.add(index.labels[row])
-
-
-def _distinct_songs(index: VectorIndex, blocked: np.ndarray) -> int:
-    """How many songs are left to choose from, a group of copies counting once."""
-    free = int((~blocked).sum())
-    seen: set[int] = set()
-    for row, group in index.copies.items():
-        if not blocked[row] and int(group.min()) not in seen:
-            seen.add(int(group.min()))
-            free -= int((~blocked[group]).sum()) - 1
-    return free
-
-
-def _nearest_free(index: VectorIndex, distance2: np.ndarray, blocked: np.ndarray,
-                  taken: set[str]) -> int:
-    """The row nearest its target (ties: lower song_id) that is not blocked and whose label is
-    not taken; if every free row's label is taken, the nearest free row. Looks at the nearest
-    few rows first and widens only while none of them will do."""
-    distance2 = np.where(blocked, np.inf, distance2)
-    fallback, k = None, 64
-    while True:
-        k = min(k, len(distance2))
-        kth = np.partition(distance2, k - 1)[k - 1]
-        near = np.flatnonzero(distance2 <= kth)  # every row tied with the k-th too
-        for row in near[np.lexsort((index.song_ids[near], distance2[near]))]:
-            if blocked[row]:
-                continue
-            if index.labels[row] is None or index.labels[row] not in taken:
-                return int(row)
-            fallback = int(row) if fallback is None else fallback
-        if k == len(distance2):
-            return fallback
-        k *= 4
 
 
 def _steps(index: VectorIndex, line: _Line, rows: list[int]) -> list[PathStep]:
