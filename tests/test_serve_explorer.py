@@ -345,6 +345,13 @@ def test_path_builder_returns_n_songs_and_plays_them(browser, open_url):
     click(browser, "#play-path")
     wait_for(browser, PLAYING)
     assert browser.js("return document.getElementById('queue-info').textContent") == "1 of 3"
+    # The path plays in sequence: the next song starts when one ends (2.5 s songs).
+    wait_for(browser, "document.getElementById('queue-info').textContent === '2 of 3'", 60)
+    second = browser.js("return document.querySelectorAll('#path-result li')[1].dataset.id")
+    assert browser.js("return document.getElementById('player').src").endswith(
+        f"/api/stream/{second}")
+    assert browser.js("return document.querySelector('#path-result li.current').dataset.id") \
+        == second
     only_the_server(browser, open_url)
 
 

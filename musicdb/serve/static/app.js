@@ -251,6 +251,9 @@ function picker(which, label) {
     const query = input.value.trim();
     const ticket = ++pending;
     if (!query) { results.hidden = true; return; }
+    // Searched once typing pauses, not at every keystroke.
+    await new Promise(resolve => setTimeout(resolve, 150));
+    if (ticket !== pending) return;
     const found = await api("search", { q: query, artists: 0 });
     if (ticket !== pending) return;  // a newer keystroke's answer is on its way
     results.replaceChildren(...found.songs.map(song => el("li", {
