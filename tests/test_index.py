@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
@@ -228,3 +229,20 @@ def test_a_new_snapshot_reuses_the_ann_index_and_searches_added_songs_exactly(mo
     grown = VectorIndex.from_arrays(grown_ids, clustered(40_000, seed=4), feature_set="reuse")
     assert grown.build_ann(min_songs=0)
     assert grown.describe()["reused"] is False
+
+
+def test_distances_are_duckdbs_list_distance_bit_for_bit():
+    rng = np.random.default_rng(9)
+    z = (rng.normal(0, 1, (2_000, 131)) * rng.uniform(0.1, 30, 131)).astype(np.float32)
+    index = VectorIndex.from_arrays(np.arange(2_000), z)
+    q = z[0]
+    con = duckdb.connect()
+    con.register("vectors", pa.table({"i": np.arange(len(z)), "v": pa.FixedSizeListArray
+                                      .from_arrays(pa.array(z.ravel()), z.shape[1])}))
+    expected = con.execute("SELECT list_distance(?::FLOAT[], v::FLOAT[]) AS d FROM vectors "
+                           "ORDER BY i", [q.tolist()]).fetchnumpy()["d"]
+    assert expected.dtype == np.float32
+    assert np.array_equal(index.distances(q, np.arange(2_000)), expected)
+    # float64 arithmetic would not be: the equality above is no accident of rounding
+    in_float64 = np.sqrt(((z.astype(np.float64) - q) ** 2).sum(axis=1)).astype(np.float32)
+    assert not np.array_equal(in_float64, expected)
