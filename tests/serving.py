@@ -255,9 +255,10 @@ def start_server(db: Path, folder: Path, *, host: str = "127.0.0.1", user: str |
         drain.join(timeout=10)
         process.stderr.close()
         raise AssertionError(f"musicdb serve did not start: {''.join(lines)}")
-    found = re.search(r"at (http://\S+:\d+)", lines[0])
+    found = re.search(r"at (http://\S+:(\d+))", lines[0])
     assert found, lines[0]
-    server = Server(url=found[1], db=db, users_file=users_file, process=process,
+    url = found[1] if host not in ("0.0.0.0", "::") else f"http://127.0.0.1:{found[2]}"
+    server = Server(url=url, db=db, users_file=users_file, process=process,
                     api_key=api_key, user=user or USER, password=password,
                     start_line=lines[0], lines=lines, drain=drain)
     _wait_until_answering(server)

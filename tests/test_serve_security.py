@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from musicdb.audio.synth import tag, tone, write_audio
@@ -166,6 +167,43 @@ def test_the_rate_limit_cools_a_guessing_address_down(library_db: Path, tmp_path
         assert running.from_address("127.0.0.9").call("ping")
     finally:
         assert started.stop() == 0
+
+
+def _lan_address() -> str | None:
+    """This machine's address towards the network (no packet is sent), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_on_the_network_a_user_is_needed_even_after_the_last_is_removed(library_db: Path,
+                                                                       tmp_path: Path):
+    lan = _lan_address()
+    if lan is None:
+        pytest.skip("this machine has no network address to connect from")
+    running = start_server(library_db, tmp_path, host="0.0.0.0")
+    port = running.url.rsplit(":", 1)[1]
+    try:
+        with httpx.Client(timeout=60) as client:  # from the LAN address: not loopback
+            ok = client.get(f"http://{lan}:{port}/rest/ping", params=running.params())
+            assert ok.json()["subsonic-response"]["status"] == "ok"
+            proc = subprocess.run([MUSICDB, "user", "remove", USER, "--users",
+                                   str(running.users_file)], capture_output=True, text=True,
+                                  timeout=TIMEOUT_S)
+            assert proc.returncode == 0, proc.stderr
+            for path in ("/", "/rest/ping", "/api/search?q=a"):
+                refused = client.get(f"http://{lan}:{port}{path}",
+                                     headers={"Host": f"127.0.0.1:{port}"})
+                assert refused.status_code == 403, (path, refused.text)
+                assert "musicdb user add" in refused.text
+        # This machine is still answered (the explorer opens to it without users).
+        assert running.get("ping").json()["subsonic-response"]["error"]["code"] == 40
+    finally:
+        assert running.stop() == 0
 
 
 # --- starting and stopping ----------------------------------------------------------------

@@ -6,13 +6,15 @@ snapshot watcher in the app's lifespan. Endpoints are sync functions: Starlette 
 its thread pool, so a DuckDB query never blocks the event loop. Every /rest/ method needs
 Subsonic credentials (auth.py), except getOpenSubsonicExtensions, which the OpenSubsonic
 specification requires to be public. An unknown method is HTTP 404 with Subsonic error 0 in
-the body (Navidrome answers 404 too). No CORS headers are ever sent.
+the body (Navidrome answers 404 too). No CORS headers are ever sent. While no user is
+configured, only clients on this machine are answered (OnlyThisMachineWithoutUsers).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import ipaddress
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -25,9 +27,11 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from musicdb.errors import ServeError
 from musicdb.serve import auth, render, users
@@ -120,9 +124,41 @@ def build_app(config: ServeConfig) -> Starlette:
         finally:
             state.snapshots.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(OnlyThisMachineWithoutUsers, state=state)])
     app.state.musicdb = state
     return app
+
+
+class OnlyThisMachineWithoutUsers:
+    """With no user configured, only clients on this machine are answered at all.
+
+    `musicdb serve` refuses to start on a non-loopback address without a user, but the last
+    user can be removed while it runs: then the explorer (open without users) must not become
+    open to the network, whatever Host header a client sends."""
+
+    def __init__(self, app: ASGIApp, state: State) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not _loopback(scope) and not self.state.users():
+            response = PlainTextResponse("No user is configured, so this server answers only "
+                                         "this machine: add one with `musicdb user add NAME`.",
+                                         status_code=403)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _loopback(scope: Scope) -> bool:
+    client = scope.get("client")
+    try:
+        address = ipaddress.ip_address(client[0]) if client else None
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address is not None and address.is_loopback
 
 
 def _rest_handler(state: State):
