@@ -17,6 +17,15 @@ SELECT k::INTEGER AS key_index,
            || CASE WHEN k < 12 THEN 'B' ELSE 'A' END AS camelot
 FROM range(24) t(k);
 
+-- Whether two Camelot keys mix harmonically: the same key, its relative (8A-8B), or a fifth
+-- up or down in the same mode (8A-9A, 8A-7A; 12 wraps to 1).
+--   SELECT camelot_compatible('8A', '9A'), camelot_compatible('8A', '10A');  -- true, false
+CREATE OR REPLACE MACRO camelot_compatible(a, b) AS
+a = b
+OR left(a, -1) = left(b, -1)
+OR (right(a, 1) = right(b, 1)
+    AND (TRY_CAST(left(a, -1) AS INTEGER) - TRY_CAST(left(b, -1) AS INTEGER) + 12) % 12 IN (1, 11));
+
 -- The tonal set's values (current version) with each column found by name, not position.
 CREATE OR REPLACE VIEW tonal_values AS
 WITH tonal AS (

@@ -114,6 +114,10 @@ def test_the_key_table_spells_every_key_as_python_does(db):
     assert len({r[2] for r in rows}) == 24
     # Relative keys share a number (C major 8B, A minor 8A).
     assert {r[1]: r[2] for r in rows}["A minor"] == "8A"
+    pairs = [("8A", "8A"), ("8A", "8B"), ("8A", "9A"), ("8A", "7A"), ("12B", "1B"),
+             ("1A", "12A"), ("8A", "10A"), ("8A", "9B"), ("3B", "9B")]
+    sql = ", ".join(f"camelot_compatible('{a}', '{b}')" for a, b in pairs)
+    assert query(db, f"SELECT {sql}") == [["true"] * 6 + ["false"] * 3]
 
 
 # --- tempo -----------------------------------------------------------------------------------
