@@ -289,6 +289,8 @@ def only_the_server(browser: Browser, url: str) -> None:
 
 def test_search_then_song_then_play(browser, open_url):
     browser.visit(open_url + "/", ready="document.body.dataset.view === '#/'")
+    assert browser.js("return document.getElementById('library').textContent").startswith(
+        f"{len(LIBRARY_SONGS)} songs by {len(ARTISTS)} artists · feature set default")
     type_into(browser, "#search", "fast clicks\n")
     wait_for(browser, "document.querySelector('ul.songs li a')")
     click(browser, "ul.songs li a")

@@ -3,6 +3,7 @@
     /                 the page (or /login's form when users exist and no session is open)
     /static/NAME      app.js, style.css, and plotly.min.js from the installed plotly package
     /api/session      who is logged in
+    /api/library      how many songs and artists, and the data's time
     /api/search       ?q=words[&limit=20][&artists=0]      songs and artists
     /api/artist/ID    its songs and similar artists         (ID: ar-...)
     /api/song/ID      its facts and similar songs           (ID: so-12 or 12)
@@ -87,6 +88,7 @@ def routes(state: Any) -> list[BaseRoute]:
         Route("/logout", gate.logout, methods=["POST"]),
         Route("/static/{name}", static),
         json_route("/api/session", lambda r, s: {"user": gate.user(r), "auth": gate.required}),
+        json_route("/api/library", lambda r, s: api.library(s)),
         json_route("/api/search", _search),
         json_route("/api/artist/{artist}", lambda r, s: api.artist(
             s, r.path_params["artist"], k=_int(r, "k", 10, 1, MAX_LIMIT))),

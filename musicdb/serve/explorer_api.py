@@ -9,6 +9,7 @@ similar artists from the distance between artist centroids (similar's 'centroid'
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from musicdb.maps.colors import label_styles
@@ -58,6 +59,15 @@ def _word_filter(column: str, words: list[str]) -> str:
     return " AND ".join(f"contains({column}, strip_accents(lower(?)))" for _ in words)
 
 
+def library(snapshot: Snapshot) -> dict:
+    """What the snapshot holds, and as of when (it is reloaded after the file changes)."""
+    songs, artists = snapshot.cursor().execute(
+        "SELECT (SELECT count(*) FROM tracks), (SELECT count(*) FROM artists "
+        "WHERE song_count > 0)").fetchone()
+    return {"songs": songs, "artists": artists, "feature_set": snapshot.feature_set,
+            "loaded_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot.loaded_at))}
+
+
 def search(snapshot: Snapshot, query: str, *, limit: int, artists: bool = True) -> dict:
     """Songs whose title, artist or album hold every word of the query, and artists whose
     name does, ignoring case and accents; exact and prefix matches first."""
@@ -92,7 +102,8 @@ def artist(snapshot: Snapshot, artist_id: str, *, k: int) -> dict:
         [artist_id]).fetchone()
     if row is None:
         raise ExplorerError(404, f"no artist {artist_id[:40]!r} in the library")
-    songs = _songs(snapshot, "artist_id = ?", [artist_id],
+    # Their own songs, and those of albums they are the album artist of (a compilation's).
+    songs = _songs(snapshot, "? IN (artist_id, albumartist_id)", [artist_id],
                    "ORDER BY album_key NULLS LAST, track NULLS LAST, title_key, song_id")
     similar, note = similar_artists(snapshot, artist_id, k=k)
     return {"artist": _artist_dict(row), "songs": songs, "similar": similar,

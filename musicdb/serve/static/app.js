@@ -109,9 +109,12 @@ audio.addEventListener("ended", () => player.next());
 // ---- views ---------------------------------------------------------------------------------
 
 async function homeView() {
-  const maps = await api("maps");
+  const [maps, library] = await Promise.all([api("maps"), api("library")]);
   return [el("h1", {}, "Explore the library"),
-          el("p", { class: "sub" }, "Search for a song or an artist above, open a stored map, ",
+          el("p", { class: "sub", id: "library" },
+             `${library.songs} songs by ${library.artists} artists · feature set `,
+             `${library.feature_set || "none yet"} · data as of ${library.loaded_at}`),
+          el("p", {}, "Search for a song or an artist above, open a stored map, ",
              "or build a path from one song to another."),
           el("div", { class: "actions" },
              el("a", { href: "#/maps" }, `Maps (${maps.runs.length} stored)`),
