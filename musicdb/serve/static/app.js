@@ -44,6 +44,10 @@ function duration(seconds) {
   return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
 }
 
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
 function songLink(song) {
   return el("a", { href: "#/song/" + song.id }, song.title || "(untitled)");
 }
@@ -112,7 +116,8 @@ async function homeView() {
   const [maps, library] = await Promise.all([api("maps"), api("library")]);
   return [el("h1", {}, "Explore the library"),
           el("p", { class: "sub", id: "library" },
-             `${library.songs} songs by ${library.artists} artists · feature set `,
+             `${plural(library.songs, "song")} by ${plural(library.artists, "artist")} · `,
+             "feature set ",
              `${library.feature_set || "none yet"} · data as of ${library.loaded_at}`),
           el("p", {}, "Search for a song or an artist above, open a stored map, ",
              "or build a path from one song to another."),
@@ -130,7 +135,7 @@ async function searchView(query) {
                 found.artists.length
                   ? el("ul", { class: "list artists" }, found.artists.map(a => el("li", {},
                       el("span", { class: "what" }, artistLink(a.id, a.name)),
-                      el("span", { class: "meta" }, `${a.song_count} songs`))))
+                      el("span", { class: "meta" }, plural(a.song_count, "song")))))
                   : el("p", { class: "muted" }, "None.")),
              el("section", {}, el("h2", {}, `Songs (${found.songs.length})`),
                 songList(found.songs)))];
@@ -140,7 +145,8 @@ async function artistView(id) {
   const data = await api("artist/" + encodeURIComponent(id));
   const a = data.artist;
   return [el("h1", {}, a.name),
-          el("p", { class: "sub" }, `${a.song_count} songs · ${a.album_count} albums`),
+          el("p", { class: "sub" },
+             `${plural(a.song_count, "song")} · ${plural(a.album_count, "album")}`),
           el("div", { class: "actions" },
              el("button", { type: "button", onclick: () => player.play(data.songs) },
                 "▶ Play all")),
