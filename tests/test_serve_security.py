@@ -259,7 +259,7 @@ def test_sigterm_stops_cleanly(library_db: Path, tmp_path: Path):
 def test_users_file_is_owner_only_and_refused_when_others_can_read(library_db: Path,
                                                                    tmp_path: Path):
     users_file = tmp_path / "config" / "musicdb" / "users.json"
-    add_user(users_file)
+    api_key = add_user(users_file)
     assert stat.S_IMODE(users_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(users_file.parent.stat().st_mode) == 0o700
     assert PASSWORD in users_file.read_text()  # as documented: token auth needs it
@@ -267,6 +267,9 @@ def test_users_file_is_owner_only_and_refused_when_others_can_read(library_db: P
                             capture_output=True, text=True, timeout=TIMEOUT_S)
     assert listed.stdout.split() == [USER]
     assert PASSWORD not in listed.stdout + listed.stderr
+    keys = subprocess.run([MUSICDB, "user", "list", "--api-keys", "--users", str(users_file)],
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert keys.stdout == f"{USER}\t{api_key}\n"  # OpenSubsonic: keys can be viewed
 
     users_file.chmod(0o644)
     for command in (["serve", "--db", str(library_db), "--port", "0"],

@@ -105,18 +105,24 @@ def _read_password(from_stdin: bool) -> str:
 
 
 @user_app.command("list")
-def user_list(users: UsersFile = None) -> None:
-    """The users' names, one a line (passwords and keys are not shown)."""
+def user_list(
+    users: UsersFile = None,
+    api_keys: Annotated[bool, typer.Option(
+        "--api-keys", help="Show each user's API key after a tab (revoke one with `musicdb "
+                           "user remove`).")] = False,
+) -> None:
+    """The users' names, one a line (passwords are never shown)."""
     from musicdb.serve import users as users_file
 
     path = _users_file(users)
     with user_errors():
-        names = sorted(users_file.load(path))
-    if not names:
+        found = users_file.load(path)
+    if not found:
         err.print(f"no users in {escape(str(path))}: add one with `musicdb user add NAME`",
                   soft_wrap=True, highlight=False)
-    for name in names:
-        out.print(name, markup=False, highlight=False, soft_wrap=True)
+    for name in sorted(found):
+        line = f"{name}\t{found[name].api_key}" if api_keys else name
+        typer.echo(line)  # plain text: rich would expand the tab
 
 
 @user_app.command("remove")
