@@ -19,6 +19,7 @@ read the API; the session cookie is SameSite=Strict, so they cannot act with it 
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -38,10 +39,10 @@ MAX_LIMIT = 200
 MAX_PATH_SONGS = 100
 
 def plotly_js() -> Path:
-    """The plotly.min.js of the installed plotly package (the one `musicdb map` inlines)."""
-    import plotly
-
-    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    """The plotly.min.js of the installed plotly package (the one `musicdb map` inlines),
+    found without importing plotly (the plots layer's library) into the server."""
+    spec = importlib.util.find_spec("plotly")
+    return Path(spec.origin).parent / "package_data" / "plotly.min.js"
 
 
 def routes(state: Any) -> list[BaseRoute]:
