@@ -123,6 +123,7 @@ def test_open_subsonic_extensions_are_public_and_unknown_methods_404(server: Ser
     names = {e["name"]: e["versions"] for e in body["subsonic-response"]["openSubsonicExtensions"]}
     assert names["apiKeyAuthentication"] == [1]
     assert names["formPost"] == [1]
+    assert names["sonicSimilarity"] == [1]  # getSonicSimilarTracks, findSonicPath
     unknown = server.get("noSuchMethod")
     assert unknown.status_code == 404
     assert unknown.json()["subsonic-response"]["error"]["code"] == 0
