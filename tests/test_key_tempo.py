@@ -171,6 +171,18 @@ def test_every_value_is_finite_on_silence_noise_and_a_one_second_file(db):
     assert silence == ["0.0", "0.0", "0.0", "0"]
 
 
+def test_digital_silence_has_no_key_and_no_tempo():
+    # `ingest` refuses an all-zero file before analysis; the set itself still gives finite
+    # values, with the documented "none" markers.
+    from musicdb.analysis.features import frame_features
+    from musicdb.analysis.summaries import summarise_tonal
+
+    values = dict(zip(TONAL_NAMES, summarise_tonal(frame_features(np.zeros(2 * SR, np.float32)))
+                      .tolist(), strict=True))
+    assert values["key_index"] == values["key_mode"] == values["tempo_drift"] == -1
+    assert values["tempo_1"] == values["tempo_2"] == values["tempo_stable"] == 0
+
+
 # --- versioning ------------------------------------------------------------------------------
 
 
