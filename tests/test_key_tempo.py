@@ -219,6 +219,10 @@ def test_adding_tonal_to_an_ingested_library_extracts_only_tonal(tmp_path, monke
         ["default", "1"], ["seed55", "1"], ["tonal", "1"]]
     assert query(db, "SELECT title, key, camelot FROM song_keys ORDER BY title")[0] == [
         "a", "A minor", "8A"]
+    # tempo_1 is the default set's bpm peak, placed between lags (bpm keeps the lag grid).
+    for bpm, tempo_1 in query(db, "SELECT d.bpm, k.tempo_1 FROM features_default d "
+                                  "JOIN song_keys k USING (song_id)"):
+        assert _near(tempo_1, float(bpm), 0.04), (bpm, tempo_1)
     seen.clear()
     ingest("default,seed55,tonal")
     assert seen == []  # nothing left to extract

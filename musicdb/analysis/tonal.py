@@ -118,8 +118,8 @@ def _prior(bpm: np.ndarray) -> np.ndarray:
 def _vertex(values: np.ndarray, i: int) -> tuple[float, float]:
     """(position, height) of the parabola's vertex through values[i] and its neighbours.
 
-    A peak between two lags is split between them; the vertex is where it lies and how high
-    it is, so a peak is neither placed nor ranked by how it falls on the lag grid.
+    A peak between two lags is split between them; the vertex is where it lies (and how high
+    it is), so a tempo is not rounded to the lag grid (4 % steps at 120 BPM).
     """
     if i <= 0 or i >= len(values) - 1:
         return float(i), float(values[i])
@@ -138,9 +138,11 @@ def _lag_range(fps: float, size: int) -> tuple[int, int]:
 def tempo_peaks(tempogram: np.ndarray, fps: float) -> list[float]:
     """Lags (fractional) of the prior-weighted mean tempogram's peaks, strongest first.
 
-    Ranked by the height of each peak's vertex between lags, so the first is librosa's pick
-    (the argmax) unless a neighbour split across two lags is higher; the others are local
-    maxima more than SEPARATE away in tempo from every stronger one.
+    The first is librosa.feature.tempo's pick (the argmax), so tempo_1 is the default set's
+    bpm placed between lags (a 180 BPM click gives 178.4, not bpm's 176.5). The others are
+    local maxima more than SEPARATE away in tempo from every stronger one, ranked by their
+    vertex's height: on the grid, a peak that falls between two lags (80 BPM is lag 37.5)
+    would lose to a weaker one that falls on a lag.
     """
     lo, hi = _lag_range(fps, len(tempogram))
     if hi - lo < 1:
@@ -150,10 +152,13 @@ def tempo_peaks(tempogram: np.ndarray, fps: float) -> list[float]:
     weighted[lo:hi] = tempogram[lo:hi] * _prior(60.0 * fps / lags)
     inner = weighted[lo:hi]
     is_peak = np.r_[True, inner[1:] >= inner[:-1]] & np.r_[inner[:-1] > inner[1:], True]
-    vertices = sorted((_vertex(weighted, int(lag)) for lag in lags[is_peak] if weighted[lag] > 0),
-                      key=lambda v: -v[1])
-    peaks: list[float] = []
-    for lag, _ in vertices:
+    best = lo + int(np.argmax(inner))  # librosa's pick: the same peak as the default's bpm
+    if weighted[best] <= 0:
+        return []
+    others = sorted((_vertex(weighted, int(lag)) for lag in lags[is_peak]
+                     if lag != best and weighted[lag] > 0), key=lambda v: -v[1])
+    peaks = [_vertex(weighted, best)[0]]
+    for lag, _ in others:
         if all(abs(p / lag - 1) > SEPARATE for p in peaks):
             peaks.append(lag)
     return peaks
