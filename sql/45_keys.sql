@@ -57,13 +57,17 @@ SELECT f.song_id, f.snippet, f.start_s, f.end_s,
        f.vals[t.tempo_stable]::INTEGER AS tempo_stable
 FROM features f JOIN tonal t USING (feature_set_id);
 
--- How tempo_2 relates to tempo_1 (within 3 %): the ambiguity a tempo estimate has.
+-- How tempo_2 relates to tempo_1 (within 3 %): the ambiguity a tempo estimate has. 2:3 reads
+-- tempo_2 = 2/3 tempo_1 (a 3-against-2 feel); 3:4 and 4:3 are dotted and triplet feels.
+--   SELECT tempo_relation(0.5), tempo_relation(1.5);  -- half, 3:2
 CREATE OR REPLACE MACRO tempo_relation(ratio) AS
 CASE WHEN ratio IS NULL OR ratio <= 0 THEN NULL
      WHEN abs(ratio / 0.5 - 1) <= 0.03 THEN 'half'
      WHEN abs(ratio / 2.0 - 1) <= 0.03 THEN 'double'
      WHEN abs(ratio / (2.0 / 3) - 1) <= 0.03 THEN '2:3'
      WHEN abs(ratio / 1.5 - 1) <= 0.03 THEN '3:2'
+     WHEN abs(ratio / 0.75 - 1) <= 0.03 THEN '3:4'
+     WHEN abs(ratio / (4.0 / 3) - 1) <= 0.03 THEN '4:3'
      ELSE 'other' END;
 
 -- A row per song: key ('A minor', NULL without pitch), Camelot ('8A'), tempo candidates.

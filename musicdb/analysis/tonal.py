@@ -256,7 +256,7 @@ _TEMPO_COLUMNS = [
      "tempogram more than 5% from tempo_1, often its half or double; 0 if none"),
     ("tempo_2_confidence", "periodicity of the onsets at tempo_2, as tempo_1_confidence"),
     ("tempo_ratio", "tempo_2 / tempo_1: near 0.5 or 2 a half/double ambiguity, near 0.667 "
-     "or 1.5 a 2-against-3 one (0 without tempo_2)"),
+     "or 1.5 a 2-against-3 one, 0.75 or 1.33 a dotted or triplet one (0 without tempo_2)"),
     ("tempo_drift", "largest relative gap between tempo_1 (or its half or double) and the "
      "beat of an 8 s block that has one (its onset autocorrelation reaches 0.3): the "
      "block's highest autocorrelation peak within 10%, if it holds half its strongest; 0.1 "
