@@ -37,8 +37,8 @@ def mapped_db(library_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return db
 
 
-def running(db: Path, folder: Path, user: str | None) -> Iterator[Server]:
-    started = start_server(db, folder, user=user)
+def running(db: Path, folder: Path, user: str | None, *args: str) -> Iterator[Server]:
+    started = start_server(db, folder, user=user, args=args)
     yield started
     assert started.stop() == 0, started.stderr()
 
@@ -56,8 +56,11 @@ def open_url(open_server: Server) -> str:
 
 @pytest.fixture(scope="module")
 def guarded(mapped_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server with one user (USER / PASSWORD): the explorer wants a login."""
-    yield from running(mapped_db, tmp_path_factory.mktemp("guarded"), USER)
+    """A server with one user (USER / PASSWORD): the explorer wants a login. Its players'
+    playlists are the files of `<folder>/playlists`."""
+    folder = tmp_path_factory.mktemp("guarded")
+    (folder / "playlists").mkdir()
+    yield from running(mapped_db, folder, USER, "--playlists", str(folder / "playlists"))
 
 
 def get(url: str, **params) -> httpx.Response:
@@ -237,6 +240,20 @@ def test_with_a_user_the_explorer_wants_a_login(guarded):
         assert client.get("/api/session").json() == {"user": USER, "auth": True}
         assert len(client.get("/api/search", params={"q": "hum"}).json()["songs"]) == 2
         assert client.get("/").status_code == 200
+        # A saved path dropped into the playlists folder is a playlist of the players: its
+        # entries are the library's files, so /rest/ matches them to the same songs.
+        found = client.get("/api/search", params={"q": "low hum"}).json()["songs"]
+        ends = {"a": found[0]["id"], "b": client.get("/api/search", params={
+            "q": "slow clicks"}).json()["songs"][0]["id"], "n": 3}
+        path = client.get("/api/path", params=ends).json()["songs"]
+        saved = client.get("/api/path.m3u8", params=ends)
+        (guarded.users_file.parent.parent / "playlists" / "path.m3u8").write_bytes(
+            saved.content)
+        playlists = guarded.call("getPlaylists")["playlists"]["playlist"]
+        assert [p["name"] for p in playlists] == ["path"]
+        entries = guarded.call("getPlaylist", id=playlists[0]["id"])["playlist"]["entry"]
+        assert [e["id"] for e in entries] == [s["id"] for s in path]
+
         client.post("/logout")
         assert client.get("/api/search", params={"q": "song"}).status_code == 401
     # Another site's page cannot log anyone in (or out).
