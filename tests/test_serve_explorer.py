@@ -182,6 +182,8 @@ def test_stream_sends_the_file_with_range_support(open_url, library_db):
     ("/api/path.m3u8", {"a": "so-1", "b": "so-99999"}, 404, "no song so-99999"),
     ("/api/stream/..%2F..%2Fetc%2Fpasswd", {}, 404, "no such API call"),
     ("/api/stream/so-..", {}, 400, "must be a number"),
+    ("/api/song/so-²", {}, 400, "must be a number"),
+    ("/api/song/so-99999999999999999999", {}, 400, "must be a number"),
     ("/api/stream/so-99999", {}, 404, "no playable file for so-99999"),
     ("/api/nothing", {}, 404, "no such API call"),
 ])

@@ -32,11 +32,13 @@ from starlette.routing import BaseRoute, Route
 from musicdb.serve import explorer_api as api
 from musicdb.serve.explorer_api import ExplorerError
 from musicdb.serve.explorer_auth import SECURITY_HEADERS, Gate
+from musicdb.serve.media import stream_song
 
 STATIC = Path(__file__).with_name("static")
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
 MAX_LIMIT = 200
 MAX_PATH_SONGS = 100
+
 
 def plotly_js() -> Path:
     """The plotly.min.js of the installed plotly package (the one `musicdb map` inlines),
@@ -64,8 +66,6 @@ def routes(state: Any) -> list[BaseRoute]:
     def stream(request: Request) -> Response:
         if not gate.allows(request):
             return _refused(gate, request)
-        from musicdb.serve.media import stream_song
-
         try:
             song_id = _song_id(request.path_params["song"])
         except ExplorerError as exc:
@@ -143,7 +143,7 @@ def _refused(gate: Gate, request: Request) -> JSONResponse:
 
 
 def _number(text: str, what: str) -> int:
-    if not text.isdigit() or len(text) > 9:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:  # '²' is a digit to isdigit
         raise ExplorerError(400, f"{what} must be a number, not {text[:40]!r}")
     return int(text)
 
