@@ -107,6 +107,7 @@ def build(db: Path, songs: int, artists: int) -> float:
     with store.connect(db) as con:
         set_id = con.execute("SELECT feature_set_id FROM latest_feature_sets "
                              "WHERE feature_set = 'default'").fetchone()[0]
+        con.execute("SET enable_progress_bar = false")
         con.register("synth", table)
         con.execute("BEGIN")
         con.execute(f"""
