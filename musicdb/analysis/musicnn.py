@@ -1,0 +1,152 @@
+"""musicnn's MSD_musicnn network in numpy: log-mel patches in, 200-d embedding and 50 tags out.
+
+The model is Pons & Serra's musicnn (MTG-UPF, ISC licence), trained on the Million Song
+Dataset's 50 most common tags; the weights ship in weights/msd_musicnn.npz, converted from the
+musicnn 0.1.0 wheel by benchmarks/musicnn_weights.py (which lists the stored arrays). This
+module is the model's models.py (build_musicnn) and extractor.py (batch_data) re-written:
+
+    input     3 s patches: 187 frames x 96 mel bands of log10(10000 * mel power + 1), the mel
+              power of a 16 kHz signal (n_fft 512, hop 256, Hann, librosa's Slaney mel bands)
+              rounded to float16 first, as musicnn does (the log in float32: log_compress)
+    front-end batch norm; timbral: 7x38 and 7x67 convolutions (204 filters each, time padded
+              by 3), temporal: 128-, 64- and 32-frame convolutions along time in each band
+              (51 filters each, 'same' padding); each ReLU -> batch norm -> max over frequency
+    mid-end   three 7-frame convolutions over the 561 front-end channels (64 filters, ReLU,
+              batch norm), the 2nd and 3rd with residual connections
+    back-end  max and mean over time of front-end + mid-end (753 channels each, interleaved),
+              dense 200 (ReLU, batch norm): `penultimate`; dense 50 + sigmoid: the tags
+
+Every batch norm is a per-channel scale and shift. A ReLU followed by a batch norm and a max
+over frequency is computed as the max (or, for a negative scale, the min) of the convolution
+over frequency, then bias, ReLU, scale and shift: the same numbers at a fraction of the
+elementwise work, since both ReLU and the affine map are monotone. Convolutions are one matrix
+product each on the im2col of the patch (BLAS, one thread in a worker).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+N_FFT = 512
+HOP = 256
+N_MELS = 96
+PATCH_FRAMES = 187  # librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
+MSD_TAGS = [
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
+    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists",
+    "classic rock", "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill",
+    "instrumental", "punk", "oldies", "blues", "hard rock", "ambient", "acoustic",
+    "experimental", "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country",
+    "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock",
+    "60s", "rnb", "indie pop", "sad", "House", "happy",
+]  # musicnn's configuration.MSD_LABELS, in the order of the network's outputs
+N_EMBEDDING = 200
+WEIGHTS = Path(__file__).with_name("weights") / "msd_musicnn.npz"
+TEMPORAL = (128, 64, 32)  # the temporal filters' lengths, in frames
+
+
+@functools.cache
+def weights() -> dict[str, np.ndarray]:
+    """The converted weights, loaded once per process (3 MB, no pickle)."""
+    with np.load(WEIGHTS, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files if npz[k].dtype == np.float32}
+
+
+@functools.cache
+def mel_basis() -> np.ndarray:
+    """(257, 96) float32: librosa's default Slaney mel filters for 16 kHz, n_fft 512, transposed."""
+    import librosa
+
+    return np.ascontiguousarray(
+        librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, dtype=np.float32).T)
+
+
+def log_mel(frames: np.ndarray) -> np.ndarray:
+    """(n, 96) musicnn input of (n, 512) signal frames (already centred as librosa's STFT does)."""
+    from musicdb.analysis.features import hann_window
+
+    spectrum = np.fft.rfft(frames * hann_window(N_FFT), axis=1)
+    power = spectrum.real**2 + spectrum.imag**2
+    mel = power.astype(np.float32) @ mel_basis()
+    # Rounded to float16 as musicnn's batch_data does; clipped first, where a float16 would
+    # overflow to inf (a mel band above 65,504: an extremely loud, clipped signal).
+    return log_compress(np.minimum(mel, np.finfo(np.float16).max).astype(np.float16))
+
+
+def log_compress(mel16: np.ndarray) -> np.ndarray:
+    """log10(10000 x + 1) of float16 mel power, computed in float32.
+
+    musicnn 0.1.0 computes it in float16 (its array's type), where 10000 x overflows to inf
+    for any band above 6.55: about 1 % of the mel values of loud real music (measured on the
+    benchmark corpus), which makes the network's output NaN or arbitrary. float32 gives the
+    values the formula means.
+    """
+    return np.log10(10000 * mel16.astype(np.float32) + 1)
+
+
+def _windows(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """im2col: every rows x cols window of the 2-D x as one row, in (row, col) order."""
+    view = np.lib.stride_tricks.sliding_window_view(x, (rows, cols))
+    return view.reshape(view.shape[0] * view.shape[1], rows * cols)
+
+
+def _pooled(z: np.ndarray, w: dict, name: str) -> np.ndarray:
+    """ReLU -> batch norm -> max over frequency of the pre-bias conv output z (time, freq, ch)."""
+    scale = w[f"{name}_scale"]
+    extreme = np.where(scale >= 0, z.max(axis=1), z.min(axis=1))
+    return np.maximum(extreme + w[f"{name}_bias"], 0) * scale + w[f"{name}_shift"]
+
+
+def front_end(patch: np.ndarray, w: dict) -> np.ndarray:
+    """(187, 561) timbral + temporal features of one (187, 96) normalised patch."""
+    t = patch.shape[0]
+    padded = np.pad(patch, ((3, 3), (0, 0)))
+    out = []
+    for name, width in (("timbral74", 38), ("timbral77", 67)):
+        kernel = w[f"{name}_kernel"]
+        z = _windows(padded, 7, width) @ kernel.reshape(-1, kernel.shape[-1])
+        out.append(_pooled(z.reshape(t, -1, kernel.shape[-1]), w, name))
+    longest = TEMPORAL[0]
+    before = (longest - 1) // 2  # TF's 'same': the extra pad of an even kernel goes after
+    padded = np.pad(patch, ((before, longest - 1 - before), (0, 0)))
+    for length in TEMPORAL:
+        name = f"temporal{length}"
+        start = before - (length - 1) // 2
+        view = np.lib.stride_tricks.sliding_window_view(padded[start : start + t + length - 1],
+                                                        length, axis=0)  # (t, 96, length)
+        z = view.reshape(-1, length) @ w[f"{name}_kernel"]
+        out.append(_pooled(z.reshape(t, patch.shape[1], -1), w, name))
+    return np.concatenate(out, axis=1)
+
+
+def _midend_conv(x: np.ndarray, w: dict, name: str) -> np.ndarray:
+    """7-frame convolution over all channels (time padded by 3), ReLU, batch norm."""
+    kernel = w[f"{name}_kernel"]
+    z = _windows(np.pad(x, ((3, 3), (0, 0))), 7, x.shape[1]) @ kernel.reshape(-1, kernel.shape[-1])
+    return np.maximum(z + w[f"{name}_bias"], 0) * w[f"{name}_scale"] + w[f"{name}_shift"]
+
+
+def forward(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(penultimate (n, 200), tag probabilities (n, 50)) of (n, 187, 96) log-mel patches."""
+    w = weights()
+    patches = np.asarray(patches, dtype=np.float32)
+    if patches.ndim != 3 or patches.shape[1:] != (PATCH_FRAMES, N_MELS):
+        raise ValueError(f"expected (n, {PATCH_FRAMES}, {N_MELS}) patches, got {patches.shape}")
+    pooled = []
+    for patch in patches:
+        front = front_end(patch * w["input_scale"] + w["input_shift"], w)
+        mid1 = _midend_conv(front, w, "midend1")
+        mid2 = _midend_conv(mid1, w, "midend2") + mid1
+        mid3 = _midend_conv(mid2, w, "midend3") + mid2
+        features = np.concatenate([front, mid1, mid2, mid3], axis=1)  # (187, 753)
+        # musicnn concatenates [max, mean] on a last axis and flattens: they interleave.
+        pooled.append(np.stack([features.max(axis=0), features.mean(axis=0)], axis=1).ravel())
+    flat = np.asarray(pooled, dtype=np.float32).reshape(len(patches), -1)
+    dense = np.maximum(flat @ w["dense_kernel"] + w["dense_bias"], 0)
+    penultimate = dense * w["dense_scale"] + w["dense_shift"]
+    logits = penultimate @ w["logits_kernel"] + w["logits_bias"]
+    return penultimate, 1.0 / (1.0 + np.exp(-logits))
