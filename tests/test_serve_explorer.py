@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from musicdb.cli import app
@@ -193,6 +196,22 @@ def test_bad_input_is_a_json_error_with_a_4xx_status(open_url, path, params, sta
     assert says in answer.json()["error"]
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.text(max_size=40), number=st.integers(-10**12, 10**12))
+def test_no_input_makes_a_server_error(open_url, text, number):
+    word = quote(text, safe="")
+    for path, params in [("/api/search", {"q": text, "limit": text}),
+                         (f"/api/song/{word}", {"k": number}),
+                         (f"/api/artist/{word}", {}), (f"/api/maps/{word}", {}),
+                         ("/api/path", {"a": text, "b": number, "n": number}),
+                         ("/api/path.m3u8", {"a": "so-1", "b": text, "n": text}),
+                         (f"/api/stream/{word}", {})]:
+        answer = get(open_url + path, **params)
+        assert answer.status_code < 500, (path, params, answer.text)
+        if answer.status_code >= 400:
+            assert answer.json()["error"]
+
+
 def test_assets_are_bundled_and_no_cors_header_is_sent(open_url):
     for name in ("app.js", "style.css", "plotly.min.js"):
         asset = httpx.get(f"{open_url}/static/{name}", headers={"Origin": "http://evil.test"},
@@ -335,7 +354,9 @@ def test_search_then_song_then_play(browser, open_url):
 
 
 def test_a_missing_song_is_a_message_on_the_page(browser, open_url):
-    browser.visit(open_url + "/#/song/so-99999", ready="document.body.dataset.view")
+    # Only the hash may change (no reload): wait for this view, not the one before.
+    browser.visit(open_url + "/#/song/so-99999",
+                  ready="document.body.dataset.view === '#/song/so-99999'")
     assert browser.js("return document.querySelector('main .message').textContent") == (
         "no song so-99999 in the library")
     # The one failed load is the API's 404; no script error.
