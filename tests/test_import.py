@@ -415,11 +415,11 @@ def test_parquet_import(tmp_path, seed, run):
 # --- export ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_export(imported_dir, tmp_path, seed, run, fmt):
+@pytest.mark.parametrize(("option", "fmt"), [("flat-parquet", "parquet"), ("csv", "csv")])
+def test_export(imported_dir, tmp_path, seed, run, option, fmt):
     db = imported_dir / "one.duckdb"
     out_dir = tmp_path / "out"
-    result = run("export", out_dir, "--format", fmt, "--db", db)
+    result = run("export", out_dir, "--format", option, "--db", db)
     files = {p.name for p in out_dir.iterdir()}
     assert {f"library.{fmt}", f"song_labels.{fmt}", f"features_study55.{fmt}"} <= files
     assert f"snippets_study55.{fmt}" not in files  # imported sets have no snippets

@@ -19,18 +19,30 @@ if TYPE_CHECKING:
 
 @app.command("import")
 def import_(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
-                                         help="A .csv, .csv.gz or .parquet table.")],
-    feature_set: Annotated[str, typer.Option(help="Name of the imported feature set.")],
+    file: Annotated[Path, typer.Argument(exists=True, help=(
+        "A .csv, .csv.gz or .parquet table, or a folder `export --format parquet` wrote."))],
+    feature_set: Annotated[str | None, typer.Option(
+        help="Name of the imported feature set (a table only; required for one).")] = None,
     label_column: Annotated[str, typer.Option(help="Column holding each song's label.")] = "label",
     title_column: Annotated[str, typer.Option(help="Column holding each song's title.")] = "file",
     db: DbPath = DEFAULT_DB,
 ) -> None:
-    """Import precomputed features (the study's CSV, say) as songs without audio.
+    """Import precomputed features (the study's CSV, say) as songs without audio, or a whole
+    dataset folder written by `musicdb export --format parquet` into a new database.
 
     Songs are identified by (label, title): importing a second table attaches a second feature
-    set to the same songs; re-importing a file changes nothing. All or nothing.
+    set to the same songs; re-importing a file changes nothing. A dataset keeps its ids and
+    values, so it goes into a new (or empty) database only. All or nothing.
     """
+    if file.is_dir():
+        if feature_set is not None:
+            raise typer.BadParameter("a dataset folder keeps its sets' names; --feature-set is "
+                                     "for a table", param_hint="'--feature-set'")
+        import_dataset_folder(file, db)
+        return
+    if feature_set is None:
+        raise typer.BadParameter("name the imported feature set (e.g. --feature-set study55)",
+                                 param_hint="'--feature-set'")
     from musicdb.store import database as store
     from musicdb.store.importer import import_table, refuse_extracted_name
 
@@ -51,19 +63,63 @@ def import_(
               f"features_{s.feature_set} GROUP BY label'", soft_wrap=True)
 
 
+def import_dataset_folder(folder: Path, db: Path) -> None:
+    """`import DIR`: the dataset into a new database; a file this command made and could not
+    fill is removed again, so a refused import leaves nothing behind."""
+    from musicdb.store import database as store
+    from musicdb.store.dataset_import import import_dataset, read_manifest
+    from musicdb.store.schema import load_migrations
+    from musicdb.terminal import plural
+
+    created = not db.exists()
+    with user_errors():
+        read_manifest(folder, max(m.version for m in load_migrations()))  # before any file
+    try:
+        with user_errors(), store.connect(db, create=True) as con:
+            s = import_dataset(con, folder, db)
+    except BaseException:
+        if created:
+            for made in (db, db.with_name(db.name + ".wal")):
+                made.unlink(missing_ok=True)
+        raise
+    err.print(f"[green]Imported[/green] {plural(s.tables['songs'], 'song')}, "
+              f"{plural(s.feature_sets, 'feature-set version')} "
+              f"({plural(s.feature_rows, 'feature row')}) and "
+              f"{plural(s.tables.get('evaluations', 0), 'evaluation')} into "
+              f"{escape(str(db))}.", soft_wrap=True)
+
+
 @app.command()
 def export(
     out_dir: Annotated[Path, typer.Argument(file_okay=False, help="Folder to write into.")],
-    format: Annotated[Literal["parquet", "csv"], typer.Option(
-        "--format", help="parquet or csv.")] = "parquet",
+    format: Annotated[Literal["parquet", "csv", "flat-parquet"], typer.Option(
+        "--format", help="parquet: a Hive-partitioned dataset that `musicdb import` reads "
+        "back; csv or flat-parquet: one flat file per view.")] = "parquet",
     db: DbPath = DEFAULT_DB,
 ) -> None:
-    """Write songs, labels and every feature set (one column per feature) for other tools."""
+    """Write the library for other tools: a Parquet dataset (README.md inside) or flat files.
+
+    parquet (the default): songs/, features/feature_set=NAME/version=N/ (one column per
+    feature, a row per song and snippet), feature_sets/, feature_names/, song_labels/,
+    experiments, evaluations, maps and ingest runs; a folder written before is replaced, any
+    other non-empty one refused.
+
+    csv, flat-parquet: library, song_labels, feature_set_summary, features_<set> and
+    snippets_<set>, one file each.
+    """
     from musicdb.store import database as store
-    from musicdb.store.export import export as run_export
 
     with user_errors(), store.connect(db, read_only=True) as con:
-        written = run_export(con, out_dir, format)
+        if format != "parquet":
+            from musicdb.store.export import export as run_export
+
+            written = run_export(con, out_dir, format)
+        else:
+            from musicdb.store.dataset import export_dataset
+
+            s = export_dataset(con, out_dir)
+            written = [(out_dir / t, n) for t, n in s.tables.items()]
+            written += [(out_dir / sv.folder, sv.rows) for sv in s.sets]
     for path, rows in written:
         out.print(f"{escape(str(path))}\t{rows:,} rows", soft_wrap=True, highlight=False)
 
