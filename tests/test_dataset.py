@@ -216,6 +216,23 @@ def test_refusals_are_one_line_and_leave_nothing(built) -> None:
     r = cli("import", broken, "--db", new, code=1)
     assert "incomplete" in r.output
     assert not new.exists()
+    (broken / "features/feature_set=seed55/version=2/part-0.parquet").write_bytes(b"PAR1 torn")
+    r = cli("import", broken, "--db", new, code=1)
+    assert "import of" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not new.exists()
+    manifest = json.loads((broken / "musicdb-dataset.json").read_text())
+    manifest["feature_sets"][0]["name"] = "../../elsewhere"
+    (broken / "musicdb-dataset.json").write_text(json.dumps(manifest))
+    r = cli("import", broken, "--db", new, code=1)
+    assert "damaged manifest" in r.output
+    assert not new.exists()
+    # An export that stopped before its manifest: import refuses it, the next export replaces it.
+    (broken / "musicdb-dataset.json").unlink()
+    (broken / ".musicdb-export-unfinished").write_text("")
+    assert "not a musicdb dataset" in cli("import", broken, "--db", new, code=1).output
+    cli("export", broken, "--db", built["db"])
+    assert not (broken / ".musicdb-export-unfinished").exists()
     stranger = tmp / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")

@@ -24,6 +24,7 @@ from musicdb.store.database import feature_names, quote_ident
 from musicdb.store.schema import schema_version
 
 MANIFEST = "musicdb-dataset.json"
+UNFINISHED = ".musicdb-export-unfinished"
 FORMAT = "musicdb-dataset"
 FORMAT_VERSION = 1
 PART = "part-0.parquet"  # one file per folder: a reader globs *.parquet, so more may follow
@@ -100,17 +101,29 @@ def prepare(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise StoreError(f"{out_dir} is a file; give a folder to write the dataset into")
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not (out_dir / MANIFEST).is_file():
+        if not ((out_dir / MANIFEST).is_file() or (out_dir / UNFINISHED).is_file()):
             raise StoreError(f"{out_dir} is not empty and holds no musicdb dataset; give a new "
                              f"or empty folder")
-        for child in out_dir.iterdir():  # a dataset written before: replace all of it
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
+        # A dataset written before (or an export that stopped midway): replaced whole.
+        for child in out_dir.iterdir():
+            if child.name != UNFINISHED:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # Until the manifest is written last, this marks the folder as an export under way:
+        # import refuses it (no manifest), and the next export may replace it.
+        (out_dir / UNFINISHED).write_text("musicdb export under way or stopped\n")
+    except OSError as exc:
+        raise StoreError(f"cannot write into {out_dir}: {exc.strerror or exc}") from exc
 
 
 def write_rel(rel: duckdb.DuckDBPyRelation, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    rel.write_parquet(str(folder / PART), compression=COMPRESSION)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        rel.write_parquet(str(folder / PART), compression=COMPRESSION)
+    except (OSError, duckdb.Error) as exc:  # a full disk, a folder we may not write
+        raise StoreError(f"cannot write {folder / PART}: {str(exc).splitlines()[0]} (the "
+                         f"export is incomplete; run it again when that is fixed)") from exc
 
 
 def wide_select(sv: SetVersion) -> str:
@@ -136,8 +149,9 @@ def export_dataset(con: duckdb.DuckDBPyConnection, out_dir: Path) -> ExportSumma
         write_rel(con.sql(wide_select(sv)), out_dir / sv.folder)
         sv.rows = con.execute("SELECT count(*) FROM features WHERE feature_set_id = ?",
                               [sv.feature_set_id]).fetchone()[0]
-    write_manifest(con, summary)
     (out_dir / "README.md").write_text(readme(summary), encoding="utf-8")
+    write_manifest(con, summary)
+    (out_dir / UNFINISHED).unlink()
     summary.bytes = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
     return summary
 

@@ -9,6 +9,7 @@ next ingest, import or evaluation never collides with one. All or nothing.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ SEQUENCES = {"song_id_seq": ("songs", "song_id"),
              "evaluation_id_seq": ("evaluations", "evaluation_id"),
              "map_run_id_seq": ("map_runs", "run_id"),
              "ingest_run_id_seq": ("ingest_runs", "run_id")}
+SET_NAME = re.compile(r"[a-z0-9_]+")  # what ensure_feature_set allows: a safe folder name
 # Tables a database may hold rows in and still count as empty: migrations fill them.
 FILLED_BY_MIGRATIONS = {"experiments": "NOT preset"}
 
@@ -66,7 +68,22 @@ def read_manifest(folder: Path, current_schema: int) -> dict:
             f"{folder} was written by musicdb {manifest.get('musicdb_version', '?')} (dataset "
             f"format {manifest.get('format_version')!r}, schema {manifest.get('schema_version')!r}"
             f"); this musicdb reads format {FORMAT_VERSION} up to schema {current_schema}")
+    _check_entries(path, manifest)
     return manifest
+
+
+def _check_entries(path: Path, manifest: dict) -> None:
+    """The parts import reads: tables with row counts, set versions with safe folder names."""
+    tables, sets = manifest.get("tables"), manifest.get("feature_sets")
+    ok = isinstance(tables, dict) and all(
+        isinstance(n, int) for n in tables.values()) and isinstance(sets, list)
+    for entry in sets if ok else []:
+        ok = ok and isinstance(entry, dict) and isinstance(entry.get("feature_set_id"), int) \
+            and isinstance(entry.get("version"), int) and isinstance(entry.get("rows"), int) \
+            and isinstance(entry.get("name"), str) and SET_NAME.fullmatch(entry["name"])
+    if not ok:
+        raise ImportTableError(f"{path}: a damaged manifest (its tables or feature_sets are not "
+                               f"what `musicdb export` writes)")
 
 
 def check_empty(con: duckdb.DuckDBPyConnection, db: Path) -> None:
