@@ -48,7 +48,7 @@ def readme_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _kind(text: str) -> str:
     """features_seed55_v2 -> features_<set>_v<N>: generated views are shown for one set each."""
-    text = re.sub(r"_(seed55|study55|default)(?![a-z0-9])", "_<set>", text)
+    text = re.sub(r"_(seed55|study55|default|tonal)(?![a-z0-9])", "_<set>", text)
     return re.sub(r"_<set>_v\d+(?!\d)", "_<set>_v<N>", text)
 
 
@@ -209,6 +209,6 @@ def test_info_counts_each_snippet_once(run, readme_db: Path) -> None:
 
     info = json.loads(run("info", "--db", readme_db, "--json").stdout)
     per_set = {s["feature_set"]: s["snippets"] for s in info["feature_sets"]}
-    assert per_set == {"default": 8, "seed55": 8, "study55": 0}
+    assert per_set == {"default": 8, "seed55": 8, "study55": 0, "tonal": 8}
     assert info["snippets"] == 8
     assert "snippets: 8 (each once" in run("info", "--db", readme_db).stdout

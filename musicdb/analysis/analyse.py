@@ -25,7 +25,7 @@ from musicdb.audio.decode import decode
 from musicdb.errors import DecodeError
 
 EXTRACTORS = FEATURE_SETS
-DEFAULT_SETS = ("default", "seed55")
+DEFAULT_SETS = ("default", "seed55", "tonal")
 
 
 def set_params(name: str, snippet_seconds: float, params: FrameParams = FrameParams()) -> dict:

@@ -33,7 +33,7 @@ def ingest(
         "seed55 plus MFCC, chroma, contrast per band, roll-off, flatness, loudness and dynamic "
         "range, onset rate, tempo confidence), 'seed55' (the study's 55) and 'tonal' (12: "
         "key, mode, two tempo candidates, tempo_stable; the song_keys view). Sets already "
-        "extracted with the same parameters are skipped.")] = "default,seed55",
+        "extracted with the same parameters are skipped.")] = "default,seed55,tonal",
     n_fft: Annotated[int, typer.Option(
         min=64, help="STFT size; any change makes a new feature-set version.")] = 2048,
     hop_length: Annotated[int, typer.Option(
