@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from librosa.util.exceptions import ParameterError
 
+from musicdb.analysis.embedding import MusicnnStream, summarise_patches
 from musicdb.analysis.features import (
     ROW,
     FrameParams,
@@ -70,6 +71,7 @@ def summarise_sets(frames: np.ndarray, sets: tuple[str, ...], bounds: list[tuple
     # The song and its snippets share tempogram columns: one pass serves them all.
     tempograms = mean_tempograms(frames[ROW["onset"]], tempogram_window(params), slices)
     computed: dict[str, np.ndarray] = {}
+    sets = tuple(name for name in sets if not EXTRACTORS[name].from_signal)
     for name in sets:
         fs = EXTRACTORS[name]
         if fs.prefix_of in sets:
@@ -82,6 +84,21 @@ def summarise_sets(frames: np.ndarray, sets: tuple[str, ...], bounds: list[tuple
         rows = computed[name] if name in computed else computed[fs.prefix_of][:, : len(fs.names)]
         values[name] = SetValues(rows[0], rows[1:], bounds)
     return values
+
+
+class Tee:
+    """A decode sink handing every block to two sinks: one decode serves both."""
+
+    def __init__(self, first, second) -> None:
+        self.sinks = (first, second)
+
+    def reserve(self, seconds: float) -> None:
+        for sink in self.sinks:
+            sink.reserve(seconds)
+
+    def add(self, block: np.ndarray) -> None:
+        for sink in self.sinks:
+            sink.add(block)
 
 
 def too_short(duration_s: float, params: FrameParams) -> str:
@@ -98,13 +115,19 @@ def analyse_file(path: str, sets: tuple[str, ...], snippet_seconds: float,
     try:
         # Decoded blocks go straight into the frame features: the signal is never whole.
         stream = FrameStream(params)
-        decoded = decode(Path(path), sr=params.sample_rate, sink=stream)
+        # musicnn's 16 kHz signal comes from the same decoded blocks (see Tee).
+        embedding = MusicnnStream(params.sample_rate) if "musicnn" in sets else None
+        sink = stream if embedding is None else Tee(stream, embedding)
+        decoded = decode(Path(path), sr=params.sample_rate, sink=sink)
         frames = stream.finish()
         if decoded.duration_s * params.sample_rate < params.n_fft:
             return Analysis(path, False, error=too_short(decoded.duration_s, params),
                             cpu_s=time.process_time() - started)
         bounds = snippet_bounds(decoded.duration_s, snippet_seconds)
         values = summarise_sets(frames, sets, bounds, params)
+        if embedding is not None:
+            rows = summarise_patches(embedding.finish(), bounds)
+            values["musicnn"] = SetValues(rows[0], rows[1:], bounds)
     except DecodeError as exc:
         return Analysis(path, False, error=exc.reason, cpu_s=time.process_time() - started)
     except SignalTooLong as exc:

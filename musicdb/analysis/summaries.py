@@ -15,6 +15,7 @@ import librosa
 import numpy as np
 import scipy.fft
 
+from musicdb.analysis.embedding import MUSICNN_CODE_VERSION, MUSICNN_NAMES, describe_musicnn
 from musicdb.analysis.features import (
     FRAME_ROWS,
     N_BANDS,
@@ -140,6 +141,8 @@ class FeatureSet:
     summarise: Callable[..., np.ndarray]
     prefix_of: str | None = None  # a set whose first columns are exactly these
     code_version: int | None = None  # the set's own formula version (set_params), if it has one
+    # Computed from the decoded signal in analyse_file (musicnn), not by summarise from frames.
+    from_signal: bool = False
 
     @property
     def descriptions(self) -> list[str]:
@@ -330,10 +333,18 @@ def summarise_tonal(frames: np.ndarray, *, params: FrameParams = FrameParams(),
     return _finite(np.array([out[n] for n in TONAL_NAMES], dtype=np.float32), TONAL_NAMES)
 
 
+def summarise_musicnn(frames: np.ndarray, **_) -> np.ndarray:
+    """musicnn needs the 16 kHz signal, which frames no longer hold: analyse_file computes it."""
+    raise ValueError("the musicnn set is computed from the decoded signal (analyse_file), "
+                     "not from the frame matrix")
+
+
 FEATURE_SETS = {
     "seed55": FeatureSet("seed55", list(SEED55_NAMES), describe_seed55, summarise_seed55,
                          prefix_of="default"),
     "default": FeatureSet("default", DEFAULT_NAMES, describe_default, summarise_default),
     "tonal": FeatureSet("tonal", list(TONAL_NAMES), describe_tonal, summarise_tonal,
                         code_version=TONAL_CODE_VERSION),
+    "musicnn": FeatureSet("musicnn", list(MUSICNN_NAMES), describe_musicnn, summarise_musicnn,
+                          code_version=MUSICNN_CODE_VERSION, from_signal=True),
 }

@@ -25,7 +25,7 @@ from musicdb.store.database import quote_ident as q
 # The names of the sets `musicdb ingest` extracts (musicdb.analysis.summaries.FEATURE_SETS,
 # which the store may not import: it pulls in librosa; tests/test_import_names.py keeps the
 # two equal). An imported set under one of these names would block every later ingest.
-EXTRACTED_SET_NAMES = ("default", "seed55", "tonal")
+EXTRACTED_SET_NAMES = ("default", "seed55", "tonal", "musicnn")
 
 
 @dataclass
