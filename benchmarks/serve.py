@@ -34,6 +34,7 @@ import random
 import re
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -72,10 +73,13 @@ def generated_songs(folder: Path, count: int, *, seconds: float = 3.0, seed: int
     return folder
 
 
+def ingest_command(folder: Path, db: Path) -> list[str]:
+    return [MUSICDB, "ingest", str(folder), "--db", str(db), "--feature-set", "default",
+            "--snippet-seconds", "0", "--workers", "1"]
+
+
 def ingest(folder: Path, db: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([MUSICDB, "ingest", str(folder), "--db", str(db), "--feature-set",
-                           "default", "--snippet-seconds", "0", "--workers", "1"],
-                          capture_output=True, text=True)
+    return subprocess.run(ingest_command(folder, db), capture_output=True, text=True)
 
 
 def build(db: Path, songs: int, artists: int) -> float:
@@ -238,14 +242,17 @@ async def client(url: str, song_ids: np.ndarray, going, tally: Tally, seed: int)
 
 
 async def load(server: Server, song_ids: np.ndarray, clients: int, seconds: float,
-               beside: threading.Thread | None = None) -> tuple[Tally, float]:
-    """The tally and the seconds it took: `seconds`, or until `beside` ends if later."""
+               beside: threading.Thread | None = None,
+               cap: float = float("inf")) -> tuple[Tally, float]:
+    """The tally and the seconds it took: `seconds`, or until `beside` ends if later, at most
+    `cap`."""
     tally = Tally()
     started = time.perf_counter()
-    until = started + seconds
+    until, latest = started + seconds, started + max(seconds, cap)
 
     def going() -> bool:
-        return time.perf_counter() < until or (beside is not None and beside.is_alive())
+        now = time.perf_counter()
+        return now < until or (beside is not None and beside.is_alive() and now < latest)
 
     async def watch_rss() -> None:
         while going():
@@ -293,6 +300,8 @@ def loadavg() -> str:
 
 
 def main() -> None:
+    # SIGTERM (timeout, kill) runs the finally blocks too: the server and ingest are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=list(SIZES), default="100k")
     ap.add_argument("--seconds", type=float, default=30.0, help="per phase (default 30)")
@@ -301,6 +310,9 @@ def main() -> None:
                     help="at most this long for the server's index to settle (default 120)")
     ap.add_argument("--ingest-songs", type=int, default=24,
                     help="generated 3 s songs the second phase ingests (default 24)")
+    ap.add_argument("--ingest-cap", type=float, default=240.0,
+                    help="the second phase ends by then even if the ingest has not; the "
+                         "ingest is then stopped with SIGINT (default 240 s)")
     args = ap.parse_args()
     source = library(args.size)
     table: list[str] = []
@@ -322,38 +334,48 @@ def main() -> None:
             tally, took = asyncio.run(load(server, song_ids, args.clients, args.seconds))
             table += rows("serving", tally, took, server.peak_rss_mb,
                           f"{before} -> {loadavg()}")
+            print(*table, sep="\n", flush=True)  # in case the second phase never ends
             first = tally.first_error
             folder = generated_songs(work / "incoming", args.ingest_songs, seed=7)
             server.peak_rss_mb = 0.0
             result: dict[str, object] = {}
+            writer_process = subprocess.Popen(ingest_command(folder, db),
+                                              stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.PIPE, text=True)
 
             def run_ingest() -> None:
                 began = time.perf_counter()
-                result["done"] = ingest(folder, db)
+                result["stderr"] = writer_process.communicate()[1]
                 result["seconds"] = time.perf_counter() - began
 
             writer = threading.Thread(target=run_ingest)
             before = loadavg()
             writer.start()
             tally, took = asyncio.run(load(server, song_ids, args.clients, args.seconds,
-                                           writer))
+                                           writer, args.ingest_cap))
             table += rows("while ingest", tally, took, server.peak_rss_mb,
                           f"{before} -> {loadavg()}")
             first = first or tally.first_error
+            if writer.is_alive():
+                print(f"the ingest still ran after {took:.0f} s: stopped with SIGINT")
+                writer_process.send_signal(signal.SIGINT)
             writer.join()
         finally:
             code = server.stop()
-        done = result["done"]
+            if "writer_process" in locals() and writer_process.poll() is None:
+                writer_process.kill()
+        returncode = writer_process.returncode
         print(f"{args.clients} clients, {args.seconds:.0f} s per phase (the second until the "
-              f"ingest ends), {len(song_ids):,} songs; ingest of {args.ingest_songs} songs: "
-              f"exit {done.returncode} in {result['seconds']:.0f} s; server exit {code}")
+              f"ingest ends, at most {args.ingest_cap:.0f} s), {len(song_ids):,} songs; ingest "
+              f"of {args.ingest_songs} songs: exit {returncode} in {result['seconds']:.0f} s; "
+              f"server exit {code}")
         print(f"{'phase':14s} {'method':22s} {'requests':>8s} {'req/s':>8s} {'p50 ms':>8s} "
               f"{'p99 ms':>8s} {'errors':>6s} {'RSS MB':>8s}  load average (1/5/15 min)")
         print("\n".join(table))
         if first:
             print(f"first error: {first}")
-        if done.returncode:
-            print(f"ingest failed: {done.stderr[-500:]}")
+        if returncode:
+            print(f"ingest: {str(result['stderr'])[-500:]}")
         log = [line.strip() for line in server.lines[1:] if "index" in line or "reload" in line]
         if log:
             print("server log:", *log[-6:], sep="\n  ")
