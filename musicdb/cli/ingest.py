@@ -32,7 +32,9 @@ def ingest(
         help="Comma-separated feature sets to extract, in one pass: 'default' (131 columns: "
         "seed55 plus MFCC, chroma, contrast per band, roll-off, flatness, loudness and dynamic "
         "range, onset rate, tempo confidence), 'seed55' (the study's 55) and 'tonal' (12: "
-        "key, mode, two tempo candidates, tempo_stable; the song_keys view). Sets already "
+        "key, mode, two tempo candidates, tempo_stable; the song_keys view) and 'musicnn' "
+        "(450: mean and std of musicnn's 200-d embedding, 50 tag probabilities tag_rock ...; "
+        "about 40x realtime per core, so not in the default). Sets already "
         "extracted with the same parameters are skipped.")] = "default,seed55,tonal",
     n_fft: Annotated[int, typer.Option(
         min=64, help="STFT size; any change makes a new feature-set version.")] = 2048,
@@ -42,8 +44,13 @@ def ingest(
         help="Try again files that failed before and have not changed.")] = False,
     scheduler: Annotated[str | None, typer.Option(
         help="Analyse on a Dask cluster (e.g. tcp://host:8786) instead of local workers; "
-        "every worker must see the files at the same paths and have musicdb installed.")
+        "every worker must have musicdb installed and see the files (at the same paths, or "
+        "as --path-map says). 'local' or 'local:N' starts a Dask cluster of N worker "
+        "processes here [default N: all cores].")
     ] = None,
+    path_map: Annotated[list[str] | None, typer.Option(
+        help="With --scheduler: /local/prefix=/worker/prefix, where the workers see files "
+        "under /local/prefix (repeatable; the longest prefix applies).")] = None,
     file_timeout: Annotated[float, typer.Option(
         min=1, help="Seconds any one file may take, plus 0.1 s per second of audio it "
         "declares (a 3-hour file: 120 + 1,080 s); a worker past that is stopped and the file "
@@ -64,7 +71,8 @@ def ingest(
         from musicdb.workers.executor import open_executor
 
         try:
-            with user_errors(), stop.raising(), open_executor(workers, scheduler) as executor:
+            with user_errors(), stop.raising(), open_executor(
+                    workers, scheduler, tuple(path_map or ())) as executor:
                 from musicdb.analysis.features import FrameParams
                 from musicdb.ingest.run import check_sets
 
@@ -95,7 +103,8 @@ def _ingest_with(executor: Executor, paths: list[Path], db: Path, **options: Any
     from musicdb.ingest.run import ingest as run_ingest
     from musicdb.store.writer import Writer
 
-    with IngestProgress(err) as progress, Writer(db, notify=progress.notice) as writer:
+    with IngestProgress(err, getattr(executor, "workers_alive", None)) as progress, \
+            Writer(db, notify=progress.notice) as writer:
         return run_ingest(writer, paths, executor=executor, progress=progress, **options)
 
 

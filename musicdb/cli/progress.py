@@ -4,6 +4,7 @@ and evaluate's fits."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -24,15 +25,19 @@ from musicdb.terminal import one_line, plural
 
 
 class IngestProgress:
-    """Files done / total, hours of audio, speed as x realtime, ETA."""
+    """Files done / total, hours of audio, speed as x realtime, ETA; with `workers_alive` (a
+    Dask cluster's, musicdb.workers.cluster), how many workers are alive."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, workers_alive: Callable[[], int] | None = None
+                 ) -> None:
         self.console = console
+        self.workers_alive = workers_alive
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("files · {task.fields[hours]} · {task.fields[speed]}"),
+            TextColumn("files{task.fields[workers]} · {task.fields[hours]} · "
+                       "{task.fields[speed]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -62,14 +67,18 @@ class IngestProgress:
     def start(self, total: int) -> None:
         self.started = time.perf_counter()
         self.task = self.progress.add_task("extracting", total=total, hours="0.00 h audio",
-                                           speed="-× realtime")
+                                           speed="-× realtime", workers=self._workers())
+
+    def _workers(self) -> str:
+        return "" if self.workers_alive is None else f" · {self.workers_alive()} workers alive"
 
     def advance(self, audio_s: float) -> None:
         self.audio_s += audio_s
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         assert self.task is not None
         self.progress.update(self.task, advance=1, hours=f"{self.audio_s / 3600:.2f} h audio",
-                             speed=f"{self.audio_s / elapsed:.0f}× realtime")
+                             speed=f"{self.audio_s / elapsed:.0f}× realtime",
+                             workers=self._workers())
 
 
 def render_summary(console: Console, s: IngestSummary, db: Path) -> None:

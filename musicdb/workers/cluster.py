@@ -1,50 +1,142 @@
-"""Analysis on a Dask cluster, for libraries bigger than one machine: `ingest --scheduler ADDR`.
+"""Analysis on a Dask cluster, for libraries bigger than one machine: `ingest --scheduler ADDR`,
+or `--scheduler local[:N]` for a cluster of N worker processes on this machine.
 
 The writer stays in this process; each file's analysis runs on whichever Dask worker is free.
-Workers open the files themselves (the scheduler is sent paths, not audio), so the library
-must be mounted at the same path on every machine, and musicdb installed there. Start
-workers as processes with one thread each (`dask worker ADDR --nthreads 1 --nworkers N`):
-the analysis is CPU-bound Python around numpy, so threads of one process would share a GIL.
+Workers open the files themselves (the scheduler is sent paths, not audio): a worker that
+mounts the library elsewhere is told so by `--path-map /here=/there`, and musicdb must be
+installed there. Start workers as processes with one thread each (`dask worker ADDR --nthreads
+1 --nworkers N`): the analysis is CPU-bound Python around numpy, so threads of one process
+would share a GIL.
+
+Faults: a worker that dies mid-file (killed, out of memory) is Dask's to handle: the file runs
+again on another worker; a file whose workers keep dying becomes an error row once the
+scheduler gives up (`local:N` starts its scheduler with allowed-failures 1: the second death).
+A file past its deadline (the same seconds the local pool allows) is abandoned and its
+worker restarted by its nanny (musicdb.workers.dask_task). A scheduler that goes away ends the
+run (everything written is kept; the same command resumes).
+
+Backpressure: at most IN_FLIGHT_PER_THREAD jobs per worker thread are submitted at a time,
+and results stay on the workers until this process takes them, one at a time: the client
+holds one result and the batch being written, whatever the library's size.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import logging
+import os
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import PurePosixPath
 from typing import Any
 
-from distributed import Client, WorkerPlugin, as_completed
+import dask
+from distributed import Client, KilledWorker, LocalCluster, as_completed
 
 from musicdb.errors import WorkerError
+from musicdb.workers.dask_task import AnalysisSetup, Stuck, run_job
 from musicdb.workers.executor import Job, JobFailed
 
 CONNECT_TIMEOUT_S = 10
 IN_FLIGHT_PER_THREAD = 2  # jobs handed to the scheduler ahead, per worker thread
+WORKERS_REFRESH_S = 1.0  # how often the count of live workers is asked for
+LOCAL_ALLOWED_FAILURES = 1
+DIED_TIMES = "the analysis process died {times} on this file"
+LOCAL_SCHEDULER = {  # the scheduler local:N starts; a remote one's own settings apply there
+    # A file's second dead worker makes it an error row (Dask's default is a fourth).
+    "distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES,
+    # A worker holds only the file it analyses: a worker killed by one file counts no death
+    # against a file merely queued behind it.
+    "distributed.scheduler.worker-saturation": 1.0,
+}
 
 
-class AnalysisSetup(WorkerPlugin):
-    """Every worker process: BLAS held to one thread, freed arrays kept (as local workers)."""
+def local_workers(scheduler: str) -> int | None:
+    """N for `local` (all cores) or `local:N`; None for a scheduler's address."""
+    name, _, count = scheduler.partition(":")
+    if name != "local":
+        return None
+    if not count:
+        return os.cpu_count() or 1
+    if not count.isdigit() or int(count) < 1:
+        raise WorkerError(f"--scheduler {scheduler}: local:N needs a whole number of worker "
+                          "processes, at least 1 (e.g. local:4)")
+    return int(count)
 
-    name = "musicdb-analysis-setup"
 
-    def setup(self, worker: Any) -> None:
-        from threadpoolctl import threadpool_limits
+class PathMap:
+    """Prefixes of this machine's paths and where the workers see them: '/here=/there'."""
 
-        from musicdb.workers.allocator import keep_freed_memory
+    def __init__(self, pairs: Iterable[str] = ()) -> None:
+        self.prefixes: list[tuple[PurePosixPath, PurePosixPath]] = []
+        for pair in pairs:
+            here, sep, there = pair.partition("=")
+            if not sep or not here.startswith("/") or not there.startswith("/"):
+                raise WorkerError(f"--path-map {pair!r}: give /local/prefix=/worker/prefix, "
+                                  "both absolute")
+            self.prefixes.append((PurePosixPath(here), PurePosixPath(there)))
+        # The longest prefix wins: /music/classical=... before /music=...
+        self.prefixes.sort(key=lambda p: -len(p[0].parts))
 
-        threadpool_limits(1)
-        keep_freed_memory()
+    def to_worker(self, path: str) -> str:
+        here = PurePosixPath(path)
+        for local, remote in self.prefixes:
+            if here.is_relative_to(local):
+                return str(remote / here.relative_to(local))
+        return path
 
 
 class Cluster:
-    """The executor of `ingest --scheduler ADDR`: a connection to a Dask scheduler; `slots` is
-    how many jobs run at once over there (its workers' threads). A job's seconds are not
-    enforced: a Dask worker cannot be stopped from here mid-job."""
+    """The executor of `ingest --scheduler`: a client of a Dask scheduler (given by address,
+    or a LocalCluster started here and closed at the end); `slots` is how many jobs run at
+    once over there (its workers' threads)."""
 
     analyses_here = False
 
-    def __init__(self, address: str) -> None:
-        self.address = address
+    def __init__(self, scheduler: str, path_map: Iterable[str] = ()) -> None:
+        self.address = scheduler
+        self.path_map = PathMap(path_map)
+        self.local_workers = local_workers(scheduler)
+        self.cluster: LocalCluster | None = None
+        self.client: Client | None = None
+        self._alive = (0.0, 0)  # (when asked, worker threads)
+        if self.local_workers is not None:
+            self.slots = self.local_workers  # started by warm_up(): a re-scan starts none
+        else:
+            self._connect(scheduler)
+            self.slots = self.threads()
+            if self.slots == 0:
+                self.close()
+                raise WorkerError(f"the Dask scheduler at {scheduler} has no workers")
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        self.client = self.cluster = None
+
+    def warm_up(self) -> None:
+        """Start the local cluster (a few seconds); a remote one's workers set themselves up
+        when they join (AnalysisSetup)."""
+        if self.local_workers is not None and self.client is None:
+            with dask.config.set(LOCAL_SCHEDULER):
+                self.cluster = LocalCluster(
+                    n_workers=self.local_workers, threads_per_worker=1, processes=True,
+                    dashboard_address=None, memory_limit=0,
+                    silence_logs=logging.CRITICAL)  # each fault is its file's error row
+            self._connect(self.cluster.scheduler_address)
+
+    def _connect(self, address: str) -> None:
         try:
             self.client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s",
                                  set_as_default=False)
@@ -53,63 +145,103 @@ class Cluster:
         try:
             self.client.register_plugin(AnalysisSetup())  # fails if a worker lacks musicdb
         except Exception as exc:  # whatever a worker raised: one line, then stop
-            self.client.close()
+            self.close()
             raise WorkerError(f"the Dask workers at {address} could not be set up (is "
-                               f"musicdb installed on every worker?): {type(exc).__name__}: "
-                               f"{exc}".splitlines()[0]) from exc
-        self.slots = sum(self.client.nthreads().values())
-        if self.slots == 0:
-            self.client.close()
-            raise WorkerError(f"the Dask scheduler at {address} has no workers")
+                              f"musicdb installed on every worker?): {type(exc).__name__}: "
+                              f"{exc}".splitlines()[0]) from exc
 
-    def __enter__(self) -> Cluster:
-        return self
+    def threads(self) -> int:
+        """Worker threads alive now (asked of the scheduler at most once a second)."""
+        asked, threads = self._alive
+        if self.client is not None and time.monotonic() - asked > WORKERS_REFRESH_S:
+            try:
+                threads = sum(self.client.nthreads().values())
+            except (OSError, TimeoutError):  # the scheduler is going: run() says so
+                threads = 0
+            self._alive = (time.monotonic(), threads)
+        return threads
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.client.close()
-
-    def warm_up(self) -> None:
-        """Nothing to start: the workers set themselves up when they join (AnalysisSetup)."""
+    def workers_alive(self) -> int:
+        """For the progress bar: worker processes (one thread each) alive now."""
+        return self.threads()
 
     def run(self, work: Callable[..., Any], jobs: Iterable[Job]) -> Iterator[tuple[Any, Any]]:
-        """work(*args) for each (key, args, seconds) on the cluster; yields (key, result) as done.
+        """work(*args) for each (key, args, seconds) on the cluster; yields (key, result) as
+        done. args[0], the file's path, is mapped to the workers' (--path-map).
 
-        A job that raised, or whose worker kept dying (Dask retries it elsewhere first),
-        yields (key, JobFailed). Leaving the loop early cancels what is still queued.
+        A job that raised, ran past its seconds, or whose workers kept dying yields
+        (key, JobFailed). Leaving the loop early cancels what is still queued.
         """
+        self.warm_up()
+        assert self.client is not None
+        client = self.client
         queue = iter(jobs)
-        keys: dict[str, Any] = {}
-        run_id = uuid.uuid4().hex[:8]
+        keys: dict[str, tuple[Any, str | None, str | None]] = {}  # dask key: (key, here, there)
+        names = (f"musicdb-{uuid.uuid4().hex[:8]}-{i}" for i in itertools.count())
+        done = as_completed([], loop=client.loop)
 
-        def submit_next() -> list:
-            job = next(queue, None)
-            if job is None:
-                return []
-            key, args, _seconds = job
-            future = self.client.submit(work, *args, pure=False,
-                                        key=f"musicdb-{run_id}-{len(keys)}")
-            keys[future.key] = key
-            return [future]
+        def top_up() -> None:
+            """Submit until IN_FLIGHT_PER_THREAD jobs wait or run per live worker thread."""
+            while done.count() < IN_FLIGHT_PER_THREAD * max(1, self.threads()):
+                job = next(queue, None)
+                if job is None:
+                    return
+                key, args, seconds = job
+                here = args[0] if args and isinstance(args[0], str) else None
+                there = self.path_map.to_worker(here) if here is not None else None
+                if there is not None:
+                    args = (there, *args[1:])
+                future = client.submit(run_job, work, args, seconds, there, pure=False,
+                                       key=next(names))
+                keys[future.key] = (key, here, there)
+                done.add(future)
 
-        first = [f for _ in range(IN_FLIGHT_PER_THREAD * self.slots) for f in submit_next()]
-        if not first:
-            return
-        done = as_completed(first, loop=self.client.loop)
+        top_up()
         try:
             for future in done:
-                key = keys[future.key]
-                if future.status == "finished":
-                    result = future.result()
-                elif future.status == "cancelled":  # the scheduler went away: not this file
-                    raise WorkerError(f"lost the Dask scheduler at {self.address}; the "
-                                       "files written so far are kept: run again to go on")
-                else:
-                    exc = future.exception()
-                    result = JobFailed(f"on the Dask cluster: {type(exc).__name__}: {exc}"
-                                       .splitlines()[0])
+                key, here, there = keys.pop(future.key)
+                result = self._outcome(future, here, there)
                 future.release()
-                for queued in submit_next():
-                    done.add(queued)
+                top_up()  # before yielding: the caller may take a while to write
                 yield key, result
         finally:
-            self.client.cancel([f for f in done.futures if not f.done()])
+            client.cancel([f for f in done.futures if not f.done()])
+
+    def _outcome(self, future: Any, here: str | None, there: str | None) -> Any:
+        """A finished future's result: the analysis (its path this machine's), or a JobFailed."""
+        if future.status == "cancelled":  # the scheduler went away: not this file's fault
+            raise WorkerError(f"lost the Dask scheduler at {self.address}; the files written "
+                              "so far are kept: run the same command again to go on")
+        if future.status != "finished":
+            exc = future.exception()
+            if isinstance(exc, KilledWorker):
+                deaths = exc.allowed_failures + 1
+                times = "twice" if deaths == 2 else f"{deaths} times"
+                return JobFailed(DIED_TIMES.format(times=times) + f" (each time on another "
+                                 f"Dask worker, the last {exc.last_worker.address})")
+            return JobFailed(f"on the Dask cluster: {type(exc).__name__}: {exc}"
+                             .splitlines()[0])
+        result = future.result()
+        if isinstance(result, Stuck):
+            self._replace_worker(result.worker)
+            return JobFailed(f"{JobFailed.overdue(result.seconds).reason} (the Dask worker "
+                             f"{result.worker}, restarted)")
+        if there != here and getattr(result, "path", None) == there:
+            result = dataclasses.replace(result, path=here)
+        return result
+
+    def _replace_worker(self, address: str) -> None:
+        """Restart a worker whose analysis thread is stuck (its nanny starts a fresh process);
+        a worker without a nanny is retired instead. In the background: it takes seconds."""
+        client = self.client
+
+        def replace() -> None:
+            try:
+                status = client.restart_workers([address], raise_for_error=False)
+                if status.get(address) != "OK":
+                    client.retire_workers([address], close_workers=True)
+            except Exception:  # noqa: BLE001 - the client closing meanwhile: nothing to do
+                logging.getLogger(__name__).debug("could not restart %s", address)
+
+        if client is not None:
+            threading.Thread(target=replace, daemon=True, name="musicdb-restart").start()

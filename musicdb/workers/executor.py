@@ -93,15 +93,16 @@ class InProcess:
                 yield key, call(work, args)
 
 
-def open_executor(workers: int | None = None, scheduler: str | None = None
-                  ) -> AbstractContextManager[Executor]:
-    """The executor `ingest --workers N` / `--scheduler ADDR` asks for (all cores by default);
-    closed at the end of the `with` (a Dask client is disconnected, a worker pool's unused
-    forkserver stopped)."""
+def open_executor(workers: int | None = None, scheduler: str | None = None,
+                  path_map: tuple[str, ...] = ()) -> AbstractContextManager[Executor]:
+    """The executor `ingest --workers N` / `--scheduler ADDR|local[:N]` asks for (all cores by
+    default); closed at the end of the `with` (a Dask client is disconnected, a local Dask
+    cluster stopped, a worker pool's unused forkserver stopped). `path_map`: '/here=/there'
+    prefixes for Dask workers that mount the library elsewhere."""
     if scheduler is not None:
         from musicdb.workers.cluster import Cluster  # distributed: ~1 s to import
 
-        return Cluster(scheduler)
+        return Cluster(scheduler, path_map)
     from musicdb.workers.pool import LocalPool
 
     return LocalPool(workers or os.cpu_count() or 1)
