@@ -73,8 +73,8 @@ def test_the_library_has_what_a_faithful_round_trip_must_carry(built) -> None:
     with duckdb.connect(str(built["db"]), read_only=True) as con:
         assert con.execute("SELECT count(*) FILTER (status = 'error'), count(*) FILTER "
                            "(artist IS NOT NULL) FROM songs").fetchone() == (1, 4)
-        assert con.execute("SELECT name, version FROM feature_sets ORDER BY 1, 2").fetchall() == [
-            ("default", 1), ("seed55", 1), ("seed55", 2)]
+        versions = set(con.execute("SELECT name, version FROM feature_sets").fetchall())
+        assert {("default", 1), ("seed55", 1), ("seed55", 2)} <= versions  # (+ tonal)
         assert con.execute("SELECT count(*) FROM features WHERE snippet >= 0").fetchone()[0] > 0
         assert con.execute("SELECT count(*) FROM evaluations").fetchone()[0] == 1
         assert con.execute("SELECT count(*) FROM map_points").fetchone()[0] == 4
