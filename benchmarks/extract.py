@@ -10,7 +10,10 @@ files in one run:
 
     floor      decode to 22,050 Hz mono (musicdb's decoder) + one magnitude STFT: the least any
                extractor must do
-    musicdb    musicdb.analysis.analyse.analyse_file, every set in EXTRACTORS, song + snippets
+    musicdb    musicdb.analysis.analyse.analyse_file, the default ingest's sets (DEFAULT_SETS:
+               default, seed55, tonal), song + snippets
+    musicnn    analyse_file with the musicnn set alone (its decode, 16 kHz log-mel, network)
+    musicdb+musicnn  the default ingest's sets and musicnn, in one pass
     reference  the study's 55 features with plain librosa (benchmarks/reference.py)
     bliss      bliss_audio.Song(path)                  (pip install bliss-audio), if installed
     essentia   essentia.standard.MusicExtractor()      (pip install essentia), if installed
@@ -49,7 +52,8 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 AUDIO_EXTENSIONS = {".ogg", ".oga", ".opus", ".mp3", ".flac", ".wav", ".aiff", ".m4a"}
-METHODS = ("floor", "musicdb", "reference", "bliss", "essentia")  # the order they run in
+METHODS = ("floor", "musicdb", "musicnn", "musicdb+musicnn", "reference", "bliss",
+           "essentia")  # the order they run in
 PEER_MODULES = {"bliss": "bliss_audio", "essentia": "essentia"}
 DEFAULT_CSV = Path(__file__).parent / "results" / "extract_values.csv"
 SNIPPET_SECONDS = 30.0
@@ -85,18 +89,18 @@ def _reference() -> tuple[Callable, dict]:
     return lambda path: reference.reference_seed55(path).tolist(), _musicdb_note()
 
 
-def _musicdb() -> tuple[Callable, dict]:
-    from musicdb.analysis.analyse import EXTRACTORS, analyse_file
+def _musicdb(extra: tuple[str, ...] = (), default: bool = True) -> tuple[Callable, dict]:
+    from musicdb.analysis.analyse import DEFAULT_SETS, analyse_file
     from musicdb.workers.allocator import keep_freed_memory
 
     keep_freed_memory()  # as `musicdb ingest` does in every analysis process
-    sets = tuple(EXTRACTORS)
+    sets = (DEFAULT_SETS if default else ()) + extra
 
-    def run(path: str) -> list[float]:
+    def run(path: str) -> list[float] | None:
         analysis = analyse_file(path, sets, snippet_seconds=SNIPPET_SECONDS)
         if not analysis.ok:
             raise RuntimeError(analysis.error)
-        return analysis.values["seed55"].whole.tolist()
+        return analysis.values["seed55"].whole.tolist() if "seed55" in sets else None
 
     return run, _musicdb_note() | {"sets": list(sets)}
 
@@ -132,7 +136,9 @@ def _essentia() -> tuple[Callable, dict]:
 # Each loader imports what its method needs and returns (per-file function, note on what ran);
 # the function returns the seed55 values, or None for a method without them.
 LOADERS = {"floor": _floor, "musicdb": _musicdb, "reference": _reference, "bliss": _bliss,
-           "essentia": _essentia}
+           "essentia": _essentia,
+           "musicnn": lambda: _musicdb(("musicnn",), default=False),
+           "musicdb+musicnn": lambda: _musicdb(("musicnn",))}
 
 
 def run_child(method: str, files_json: Path, out_json: Path) -> None:
