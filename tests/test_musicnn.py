@@ -118,3 +118,15 @@ def test_names_and_descriptions():
     lines = describe_musicnn()
     assert len(lines) == len(MUSICNN_NAMES)
     assert "female vocalists" in lines[MUSICNN_NAMES.index("tag_female_vocalists")]
+
+
+def test_weights_carry_their_licence_and_source():
+    with np.load(musicnn.WEIGHTS, allow_pickle=False) as npz:
+        licence, sha = str(npz["licence"]), str(npz["source_sha256"])
+        assert str(npz["source_wheel"]) == "musicnn-0.1.0-py3-none-any.whl"
+    assert "Permission to use, copy, modify, and/or distribute" in licence
+    assert "Music Technology Group, Universitat Pompeu Fabra" in licence
+    notice = musicnn.WEIGHTS.with_name("msd_musicnn.LICENSE.txt").read_text()
+    assert sha in notice
+    assert licence in notice
+    assert len(sha) == 64
