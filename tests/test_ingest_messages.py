@@ -18,7 +18,8 @@ def test_an_empty_folder_and_an_unknown_feature_set(run, tmp_path):
     other = tmp_path / "other.duckdb"
     refused = run("ingest", tmp_path / "empty", "--db", other, "--feature-set", "seed55,foo",
                   code=1)
-    assert "unknown feature set(s) 'foo'; extracted sets: default, seed55, tonal" in refused.output
+    assert ("unknown feature set(s) 'foo'; extracted sets: default, musicnn, seed55, tonal"
+            in refused.output)
     assert "scanning" not in refused.output  # refused before the scan...
     assert not other.exists()  # ...and before the database was created
 
