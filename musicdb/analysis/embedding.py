@@ -10,6 +10,11 @@ the last whole patch are dropped, as musicnn does. A file shorter than one patch
 2.99 s) is repeat-padded to one: its frames are tiled, as musicnn's training padded short
 clips ("pad_short": "repeat-pad" in the model's config.json). A snippet's values are those of
 the patches whose centre falls inside it (the patch nearest its middle when none does).
+
+Cost (benchmarks/extract.py, 6 corpus files, one thread): the network is 1.4 G multiply-adds
+a patch, 0.47 G a second of audio; musicnn alone runs at ~55x realtime per core, against
+~255x for the default ingest's sets, so it is not in the default. Memory does not grow with
+the length: a 60-minute file peaks at 423 MB with musicnn, 416 MB without.
 """
 
 from __future__ import annotations
