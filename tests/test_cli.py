@@ -15,7 +15,7 @@ from musicdb.cli import app
 from tests.conftest import REPO, SEED_CSV
 
 COMMANDS = {"ingest", "import", "export", "info", "demo", "similar", "heatmap", "map",
-            "experiment", "evaluate", "evaluations", "predict", "sql"}
+            "experiment", "evaluate", "evaluations", "predict", "sql", "path", "serve", "user"}
 
 
 def flat(text: str) -> str:

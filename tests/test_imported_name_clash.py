@@ -40,7 +40,8 @@ def test_ingest_skips_an_imported_set_of_an_extracted_name(run, clashing, tmp_pa
         sets = dict(con.execute(
             "SELECT fs.name || '/' || fs.kind, count(*) FROM features f "
             "JOIN feature_sets fs USING (feature_set_id) GROUP BY ALL").fetchall())
-    assert sets == {"seed55/imported": 2333, "default/extracted": 8}
+    assert sets == {"seed55/imported": 2333, "default/extracted": 8,
+                    "tonal/extracted": 8}
 
     # Only the clashing set asked for: nothing to do, one line.
     only = run("ingest", tmp_path / "lib", "--feature-set", "seed55", "--db", clashing, code=1)
