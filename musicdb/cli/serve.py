@@ -15,9 +15,16 @@ UsersFile = Annotated[Path | None, typer.Option(
     "--users", envvar="MUSICDB_USERS", dir_okay=False,
     help="The users file (env MUSICDB_USERS; default ~/.config/musicdb/users.json).")]
 
-user_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                       help="Who may use `musicdb serve`: add, list, remove users.")
+user_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(user_app, name="user")
+
+
+@user_app.callback()
+def user() -> None:
+    """Who may use `musicdb serve`: add, list and remove users (name, password, API key).
+
+    Users live in a file of their own, never in the database, readable by its owner only.
+    """
 
 
 def _users_file(users: Path | None) -> Path:
