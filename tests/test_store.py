@@ -299,6 +299,11 @@ def test_wheel_contains_migrations_and_sql(tmp_path):
         expected |= {f"musicdb/sql/{p.name}" for p in (REPO / "sql").glob("*.sql")}
         assert "musicdb/migrations/0001_initial.sql" in listing
         assert "musicdb/sql/10_song_labels.sql" in listing
+        # what runs without a download: the musicnn weights and their licence, the server's page
+        assert "musicdb/analysis/weights/msd_musicnn.npz" in listing
+        assert "musicdb/analysis/weights/msd_musicnn.LICENSE.txt" in listing
+        assert {"musicdb/serve/static/index.html", "musicdb/serve/static/app.js",
+                "musicdb/serve/snapshot.sql"} <= listing
         assert expected <= listing
         assert zf.read("musicdb/migrations/0001_initial.sql").decode() == (
             REPO / "migrations" / "0001_initial.sql").read_text()
