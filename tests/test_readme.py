@@ -4,11 +4,20 @@ README says it is for."""
 
 from __future__ import annotations
 
+import json
 import os
+import pty
 import re
+import select
+import shlex
+import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -40,6 +49,8 @@ def readme_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp / "music.duckdb"
     runner = CliRunner()
     for args in (["ingest", str(tmp / "lib"), "--db", str(db), "--workers", "1"],
+                 ["ingest", str(tmp / "lib"), "--db", str(db), "--workers", "1",
+                  "--feature-set", "musicnn"],
                  ["import", str(SEED_CSV), "--feature-set", "study55", "--db", str(db)]):
         result = runner.invoke(app, args, catch_exceptions=False)
         assert result.exit_code == 0, result.output
@@ -48,7 +59,7 @@ def readme_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _kind(text: str) -> str:
     """features_seed55_v2 -> features_<set>_v<N>: generated views are shown for one set each."""
-    text = re.sub(r"_(seed55|study55|default|tonal)(?![a-z0-9])", "_<set>", text)
+    text = re.sub(r"_(seed55|study55|default|tonal|musicnn)(?![a-z0-9])", "_<set>", text)
     return re.sub(r"_<set>_v\d+(?!\d)", "_<set>_v<N>", text)
 
 
@@ -101,14 +112,25 @@ def test_readme_queries_give_the_expected_numbers(shell, readme_db: Path) -> Non
 #   <!-- readme-test: study -->  in a folder with the repository's tests/data (the study's
 #                                tables), the commands naming --db study.duckdb
 # The blocks of one kind run in README order in one folder (a later example may use what an
-# earlier one made), with BROWSER=true so `--open` opens nothing. A line that cannot run here
-# is listed in the README source with its reason:
+# earlier one made), with BROWSER=true so `--open` opens nothing. Two kinds of line run as a
+# user meets them rather than through `bash -c`:
+#   `musicdb user add NAME` (without --password-stdin) asks for a password twice: it runs on a
+#       pseudo-terminal, and the test types README_PASSWORD at both prompts;
+#   `musicdb serve ...` runs until stopped: it starts with --port 0 added (a free port; 4533
+#       may be taken), the test waits for its start line, calls ping as the user added above
+#       (and checks the start line the README quotes), sends SIGTERM and expects exit 0.
+# A line that cannot run here is listed in the README source with its reason:
 #   <!-- readme-test skip: "musicdb evaluate --experiment xmas --cv 5" takes minutes -->
 COMMAND = re.compile(r"^(musicdb|duckdb)\b")
 BLOCK = re.compile(r"(?:<!-- readme-test: (?P<where>\w+) -->\n)?```bash\n(?P<body>.*?)```",
                    re.S)
 SKIP = re.compile(r'<!-- readme-test skip: "(?P<line>[^"]+)" (?P<why>[^>]*\w[^>]*) -->')
 CONTEXTS = ("demo", "study")
+PROMPTED = re.compile(r"^musicdb user add\b(?!.*--password-stdin)")
+SERVER = re.compile(r"^musicdb serve\b")
+README_PASSWORD = "correct horse battery"
+START_LINE = re.compile(r"^serving .* at http://(?P<host>[^\s/]+):(?P<port>\d+) — ")
+WAIT_S = 120  # a generous bound on a loaded machine, not a timing assertion
 
 
 @dataclass
@@ -172,19 +194,159 @@ def study_folder(tmp: Path) -> Path:
     return tmp
 
 
-def run_examples(folder: Path, home: Path, examples: list[Example]) -> list[str]:
-    """Each line through bash as a user types it; returns what failed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICDB_")}
+@dataclass
+class Session:
+    """What one context's examples share: where they run, and what earlier lines made."""
+    folder: Path
+    env: dict[str, str]
+    users: list[str] = field(default_factory=list)
+    start_lines: list[str] = field(default_factory=list)
+
+
+def run_examples(folder: Path, home: Path, examples: list[Example]) -> tuple[list[str], Session]:
+    """Each line as a user types it; returns what failed, and what the session saw."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MUSICDB_") and k != "XDG_CONFIG_HOME"}
     env |= {"HOME": str(home), "BROWSER": "true", "COLUMNS": "120",
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
+    session = Session(folder, env)
     failed = []
     for example in examples:
-        proc = subprocess.run(["bash", "-c", example.line], cwd=folder, env=env,
-                              capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0 or "Traceback" in proc.stderr or "Error" in proc.stderr:
-            failed.append(f"README.md:{example.readme_line}: {example.line}\n"
-                          f"  exit {proc.returncode}: {proc.stderr.strip()[-600:]}")
-    return failed
+        if PROMPTED.match(example.line):
+            problem = run_prompted(example.line, session)
+        elif SERVER.match(example.line):
+            problem = run_server(example.line, session)
+        else:
+            problem = run_plain(example.line, session)
+        if problem:
+            failed.append(f"README.md:{example.readme_line}: {example.line}\n  {problem}")
+    return failed, session
+
+
+def run_plain(line: str, session: Session) -> str | None:
+    proc = subprocess.run(["bash", "-c", line], cwd=session.folder, env=session.env,
+                          capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0 or "Traceback" in proc.stderr or "Error" in proc.stderr:
+        return f"exit {proc.returncode}: {proc.stderr.strip()[-600:]}"
+    return None
+
+
+def run_prompted(line: str, session: Session) -> str | None:
+    """`musicdb user add NAME` on a pseudo-terminal, the password typed at each prompt."""
+    argv = shlex.split(line, comments=True)
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=session.folder, env=session.env, stdin=terminal,
+                            stdout=terminal, stderr=terminal, start_new_session=True)
+    os.close(terminal)
+    seen = b""
+    try:
+        for prompt in (b"Password: ", b"Repeat for confirmation: "):
+            seen += _read_until(controller, prompt, seen)
+            os.write(controller, README_PASSWORD.encode() + b"\n")
+        code = proc.wait(timeout=WAIT_S)
+        seen += _read_rest(controller)
+    except TimeoutError as exc:
+        proc.kill()
+        proc.wait()
+        return f"{exc}; the terminal showed: {seen.decode(errors='replace')[-600:]}"
+    finally:
+        os.close(controller)
+    text = seen.decode(errors="replace")
+    if code != 0 or "Traceback" in text or "Error" in text:
+        return f"exit {code}: {text.strip()[-600:]}"
+    session.users.append(argv[3])
+    return None
+
+
+def _read_until(fd: int, wanted: bytes, before: bytes) -> bytes:
+    got = b""
+    deadline = time.monotonic() + WAIT_S
+    while wanted not in (before + got)[-200:]:
+        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            raise TimeoutError(f"no prompt {wanted!r} within {WAIT_S} s")
+        got += os.read(fd, 4096)
+    return got
+
+
+def _read_rest(fd: int) -> bytes:
+    got = b""
+    while select.select([fd], [], [], 1.0)[0]:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def run_server(line: str, session: Session) -> str | None:
+    """Start the README's serve line on a free port, ping it as the README's user, stop it."""
+    argv = [*shlex.split(line, comments=True), "--port", "0"]
+    proc = subprocess.Popen(argv, cwd=session.folder, env=session.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        start = _start_line(proc)
+        if start is None:
+            proc.kill()
+            _, rest = proc.communicate(timeout=WAIT_S)
+            return f"no start line; exit {proc.returncode}: {rest.strip()[-600:]}"
+        session.start_lines.append(start)
+        port = START_LINE.match(start)["port"]
+        answer = _ping(port, session.users[0] if session.users else None)
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    if answer.get("status") != "ok":
+        return f"ping as {session.users[:1]} answered {answer}"
+    if proc.returncode != 0 or "musicdb serve: stopped" not in rest or "Traceback" in rest:
+        return f"after SIGTERM, exit {proc.returncode}: {rest.strip()[-600:]}"
+    return None
+
+
+def _start_line(proc: subprocess.Popen) -> str | None:
+    """The first line on stderr if it is the start line; None if the process ended first."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if select.select([proc.stderr], [], [], 1.0)[0]:
+            line = proc.stderr.readline()
+            if not line:
+                return None
+            if START_LINE.match(line):
+                return line.rstrip("\n")
+        elif proc.poll() is not None:
+            return None
+    return None
+
+
+def _ping(port: str, user: str | None) -> dict:
+    """ping as the user; a refused connection is retried (the start line is printed when the
+    port is bound, a moment before uvicorn listens on it)."""
+    query = "v=1.16.1&c=readme-test&f=json"
+    if user:
+        query += f"&u={user}&p={urllib.parse.quote(README_PASSWORD)}"
+    no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            with no_proxy.open(f"http://127.0.0.1:{port}/rest/ping?{query}",
+                               timeout=WAIT_S) as response:
+                return json.load(response)["subsonic-response"]
+        except urllib.error.URLError as exc:
+            if not isinstance(exc.reason, ConnectionRefusedError) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def readme_start_line() -> str:
+    """The start line the README quotes for `musicdb serve` (port 4533)."""
+    found = re.search(r"starts with one line, `(serving [^`]+)`", (REPO / "README.md").read_text())
+    assert found, "the README quotes serve's start line: 'starts with one line, `serving …`'"
+    return found[1]
 
 
 @pytest.mark.slow
@@ -198,17 +360,22 @@ def test_shell_examples_run_as_written(where, tmp_path):
     skips = readme_skips()
     examples = [e for e in readme_commands() if e.where == where and not is_skipped(e, skips)]
     assert examples
-    failed = run_examples(folder, home, examples)
+    failed, session = run_examples(folder, home, examples)
     assert not failed, f"{len(failed)} of {len(examples)} examples failed:\n" + "\n".join(failed)
+    if where == "demo":  # the README's serve lines ran, and its start line is what one prints
+        assert session.users, session
+        assert len(session.start_lines) >= 2, session
+        on_4533 = [re.sub(r":\d+\b", ":4533", line) for line in session.start_lines]
+        assert readme_start_line() in on_4533, on_4533
 
 
 def test_info_counts_each_snippet_once(run, readme_db: Path) -> None:
-    """As the README's `musicdb info` says: 8 snippets described by two extracted sets (and one
-    imported set without snippets) are 8, not 16; the table gives each set's own count."""
+    """As the README's `musicdb info` says: 8 snippets described by four extracted sets (and one
+    imported set without snippets) are 8, not 32; the table gives each set's own count."""
     import json
 
     info = json.loads(run("info", "--db", readme_db, "--json").stdout)
     per_set = {s["feature_set"]: s["snippets"] for s in info["feature_sets"]}
-    assert per_set == {"default": 8, "seed55": 8, "study55": 0, "tonal": 8}
+    assert per_set == {"default": 8, "seed55": 8, "study55": 0, "tonal": 8, "musicnn": 8}
     assert info["snippets"] == 8
     assert "snippets: 8 (each once" in run("info", "--db", readme_db).stdout
