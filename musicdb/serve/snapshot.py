@@ -5,9 +5,11 @@ snapshot ATTACHes the file READ_ONLY into an in-memory DuckDB as `src` (retrying
 ingest writes a batch, as every read command does: musicdb.store.access), runs snapshot.sql
 (tables `tracks`, `albums`, `artists`, ... copied from src), loads the VectorIndex of the default
 feature set, and DETACHes: the file is held only for that copy. Requests read the copy through
-`Snapshot.cursor()`, one cursor each. A watcher thread stats the file and its journal at most
-once a second and builds a new snapshot at most every RELOAD_SECONDS when they change; the new
-one replaces the old in one assignment, and a failed reload keeps the old one (one log line).
+`Snapshot.cursor()`, one cursor each, and look songs up by id in `Snapshot.tracks` (the tracks
+rows in Arrow, musicdb.serve.tracks) without a query. A watcher thread stats the file and its
+journal at most once a second and builds a new snapshot at most every RELOAD_SECONDS when they
+change; the new one replaces the old in one assignment, and a failed reload keeps the old one
+(one log line).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import duckdb
 
 from musicdb.errors import StoreError
+from musicdb.serve.tracks import TrackTable
 from musicdb.store import access, dbfile
 from musicdb.store.database import NO_EXTENSIONS, check_musicdb
 
@@ -57,6 +60,7 @@ class Snapshot:
     feature_set: str | None
     index: Any  # musicdb.similarity.index.VectorIndex | None
     con: duckdb.DuckDBPyConnection = field(repr=False)
+    tracks: TrackTable = field(repr=False)  # the tracks rows, for lookups by id
     songs: int = 0  # tracks in the copy
     held_seconds: float = 0.0  # how long the file was attached for this copy
 
@@ -81,9 +85,11 @@ def load(db: Path, *, patience: access.Patience = access.COMMAND,
             con.execute("DETACH src")
         held = time.perf_counter() - attached
         index = _load_index(con)  # from the copied vectors: the file is free meanwhile
+        tracks = TrackTable.load(con)
         return Snapshot(db=db, loaded_at=time.time(), roots=roots,
                         feature_set=index.feature_set if index is not None else None,
-                        index=index, con=con, songs=_count_tracks(con), held_seconds=held)
+                        index=index, con=con, tracks=tracks, songs=len(tracks),
+                        held_seconds=held)
     except BaseException:
         con.close()
         raise
@@ -109,8 +115,7 @@ def _copy(con: duckdb.DuckDBPyConnection, db: Path) -> list[Path]:
     con.execute("USE memory")
     roots = [Path(r[0]).resolve() for r in con.execute(
         "SELECT DISTINCT root FROM src.songs WHERE root IS NOT NULL ORDER BY root").fetchall()]
-    if SNAPSHOT_SQL.exists():
-        con.execute(SNAPSHOT_SQL.read_text())
+    con.execute(SNAPSHOT_SQL.read_text())
     con.execute(f"CREATE SCHEMA {VECTORS}")
     for table, query in VECTOR_TABLES.items():
         con.execute(f"CREATE TABLE {VECTORS}.{table} AS {query}")
@@ -127,14 +132,18 @@ def _load_index(con: duckdb.DuckDBPyConnection) -> Any:
     finally:
         con.execute(f"DROP SCHEMA {VECTORS} CASCADE")
     if index is not None:
-        index.start_ann()  # exact answers until the approximate index is built
+        # Exact answers until the approximate index is built (seconds at a million songs):
+        # one line says when it answers, how fast it was built and its measured recall.
+        index.start_ann(on_done=_log_ann)
     return index
 
 
-def _count_tracks(con: duckdb.DuckDBPyConnection) -> int:
-    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'memory' "
-                        "AND table_name = 'tracks'").fetchone()[0]
-    return con.execute("SELECT count(*) FROM tracks").fetchone()[0] if found else 0
+def _log_ann(info: dict) -> None:
+    """The approximate index is ready. A reload that reuses the last one (REUSE_NEW_SONGS:
+    an ingest adding songs) says nothing, or a long ingest would log every few seconds."""
+    if not info.get("reused"):
+        log.warning("musicdb serve: similar songs: %s", ", ".join(
+            f"{key} {value}" for key, value in info.items()))
 
 
 def _signature(db: Path) -> tuple:
