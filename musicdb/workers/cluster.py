@@ -143,7 +143,8 @@ class Cluster:
         except (OSError, TimeoutError) as exc:
             raise WorkerError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
         try:
-            self.client.register_plugin(AnalysisSetup())  # fails if a worker lacks musicdb
+            self.client.register_plugin(  # fails if a worker lacks musicdb
+                AnalysisSetup(ignore_ctrl_c=self.cluster is not None))
         except Exception as exc:  # whatever a worker raised: one line, then stop
             self.close()
             raise WorkerError(f"the Dask workers at {address} could not be set up (is "

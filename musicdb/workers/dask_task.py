@@ -9,6 +9,8 @@ restarts that worker (its nanny starts a fresh process), which ends the stuck th
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +30,15 @@ class AnalysisSetup(WorkerPlugin):
 
     name = "musicdb-analysis-setup"
 
+    def __init__(self, ignore_ctrl_c: bool = False) -> None:
+        # local:N's workers share the terminal's Ctrl-C: it is the client's to handle (it
+        # writes what is finished, then closes the cluster), as the pool's workers ignore it.
+        self.ignore_ctrl_c = ignore_ctrl_c
+
     def setup(self, worker: Any) -> None:
+        if self.ignore_ctrl_c:
+            with contextlib.suppress(ValueError):  # not the main thread: leave it
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
         import musicdb.workers.preload  # noqa: F401 - its import is the setup
 
 
