@@ -21,7 +21,10 @@ answering exactly meanwhile; --warmup), then `--clients` closed-loop clients (as
 httpx, one connection each), each request a random one of the three methods with a random
 song id or search word. Printed: requests per second, p50 / p99 latency and errors (an HTTP
 status other than 200 or a Subsonic status other than ok) per method, the server's peak RSS,
-and the machine's load average (the clients run on the same cores as the server).
+and the machine's load average (the clients run on the same cores as the server). Beside the
+latency the clients see, the server's own (its Server-Timing `total`: from the parsed request
+to the rendered body, p50 / p99), and the CPU seconds per request of the server process and of
+this one (the clients), so the table says how much of the machine the clients took.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import hashlib
 import os
 import random
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -55,6 +59,7 @@ N_FEATURES = 131
 USER, PASSWORD = "bench", "load test password"
 METHODS = ("getSimilarSongs2", "search3", "getSonicSimilarTracks")
 FAKE_ROOT = "/nonexistent/musicdb-bench"
+SERVER_TOTAL = re.compile(r"total;dur=([0-9.]+)")
 
 
 # --- the library ---------------------------------------------------------------------------
@@ -208,6 +213,7 @@ def auth() -> dict[str, str]:
 @dataclass
 class Tally:
     latencies: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METHODS})
+    server: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METHODS})
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(METHODS, 0))
     first_error: str = ""
 
@@ -236,6 +242,8 @@ async def client(url: str, song_ids: np.ndarray, going, tally: Tally, seed: int)
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 ok, why = False, f"{method}: {type(exc).__name__} {exc}"
             tally.latencies[method].append(time.perf_counter() - started)
+            if ok and (spent := SERVER_TOTAL.search(response.headers.get("server-timing", ""))):
+                tally.server[method].append(float(spent[1]) / 1000)
             if not ok:
                 tally.errors[method] += 1
                 tally.first_error = tally.first_error or why
@@ -288,11 +296,42 @@ def rows(phase: str, tally: Tally, seconds: float, rss: float, loadavg: str) -> 
         runs = sorted(tally.latencies[method])
         if not runs:
             continue
-        p99 = runs[min(len(runs) - 1, int(0.99 * len(runs)))]
+        own = sorted(tally.server[method]) or [float("nan")]
         out.append(f"{phase:14s} {method:22s} {len(runs):8,d} {len(runs) / seconds:8.1f} "
-                   f"{1000 * statistics.median(runs):8.1f} {1000 * p99:8.1f} "
+                   f"{1000 * statistics.median(runs):8.1f} {1000 * _p99(runs):8.1f} "
+                   f"{1000 * statistics.median(own):8.1f} {1000 * _p99(own):8.1f} "
                    f"{tally.errors[method]:6d} {rss:8.0f}  {loadavg}")
     return out
+
+
+def _p99(runs: list[float]) -> float:
+    return runs[min(len(runs) - 1, int(0.99 * len(runs)))]
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (/proc), or of this one (its clients)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Cpu:
+    """CPU seconds per request of the server and of the clients over one phase."""
+    pid: int
+    start: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        self.start = (cpu_seconds(self.pid), cpu_seconds())
+
+    def line(self, phase: str, tally: Tally, seconds: float) -> str:
+        server, clients = cpu_seconds(self.pid) - self.start[0], cpu_seconds() - self.start[1]
+        done = max(1, sum(len(v) for v in tally.latencies.values()))
+        return (f"{phase}: CPU per request: server {1000 * server / done:.1f} ms, clients "
+                f"{1000 * clients / done:.1f} ms; CPU busy: server {server / seconds:.2f} "
+                f"cores, clients {clients / seconds:.2f} cores")
 
 
 def loadavg() -> str:
@@ -330,11 +369,12 @@ def main() -> None:
         print(f"server up in {time.perf_counter() - started:.1f} s: {server.lines[0].strip()}")
         print(warm_up(server, song_ids, args.warmup))
         try:
-            before = loadavg()
+            before, cpu = loadavg(), Cpu(server.process.pid)
             tally, took = asyncio.run(load(server, song_ids, args.clients, args.seconds))
             table += rows("serving", tally, took, server.peak_rss_mb,
                           f"{before} -> {loadavg()}")
-            print(*table, sep="\n", flush=True)  # in case the second phase never ends
+            cpu_lines = [cpu.line("serving", tally, took)]
+            print(*table, *cpu_lines, sep="\n", flush=True)  # in case phase two never ends
             first = tally.first_error
             folder = generated_songs(work / "incoming", args.ingest_songs, seed=7)
             server.peak_rss_mb = 0.0
@@ -349,12 +389,13 @@ def main() -> None:
                 result["seconds"] = time.perf_counter() - began
 
             writer = threading.Thread(target=run_ingest)
-            before = loadavg()
+            before, cpu = loadavg(), Cpu(server.process.pid)
             writer.start()
             tally, took = asyncio.run(load(server, song_ids, args.clients, args.seconds,
                                            writer, args.ingest_cap))
             table += rows("while ingest", tally, took, server.peak_rss_mb,
                           f"{before} -> {loadavg()}")
+            cpu_lines.append(cpu.line("while ingest", tally, took))
             first = first or tally.first_error
             if writer.is_alive():
                 print(f"the ingest still ran after {took:.0f} s: stopped with SIGINT")
@@ -369,14 +410,19 @@ def main() -> None:
               f"ingest ends, at most {args.ingest_cap:.0f} s), {len(song_ids):,} songs; ingest "
               f"of {args.ingest_songs} songs: exit {returncode} in {result['seconds']:.0f} s; "
               f"server exit {code}")
+        print(f"{'':14s} {'':22s} {'':8s} {'':8s} {'client-observed':>17s} "
+              f"{'server (total)':>17s}")
         print(f"{'phase':14s} {'method':22s} {'requests':>8s} {'req/s':>8s} {'p50 ms':>8s} "
-              f"{'p99 ms':>8s} {'errors':>6s} {'RSS MB':>8s}  load average (1/5/15 min)")
+              f"{'p99 ms':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s} {'RSS MB':>8s}  "
+              "load average (1/5/15 min)")
         print("\n".join(table))
+        print("\n".join(cpu_lines))
         if first:
             print(f"first error: {first}")
         if returncode:
             print(f"ingest: {str(result['stderr'])[-500:]}")
-        log = [line.strip() for line in server.lines[1:] if "index" in line or "reload" in line]
+        log = [line.strip() for line in server.lines[1:]
+               if "similar songs" in line or "index" in line or "reload" in line]
         if log:
             print("server log:", *log[-6:], sep="\n  ")
 

@@ -17,6 +17,7 @@ import importlib.util
 import ipaddress
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -172,19 +173,39 @@ def _rest_handler(state: State):
                                     as_json=as_json)
             response.status_code = 404
             return response
+        began = time.perf_counter()
         try:
             user = "" if name in PUBLIC else auth.authenticate(
                 params, state.users(), state.limit, _client(request))
             call = Call(params=params, snapshot=state.snapshots.current, user=user,
                         request=request)
-            result = await run_in_threadpool(endpoint, call)
+            result, handler = await run_in_threadpool(_timed, endpoint, call)
         except SubsonicError as exc:
             return render.error(exc, as_json=as_json)
         if isinstance(result, Response):
             return result
-        return render.ok(result, as_json=as_json)
+        response = render.ok(result, as_json=as_json)
+        response.headers["Server-Timing"] = _server_timing(began, *handler)
+        return response
 
     return rest
+
+
+def _timed(endpoint: Endpoint, call: Call) -> tuple[dict | Response, tuple[float, float]]:
+    """The endpoint's result and when it started and ended (perf_counter), in its thread."""
+    started = time.perf_counter()
+    result = endpoint(call)
+    return result, (started, time.perf_counter())
+
+
+def _server_timing(began: float, started: float, ended: float) -> str:
+    """The Server-Timing header, in milliseconds from the parsed request: `wait` until the
+    endpoint starts (authentication, a free pool thread), `handler` (the endpoint), `total`
+    until the body is rendered. So a load test can tell the server's time from its own, and a
+    slow answer's cause: queueing for the GIL and threads, or the work."""
+    now = time.perf_counter()
+    return (f"wait;dur={1000 * (started - began):.2f}, handler;dur={1000 * (ended - started):.2f}, "
+            f"total;dur={1000 * (now - began):.2f}")
 
 
 async def _params(request: Request) -> QueryParams:

@@ -9,6 +9,8 @@ requests finish) and `serve()` returns normally: the command exits 0 with one li
 from __future__ import annotations
 
 import errno
+import importlib.abc
+import importlib.util
 import ipaddress
 import logging
 import signal
@@ -88,6 +90,7 @@ def serve(config: ServeConfig, host: str, port: int,
           announce: Callable[[Started], None]) -> None:
     """Serve until Ctrl-C or SIGTERM. Problems before listening are ServeError/StoreError."""
     check_bind(host, load_users(config.users_file))  # before anything else: nothing listens
+    _no_pandas_imports()
     app = build_app(config)  # loads the first snapshot: a database problem stops here
     state = app.state.musicdb
     sock = bind(host, port)
@@ -101,6 +104,29 @@ def serve(config: ServeConfig, host: str, port: int,
         server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+class _NoPandas(importlib.abc.MetaPathFinder):
+    """Answers `import pandas` with ModuleNotFoundError at once, without searching sys.path."""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname == "pandas":
+            raise ModuleNotFoundError("No module named 'pandas'", name="pandas")
+
+
+def _no_pandas_imports() -> None:
+    """Make `import pandas` fail at once when pandas is not installed.
+
+    DuckDB's Python client tries to import pandas on every execute (to recognise DataFrame
+    parameters); without pandas each try searches sys.path under the import lock: ~a fifth of
+    a busy server's time (py-spy), serialising the request threads. Measured with 10 threads
+    of point queries: 2,300 -> 3,300-4,000 queries/s. The finder raises the very error a
+    missing pandas gives, so every `import pandas` behaves as before, only faster; safe
+    because pandas is absent (checked first: installed, it is left alone). Not a None in
+    sys.modules: Cython modules (pyarrow) take a None found there for the module and fail."""
+    if importlib.util.find_spec("pandas") is None and not any(
+            isinstance(finder, _NoPandas) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
 
 
 def _url(host: str, port: int) -> str:
