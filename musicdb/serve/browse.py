@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from musicdb.serve.protocol import GENERIC, NOT_FOUND, Call, Endpoint, SubsonicError
-from musicdb.similarity.functions import use_sql_functions
 
 MAX_LIST = 500  # the specification's maximum for album lists and random songs
 MAX_WORDS = 8  # of a search3 query: more narrow nothing down
@@ -258,10 +257,12 @@ def search3(call: Call) -> dict[str, Any]:
           AND {in_root.format(column="album_id", key="a.album_id")}
         ORDER BY a.name_key, a.album_id LIMIT ? OFFSET ?""",
                   [*keys, root, root, *counts["album"]])
-    songs = rows(call, f"""
-        SELECT * FROM tracks
+    # Only the ids from DuckDB: a top-n carrying every column of each matching row cost twice
+    # the search itself; the rows come from the in-memory table (song_rows).
+    songs = song_rows(call, [r["song_id"] for r in rows(call, f"""
+        SELECT song_id FROM tracks
         WHERE {_all_words("search_key", keys)} AND (?::VARCHAR IS NULL OR root = ?)
-        ORDER BY search_rank LIMIT ? OFFSET ?""", [*keys, root, root, *counts["song"]])
+        ORDER BY search_rank LIMIT ? OFFSET ?""", [*keys, root, root, *counts["song"]])])
     return {"searchResult3": {"artist": [artist_element(a) for a in artists],
                               "album": [album_element(a) for a in albums],
                               "song": [child(s) for s in songs]}}
@@ -276,10 +277,8 @@ def _keys(call: Call, words: list[str]) -> list[str]:
     """The query's words as label_key compares names (the one normaliser, sql/00_functions)."""
     if not words:
         return []
-    cursor = call.snapshot.cursor()
-    use_sql_functions(cursor)
-    return cursor.execute("SELECT list_transform(?, lambda w: label_key(w))",
-                          [words]).fetchone()[0]
+    return call.snapshot.cursor().execute(  # the snapshot holds the macro (snapshot.py)
+        "SELECT list_transform(?, lambda w: label_key(w))", [words]).fetchone()[0]
 
 
 def get_random_songs(call: Call) -> dict[str, Any]:

@@ -27,8 +27,10 @@ import duckdb
 
 from musicdb.errors import StoreError
 from musicdb.serve.tracks import TrackTable
+from musicdb.similarity.functions import FUNCTIONS
 from musicdb.store import access, dbfile
 from musicdb.store.database import NO_EXTENSIONS, check_musicdb
+from musicdb.store.schema import data_dir
 
 RELOAD_SECONDS = 5.0  # the README: "data as of the last batch, within a few seconds"
 STAT_SECONDS = 1.0
@@ -116,6 +118,9 @@ def _copy(con: duckdb.DuckDBPyConnection, db: Path) -> list[Path]:
     roots = [Path(r[0]).resolve() for r in con.execute(
         "SELECT DISTINCT root FROM src.songs WHERE root IS NOT NULL ORDER BY root").fetchall()]
     con.execute(SNAPSHOT_SQL.read_text())
+    # label_key & co. in the copy itself, so every request's cursor has them (search3's words
+    # are keyed with label_key) without creating them per request (~1 ms each time).
+    con.execute((data_dir("sql") / FUNCTIONS).read_text(encoding="utf-8"))
     con.execute(f"CREATE SCHEMA {VECTORS}")
     for table, query in VECTOR_TABLES.items():
         con.execute(f"CREATE TABLE {VECTORS}.{table} AS {query}")
