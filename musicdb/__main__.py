@@ -1,3 +1,5 @@
 from musicdb.cli import main
 
-main()
+# Guarded: the analysis forkserver imports __main__ when musicdb runs as `python -m musicdb`.
+if __name__ == "__main__":
+    main()

@@ -15,7 +15,7 @@ import duckdb
 
 from musicdb.analysis.analyse import DEFAULT_SETS, EXTRACTORS, Analysis, analyse_file
 from musicdb.analysis.features import FrameParams, kernels_cached
-from musicdb.errors import StoreError
+from musicdb.errors import StoreError, WorkerError
 from musicdb.ingest.plan import Job, Progress, ScanPlan, plan
 from musicdb.ingest.write import (
     apply_scan,
@@ -295,4 +295,8 @@ def _write_as_they_come(writer: Writer, results: Iterator[tuple[Job, Analysis]],
         # Finished results are written now if the file is free; a rolled-back batch too.
         if pending and not writer.attempt(write):
             summary.unwritten = len(pending)
+    except WorkerError:  # the cluster went away: keep what was analysed, then say so
+        if pending:
+            writer.attempt(write)
+        raise
     return processed

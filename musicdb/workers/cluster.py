@@ -211,6 +211,10 @@ class Cluster:
     def _outcome(self, future: Any, here: str | None, there: str | None) -> Any:
         """A finished future's result: the analysis (its path this machine's), or a JobFailed."""
         if future.status == "cancelled":  # the scheduler went away: not this file's fault
+            # The client's reconnect attempts, cancelled by close(), log tracebacks from here
+            # on; the one line below says all of it.
+            for name in ("distributed.client", "distributed.comm", "distributed.core"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
             raise WorkerError(f"lost the Dask scheduler at {self.address}; the files written "
                               "so far are kept: run the same command again to go on")
         if future.status != "finished":
