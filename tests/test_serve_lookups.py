@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from musicdb.serve import snapshot as snapshots
+from musicdb.serve.browse import child
+from musicdb.serve.tracks import COLUMNS
 from tests import serving
 from tests.serving import Server, library_db  # noqa: F401  (a module fixture)
 
@@ -30,7 +32,7 @@ def _sql_rows(snap, song_ids: list[int]) -> list[dict]:
         [song_ids])
     names = [d[0] for d in result.description]
     by_id = {row[0]: dict(zip(names, row, strict=True)) for row in result.fetchall()}
-    return [by_id[s] for s in song_ids if s in by_id]
+    return [{k: by_id[s][k] for k in COLUMNS} for s in song_ids if s in by_id]
 
 
 def test_rows_are_the_rows_sql_gives_in_the_order_asked(snap):
@@ -44,6 +46,13 @@ def test_rows_are_the_rows_sql_gives_in_the_order_asked(snap):
     for mine, theirs in zip(rows, _sql_rows(snap, asked), strict=True):
         assert {k: type(v) for k, v in mine.items()} == {k: type(v) for k, v in theirs.items()}
     assert snap.tracks.rows([]) == []
+
+
+def test_the_table_holds_every_column_a_child_element_reads(snap):
+    """child() of a full `tracks` row and of the in-memory row are the same element."""
+    full = snap.cursor().execute("SELECT * FROM tracks ORDER BY song_id LIMIT 1")
+    row = dict(zip([d[0] for d in full.description], full.fetchone(), strict=True))
+    assert child(snap.tracks.rows([row["song_id"]])[0]) == child(row)
 
 
 @pytest.mark.parametrize("bad", ["", "so-", "so-01", "so-+1", "so-1 ", " so-1", "ar-1", "so-²",

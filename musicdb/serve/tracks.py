@@ -5,9 +5,11 @@ DuckDB query per lookup costs milliseconds of Python-held work (a cursor, the bi
 result's conversion) where the answer is a few rows: with 50 clients on one process that work,
 not the similarity search, set the pace. So `tracks` is kept beside the DuckDB table, ordered
 by song_id: an id is found by binary search (np.searchsorted) and its rows become dicts with
-Arrow's take + to_pylist, the same values and column names `SELECT * FROM tracks` gives. The
-rows are one StructArray rather than a Table: one take over it costs a quarter of a take per
-column (~0.1 ms for 20 rows of ~35 columns, where the query cost 3 to 14 ms at 1M songs).
+Arrow's take + to_pylist: the values `SELECT * FROM tracks` gives, for the columns the answers
+use (COLUMNS: a Child element's and the similar songs' lookups). The rows are one StructArray
+rather than a Table: one take over it costs a quarter of a take per column (~0.1 ms for 20
+rows, where the query cost 3 to 14 ms at 1M songs). ~270 bytes a song. Not dictionary-encoded:
+that halves the memory but makes take + to_pylist 3.7x slower (measured, 100k songs).
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ import pyarrow as pa
 # The ids snapshot.sql gives songs: 'so-' || song_id, so digits without a leading zero
 # (at most 18 of them: an int64; song_id is an INTEGER).
 _SONG_ID = re.compile(r"so-(0|[1-9][0-9]{0,17})", re.ASCII)
+# What browse.child() reads, and song_id / artist_id for the similar songs: the rest of
+# `tracks` (search keys, full paths, hashes) is only ever read by SQL.
+COLUMNS = ("song_id", "id", "title", "artist", "artist_id", "album", "album_id", "albumartist",
+           "albumartist_id", "track", "year", "genre", "duration", "size", "suffix",
+           "content_type", "bitrate", "sample_rate", "channels", "relpath", "created")
 
 
 class TrackTable:
@@ -35,7 +42,8 @@ class TrackTable:
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection) -> TrackTable:
-        return cls(con.execute("SELECT * FROM tracks ORDER BY song_id").to_arrow_table())
+        return cls(con.execute(f"SELECT {', '.join(COLUMNS)} FROM tracks ORDER BY song_id"
+                               ).to_arrow_table())
 
     def __len__(self) -> int:
         return len(self.song_ids)
@@ -60,3 +68,4 @@ class TrackTable:
         at = self.positions([int(found[1])])
         # a slice is a view, 20x cheaper than take() for one row
         return self.rows_array.slice(int(at[0]), 1).to_pylist()[0] if len(at) else None
+
