@@ -18,13 +18,14 @@ process on a free port.
 
 Each phase: a warm-up (the server builds its approximate index in the background at start,
 answering exactly meanwhile; --warmup), then `--clients` closed-loop clients (asyncio +
-httpx, one connection each), each request a random one of the three methods with a random
-song id or search word. Printed: requests per second, p50 / p99 latency and errors (an HTTP
-status other than 200 or a Subsonic status other than ok) per method, the server's peak RSS,
-and the machine's load average (the clients run on the same cores as the server). Beside the
-latency the clients see, the server's own (its Server-Timing `total`: from the parsed request
-to the rendered body, p50 / p99), and the CPU seconds per request of the server process and of
-this one (the clients), so the table says how much of the machine the clients took.
+httpx, one connection each), each request a random one of the three methods (or of
+--methods) with a random song id or search word. Printed: requests per second, p50 / p99
+latency and errors (an HTTP status other than 200 or a Subsonic status other than ok) per
+method, the server's peak RSS, and the machine's load average (the clients run on the same
+cores as the server). Beside the latency the clients see, the server's own (its Server-Timing
+`total`: from the parsed request to the rendered body, p50 / p99), and the CPU seconds per
+request of the server process and of this one (the clients), so the table says how much of
+the machine the clients took.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ SIZES = {"100k": (100_000, 2_000), "1m": (1_000_000, 20_000)}
 N_FEATURES = 131
 USER, PASSWORD = "bench", "load test password"
 METHODS = ("getSimilarSongs2", "search3", "getSonicSimilarTracks")
+CHOSEN = list(METHODS)  # what the clients call (--methods)
 FAKE_ROOT = "/nonexistent/musicdb-bench"
 SERVER_TOTAL = re.compile(r"total;dur=([0-9.]+)")
 
@@ -225,7 +227,7 @@ async def client(url: str, song_ids: np.ndarray, going, tally: Tally, seed: int)
     base = auth()
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
         while going():
-            method = rng.choice(METHODS)
+            method = rng.choice(CHOSEN)
             params = dict(base)
             if method == "search3":
                 params["query"] = rng.choice([f"Song {rng.randrange(10**5)}",
@@ -352,7 +354,11 @@ def main() -> None:
     ap.add_argument("--ingest-cap", type=float, default=240.0,
                     help="the second phase ends by then even if the ingest has not; the "
                          "ingest is then stopped with SIGINT (default 240 s)")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help="the methods the clients call, comma-separated (default: all three; "
+                         "e.g. getSimilarSongs2 alone, to see it without search3's scans)")
     args = ap.parse_args()
+    CHOSEN[:] = [m for m in args.methods.split(",") if m in METHODS] or list(METHODS)
     source = library(args.size)
     table: list[str] = []
     with tempfile.TemporaryDirectory(prefix="musicdb-serve-bench-") as tmp:
