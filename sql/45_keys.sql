@@ -1,5 +1,5 @@
 -- Musical key and tempo per song and per snippet, from the `tonal` feature set
--- (musicdb.analysis.tonal): `musicdb ingest --feature-set tonal` (or default,seed55,tonal).
+-- (musicdb.analysis.tonal), which a plain `musicdb ingest` extracts beside default and seed55.
 --   SELECT title, key, camelot, tempo_1 FROM song_keys ORDER BY camelot, tempo_1;
 
 -- The 24 keys by the tonal set's key_index: tonic pitch class k % 12 (C = 0), major below 12.

@@ -63,6 +63,9 @@ def bind(host: str, port: int) -> socket.socket:
             raise ServeError(f"port {port} on {host} is in use (another musicdb serve, or "
                              "another program): stop it, or pass another --port") from exc
         raise ServeError(f"cannot serve on {host} port {port}: {exc.strerror}") from exc
+    # Listening now: a client that connects as soon as it reads the start line is queued
+    # instead of refused while uvicorn starts.
+    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
