@@ -258,15 +258,21 @@ def run(data: Dataset, exp: Experiment, *, cv: int, prune: bool, seed: int,
     return evaluation, fitted, kept
 
 
-def _versions() -> dict[str, str]:
+def _versions(data: Dataset) -> dict:
+    """The software that made the model; for a union of sets, the member versions too
+    (predict reads its rows from exactly those)."""
     import numpy
     import sklearn
     import skops
 
     from musicdb import __version__
 
-    return {"musicdb": __version__, "scikit-learn": sklearn.__version__,
-            "numpy": numpy.__version__, "skops": skops.__version__, "duckdb": duckdb.__version__}
+    found = {"musicdb": __version__, "scikit-learn": sklearn.__version__,
+             "numpy": numpy.__version__, "skops": skops.__version__, "duckdb": duckdb.__version__}
+    if len(data.feature_set_ids) > 1:
+        names = data.feature_set.split(",")
+        found["feature_set_ids"] = dict(zip(names, data.feature_set_ids, strict=True))
+    return found
 
 
 def _params(fitted) -> str:
@@ -298,7 +304,7 @@ def store(con: duckdb.DuckDBPyConnection, ev: Evaluation, data: Dataset, exp: Ex
                  ev.n_features, len(ev.kept_features), m["accuracy"], ev.stds["accuracy"],
                  m["balanced_accuracy"], ev.stds["balanced_accuracy"], m["macro_f1"],
                  ev.stds["macro_f1"], m["log_loss"], ev.stds["log_loss"], ev.kept_features,
-                 _params(fitted), json.dumps(_versions()), data.fingerprint(), ev.wall_s,
+                 _params(fitted), json.dumps(_versions(data)), data.fingerprint(), ev.wall_s,
                  json.dumps(ev.extra["album_effect"]) if "album_effect" in ev.extra else None])
             classes = ev.per_class
             insert_columns(con, "evaluation_classes", {

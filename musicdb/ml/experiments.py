@@ -12,8 +12,7 @@ import numpy as np
 
 from musicdb.choices import LABEL_RULES, did_you_mean, other_rules_hint, require_choice
 from musicdb.errors import ExperimentError
-from musicdb.ml import models
-from musicdb.store.database import resolve_feature_set
+from musicdb.ml import models, union
 from musicdb.store.transaction import transaction
 from musicdb.terminal import plural
 
@@ -66,6 +65,7 @@ def create(con: duckdb.DuckDBPyConnection, exp: Experiment, *, min_songs: int = 
     accents, stored as the library spells them); labels == ['all'] takes every label of the
     rule with at least `min_songs` songs."""
     every = [label.lower() for label in exp.labels] == [ALL_LABELS]
+    exp = replace(exp, feature_set=union.canonical(exp.feature_set))
     _check(exp if not every else replace(exp, labels=["a", "b"]))
     if con.execute("SELECT 1 FROM experiments WHERE name = ?", [exp.name]).fetchone():
         raise ExperimentError(f"experiment {exp.name!r} exists already; delete it first")
@@ -82,15 +82,15 @@ def create(con: duckdb.DuckDBPyConnection, exp: Experiment, *, min_songs: int = 
 
 def label_counts(con: duckdb.DuckDBPyConnection, exp: Experiment) -> dict[str, int]:
     """Songs (status ok) per label under the experiment's rule; with a feature set named, only
-    songs that have its features. Largest first."""
+    songs that have its features (with a union, those of every member). Largest first."""
     sql = ("SELECT l.label, count(DISTINCT l.song_id) AS n FROM song_labels l "
            "JOIN songs s ON s.song_id = l.song_id AND s.status = 'ok' "
            "WHERE l.rule = ? AND l.label IS NOT NULL")
     args: list = [exp.label_from]
     if exp.feature_set is not None:
-        sql += (" AND EXISTS (SELECT 1 FROM features f WHERE f.song_id = l.song_id "
-                "AND f.feature_set_id = ?)")
-        args.append(resolve_feature_set(con, exp.feature_set)[1])
+        condition, ids = union.has_all(union.resolve(con, exp.feature_set), "l.song_id")
+        sql += " AND " + condition
+        args += ids
     rows = con.execute(sql + " GROUP BY l.label ORDER BY n DESC, l.label", args).fetchall()
     return dict(rows)
 
@@ -185,10 +185,11 @@ class Dataset:
     groups: np.ndarray  # (n_rows,) split group: song identity or album
     test: np.ndarray  # (n_rows,) bool: the row's song is on the test side
     feature_names: list[str]
-    feature_set: str
-    feature_set_id: int
+    feature_set: str  # a set's name, or a union's ('default,musicnn')
+    feature_set_id: int  # the (first) set's id
     albums: np.ndarray  # (n_rows,) the row's album group (its song's identity without one)
     groups_are_albums: bool = False  # the split groups are albums (--split album)
+    feature_set_ids: tuple[int, ...] = ()  # a union's member ids, in column order
 
     @property
     def n_songs(self) -> int:
@@ -204,28 +205,36 @@ class Dataset:
 
 def dataset(con: duckdb.DuckDBPyConnection, exp: Experiment,
             feature_set: str | None = None) -> Dataset:
-    """The experiment's songs (or snippets) with their features, labels and split side."""
-    set_name, set_id = resolve_feature_set(con, feature_set or exp.feature_set)
+    """The experiment's songs (or snippets) with their features, labels and split side.
+
+    With a union of sets (musicdb.ml.union), the rows that have every member."""
+    chosen = union.resolve(con, feature_set or exp.feature_set)
+    set_name, set_id = chosen.name, chosen.ids[0]
+    condition, ids = union.has_all(chosen, "sp.song_id")
     present = {r[0] for r in con.execute(
-        "SELECT DISTINCT label FROM splits JOIN features f USING (song_id) "
-        "WHERE experiment = ? AND f.feature_set_id = ?", [exp.name, set_id]).fetchall()}
+        f"SELECT DISTINCT label FROM splits sp WHERE experiment = ? AND {condition}",
+        [exp.name, *ids]).fetchall()}
     missing = [label for label in exp.labels if label not in present]
     if missing:
         raise ExperimentError(
             f"experiment {exp.name!r}: no songs with {set_name} features for label(s) "
             f"{', '.join(missing)} under the {exp.label_from!r} rule; define your own with "
             "`musicdb experiment create NAME --labels A,B --label-from RULE --feature-set SET`")
+    vals, joins = union.joins(chosen)
     rows = con.execute(
-        "SELECT sp.song_id, sp.label, sp.split_group, sp.side = 'test', f.vals, sp.album_group "
-        "FROM splits sp JOIN features f USING (song_id) "
-        "WHERE sp.experiment = ? AND f.feature_set_id = ? AND (f.snippet >= 0) = ? "
-        "ORDER BY sp.song_id, f.snippet", [exp.name, set_id, exp.unit == "snippet"]).fetchall()
+        f"SELECT sp.song_id, sp.label, sp.split_group, sp.side = 'test', {vals}, sp.album_group "
+        f"FROM splits sp JOIN features f0 ON f0.song_id = sp.song_id{joins} "
+        "WHERE sp.experiment = ? AND f0.feature_set_id = ? AND (f0.snippet >= 0) = ? "
+        "ORDER BY sp.song_id, f0.snippet",
+        [*ids[1:], exp.name, set_id, exp.unit == "snippet"]).fetchall()
     if not rows:
+        same = (" of one length in every set (ingest the sets together, or with the same "
+                "--snippet-seconds)" if chosen.is_union and exp.unit == "snippet" else "")
         raise ExperimentError(f"experiment {exp.name!r}: no {exp.unit} rows in {set_name} "
-                              "(snippets need an ingest with --snippet-seconds > 0)")
-    names = [r[0] for r in con.execute("SELECT name FROM feature_names WHERE feature_set_id = ? "
-                                       "ORDER BY position", [set_id]).fetchall()]
+                              f"(snippets need an ingest with --snippet-seconds > 0{same})")
+    names = union.column_names(con, chosen)
     song_ids, labels, groups, test, vals, albums = zip(*rows, strict=True)
     return Dataset(np.array(song_ids), np.array(vals, dtype=np.float64), np.array(labels),
                    np.array(groups), np.array(test, dtype=bool), names, set_name, set_id,
-                   np.array(albums), groups_are_albums=exp.split == "album")
+                   np.array(albums), groups_are_albums=exp.split == "album",
+                   feature_set_ids=tuple(chosen.ids))

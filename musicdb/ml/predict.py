@@ -14,7 +14,7 @@ import duckdb
 import numpy as np
 
 from musicdb.errors import ExperimentError
-from musicdb.ml import models
+from musicdb.ml import models, union
 from musicdb.ml.experiments import get as get_experiment
 from musicdb.store import confine
 
@@ -29,23 +29,29 @@ class StoredModel:
     feature_set: str
     feature_set_id: int
     unit: str
+    sets: union.FeatureUnion | None = None  # the set, or the union's members, it reads
+
+    @property
+    def members(self) -> union.FeatureUnion:
+        return self.sets or union.FeatureUnion(self.feature_set,
+                                               ((self.feature_set, self.feature_set_id),))
 
 
 def load(con: duckdb.DuckDBPyConnection, db: Path, experiment: str) -> StoredModel:
     """The experiment's latest stored model, checked against its recorded SHA-256."""
     row = con.execute(
         "SELECT m.evaluation_id, m.path, m.sha256, m.labels, m.positions, e.feature_set, "
-        "e.feature_set_id, e.unit, e.model FROM models m JOIN evaluations e "
+        "e.feature_set_id, e.unit, e.model, e.versions FROM models m JOIN evaluations e "
         "USING (evaluation_id) WHERE m.experiment = ? ORDER BY m.evaluation_id DESC LIMIT 1",
         [experiment]).fetchone()
     if row is None:
         raise ExperimentError(f"no stored model for experiment {experiment!r}: run "
                               f"`musicdb evaluate --experiment {experiment}` first")
-    eid, path, digest, labels, positions, set_name, set_id, unit, kind = row
+    eid, path, digest, labels, positions, set_name, set_id, unit, kind, versions = row
     model = models.load(models.stored_path(Path(db), path), digest)
     models.check_fitted(model, kind, list(labels), len(positions), where=path)
     return StoredModel(experiment, eid, model, list(labels), np.array(positions) - 1, set_name,
-                       set_id, unit)
+                       set_id, unit, union.stored(set_name, set_id, json.loads(versions)))
 
 
 def _rank(sm: StoredModel, proba: np.ndarray) -> list[dict]:
@@ -56,12 +62,14 @@ def _rank(sm: StoredModel, proba: np.ndarray) -> list[dict]:
 def stored_probabilities(con: duckdb.DuckDBPyConnection, sm: StoredModel,
                          song_ids: list[int] | None = None) -> dict[int, np.ndarray]:
     """song_id -> class probabilities, from stored features (snippets averaged for that unit)."""
-    snippet = "f.snippet >= 0" if sm.unit == "snippet" else "f.snippet = -1"
-    sql = (f"SELECT f.song_id, f.vals FROM features f WHERE f.feature_set_id = ? AND {snippet}"
-           + (" AND list_contains(?, f.song_id)" if song_ids is not None else "")
-           + " ORDER BY f.song_id, f.snippet")
-    rows = con.execute(sql, [sm.feature_set_id] + ([song_ids] if song_ids is not None else [])
-                       ).fetchall()
+    snippet = "f0.snippet >= 0" if sm.unit == "snippet" else "f0.snippet = -1"
+    vals, joins = union.joins(sm.members)
+    sql = (f"SELECT f0.song_id, {vals} FROM features f0{joins} "
+           f"WHERE f0.feature_set_id = ? AND {snippet}"
+           + (" AND list_contains(?, f0.song_id)" if song_ids is not None else "")
+           + " ORDER BY f0.song_id, f0.snippet")
+    rows = con.execute(sql, [*sm.members.ids[1:], sm.members.ids[0]]
+                       + ([song_ids] if song_ids is not None else [])).fetchall()
     if not rows:
         return {}
     ids = np.array([r[0] for r in rows])
@@ -75,12 +83,18 @@ def stored_probabilities(con: duckdb.DuckDBPyConnection, sm: StoredModel,
 def _analyse(con: duckdb.DuckDBPyConnection, sm: StoredModel, path: Path) -> np.ndarray:
     from musicdb.analysis.like import analyse_like
 
-    kind, params_json = con.execute("SELECT kind, params FROM feature_sets "
-                                    "WHERE feature_set_id = ?", [sm.feature_set_id]).fetchone()
-    values = analyse_like(path, sm.feature_set, kind, json.loads(params_json),
-                          snippets=sm.unit == "snippet", error=ExperimentError)
-    rows = values.snippets if sm.unit == "snippet" and len(values.snippets) else \
-        values.whole[None, :]
+    parts = []  # a union's members, each analysed as its version was made
+    for name, set_id in sm.members.members:
+        kind, params_json = con.execute("SELECT kind, params FROM feature_sets "
+                                        "WHERE feature_set_id = ?", [set_id]).fetchone()
+        values = analyse_like(path, name, kind, json.loads(params_json),
+                              snippets=sm.unit == "snippet", error=ExperimentError)
+        parts.append(values.snippets if sm.unit == "snippet" and len(values.snippets) else
+                     values.whole[None, :])
+    if len({len(p) for p in parts}) > 1:
+        raise ExperimentError(f"{path}: the sets of {sm.feature_set} cut it into different "
+                              "numbers of snippets (their snippet lengths differ)")
+    rows = np.hstack(parts)
     with models.one_openmp_thread():
         return sm.model.predict_proba(rows.astype(np.float64)[:, sm.columns]).mean(axis=0)
 
