@@ -149,12 +149,31 @@ def resolve_song(con: duckdb.DuckDBPyConnection, query: str, set_name: str, set_
                                                                           set_id))
     if looks_like_a_path(query):
         raise SimilarityError(_not_a_file(con, query, path))
+    missing = _song_without_the_set(con, query, as_path, set_id)
+    if missing:
+        raise SimilarityError(f"song {missing!r} has no values in feature set {set_name!r} "
+                              f"(run `musicdb ingest FOLDER --feature-set {set_name}` to add "
+                              "them), or name another --feature-set")
     # Only songs this set can answer for: song_vectors holds no failed or missing songs. A
     # song whose title is what was typed comes first (`similar Stairs --songs`).
     hint = did_you_mean(con, query, "SELECT artist || ' - ' || title AS name, title AS also "
                         "FROM song_vectors WHERE feature_set_id = ? AND title IS NOT NULL",
                         [set_id], also=True)
     raise SimilarityError(f"no song {query!r} (give a song id, a path or 'Artist - Title'){hint}")
+
+
+def _song_without_the_set(con: duckdb.DuckDBPyConnection, query: str, as_path: str,
+                          set_id: int) -> str | None:
+    """'Artist - Title' of a library song the query names that this set has no row for (a
+    set added to part of the library only), so the error says that, not 'no song'."""
+    row = con.execute(
+        "SELECT coalesce(artist, label) || ' - ' || title FROM library l "
+        "WHERE status = 'ok' AND (song_id = TRY_CAST(? AS INTEGER) OR path = ? "
+        "OR strip_accents(lower(coalesce(artist, label) || ' - ' || title)) "
+        "= strip_accents(lower(?))) AND NOT EXISTS (SELECT 1 FROM features f "
+        "WHERE f.song_id = l.song_id AND f.feature_set_id = ? AND f.snippet = -1) LIMIT 1",
+        [query, as_path, query, set_id]).fetchone()
+    return row[0] if row else None
 
 
 def looks_like_a_path(query: str) -> bool:
