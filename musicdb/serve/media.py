@@ -51,7 +51,12 @@ class SongFile(FileResponse):
 
 
 class NotServable(Exception):
-    """The id names no file the server may send (the reason is for the log, not the client)."""
+    """The id names no file the server may send (the reason is for the log, not the client;
+    `client` is what the client is told)."""
+
+    def __init__(self, reason: str, client: str = "Song not found") -> None:
+        super().__init__(reason)
+        self.client = client
 
 
 def _track(snapshot: Any, song_id: str) -> dict[str, Any]:
@@ -71,7 +76,10 @@ def safe_file(snapshot: Any, path: str) -> tuple[Path, Any]:
     try:
         real = Path(path).resolve(strict=True)
         info = real.stat()
-    except (OSError, RuntimeError) as exc:  # missing, unreadable, a symlink loop
+    except FileNotFoundError as exc:  # a song of the library whose file went away
+        raise NotServable(f"{path}: {exc}", "The song's file is missing (moved or deleted "
+                          "since the last ingest)") from exc
+    except (OSError, RuntimeError) as exc:  # unreadable, a symlink loop
         raise NotServable(f"{path}: {exc}") from exc
     if not any(real.is_relative_to(root) for root in snapshot.roots):
         raise NotServable(f"{path} resolves to {real}, outside the library roots")
@@ -104,8 +112,8 @@ def stream_song(snapshot: Any, song_id: str | int, request: Request | None = Non
 def _file_or_70(call: Call, *, attachment: bool) -> Response:
     try:
         return song_file(call.snapshot, call.required("id"), attachment=attachment)
-    except NotServable:
-        raise SubsonicError(NOT_FOUND, "Song not found") from None
+    except NotServable as refused:
+        raise SubsonicError(NOT_FOUND, refused.client) from None
 
 
 def stream(call: Call) -> Response:
