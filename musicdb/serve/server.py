@@ -99,6 +99,7 @@ def serve(config: ServeConfig, host: str, port: int,
     sock = bind(host, port)
     try:
         _log_to_stderr()
+        logging.getLogger("uvicorn.error").addFilter(_no_cancelled_tracebacks)
         announce(Started(url=_url(host, sock.getsockname()[1]),
                          songs=state.snapshots.current.songs, users=sorted(state.users())))
         server = _Server(uvicorn.Config(app, log_level="warning", server_header=False,
@@ -107,6 +108,16 @@ def serve(config: ServeConfig, host: str, port: int,
         server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+def _no_cancelled_tracebacks(record: logging.LogRecord) -> bool:
+    """A request still open 5 s after Ctrl-C (a long download) is cancelled; uvicorn says so
+    in one line ("Cancel 1 running task(s)") and then logs the task's CancelledError with its
+    whole traceback, which says nothing more."""
+    import asyncio
+
+    error = record.exc_info[1] if record.exc_info else None
+    return not isinstance(error, asyncio.CancelledError)
 
 
 class _NoPandas(importlib.abc.MetaPathFinder):
