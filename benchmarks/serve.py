@@ -373,8 +373,8 @@ def main() -> None:
         started = time.perf_counter()
         server = start_server(db, work)
         print(f"server up in {time.perf_counter() - started:.1f} s: {server.lines[0].strip()}")
-        print(warm_up(server, song_ids, args.warmup))
         try:
+            print(warm_up(server, song_ids, args.warmup))  # inside: a failure stops the server
             before, cpu = loadavg(), Cpu(server.process.pid)
             tally, took = asyncio.run(load(server, song_ids, args.clients, args.seconds))
             table += rows("serving", tally, took, server.peak_rss_mb,
