@@ -72,9 +72,18 @@ class Patches:
 
 
 class MusicnnStream:
-    """Decode sink: blocks of mono float32 at `source_rate` in, Patches out (finish())."""
+    """Decode sink: blocks of mono float32 at `source_rate` in, Patches out (finish()).
 
-    def __init__(self, source_rate: int) -> None:
+    `patch_hop` h runs the network on every h-th patch only (the 1st, the (h+1)th, ...): the
+    log-mel frames are all computed, the network, most of the cost, on a share 1/h of them.
+    """
+
+    def __init__(self, source_rate: int, patch_hop: int = 1) -> None:
+        if patch_hop < 1:
+            raise ValueError(f"patch_hop {patch_hop}: use 1 (every patch) or more")
+        self.patch_hop = patch_hop
+        self.patch_count = 0  # whole patches seen, analysed or not
+        self.chosen: list[np.ndarray] = []  # indices of the analysed patches
         self.resampler = (None if source_rate == SAMPLE_RATE else
                           soxr.ResampleStream(source_rate, SAMPLE_RATE, 1, dtype="float32"))
         # Padded-signal samples not yet behind a computed frame; librosa's centre=True
@@ -119,7 +128,13 @@ class MusicnnStream:
             return
         frames = np.concatenate(self.mel)
         whole = len(frames) // PATCH_FRAMES * PATCH_FRAMES
-        self.outputs.append(forward(frames[:whole].reshape(-1, PATCH_FRAMES, N_MELS)))
+        index = self.patch_count + np.arange(whole // PATCH_FRAMES)
+        self.patch_count += len(index)
+        keep = index % self.patch_hop == 0
+        if keep.any():
+            patches = frames[:whole].reshape(-1, PATCH_FRAMES, N_MELS)[keep]
+            self.outputs.append(forward(patches))
+            self.chosen.append(index[keep])
         self.mel, self.mel_count = [frames[whole:]], len(frames) - whole
 
     def finish(self) -> Patches:
@@ -132,9 +147,10 @@ class MusicnnStream:
             frames = np.concatenate(self.mel) if self.mel_count else np.zeros((1, N_MELS),
                                                                                np.float32)
             self.outputs.append(forward(repeat_pad(frames)[np.newaxis]))
+            self.chosen.append(np.zeros(1, np.int64))
         embedding = np.concatenate([e for e, _ in self.outputs])
         tags = np.concatenate([t for _, t in self.outputs])
-        starts = np.arange(len(embedding)) * PATCH_FRAMES
+        starts = np.concatenate(self.chosen) * PATCH_FRAMES
         centres = np.minimum(starts + PATCH_FRAMES // 2, max(0, self.frames - 1)) * HOP
         return Patches(embedding, tags, centres / SAMPLE_RATE)
 
