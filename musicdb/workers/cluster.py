@@ -111,6 +111,8 @@ class Cluster:
         self.cluster: LocalCluster | None = None
         self.client: Client | None = None
         self._alive = (0.0, 0)  # (when asked, worker threads)
+        self._starting: threading.Thread | None = None  # local:N's start, in the background
+        self._start_error: BaseException | None = None
         if self.local_workers is not None:
             self.slots = self.local_workers  # started by warm_up(): a re-scan starts none
         else:
@@ -127,6 +129,10 @@ class Cluster:
         self.close()
 
     def close(self) -> None:
+        starting = self._starting
+        if starting is not None and starting is not threading.current_thread():
+            starting.join()  # a cluster half started would outlive this process
+            self._starting = None
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:
@@ -134,9 +140,17 @@ class Cluster:
         self.client = self.cluster = None
 
     def warm_up(self) -> None:
-        """Start the local cluster (a few seconds); a remote one's workers set themselves up
-        when they join (AnalysisSetup)."""
-        if self.local_workers is not None and self.client is None:
+        """Start the local cluster, in the background: its few seconds (spawning each worker,
+        which imports distributed and librosa and loads the kernels) overlap the scan's
+        hashing, as the pool's forkserver does; run() waits for it. A remote cluster's
+        workers set themselves up when they join (AnalysisSetup)."""
+        if self.local_workers is not None and self.client is None and self._starting is None:
+            self._starting = threading.Thread(target=self._start_local, daemon=True,
+                                              name="musicdb-local-cluster")
+            self._starting.start()
+
+    def _start_local(self) -> None:
+        try:
             with dask.config.set(LOCAL_SCHEDULER):
                 self.cluster = LocalCluster(
                     n_workers=self.local_workers, threads_per_worker=1, processes=True,
@@ -145,6 +159,20 @@ class Cluster:
                     dashboard_address="127.0.0.1:0", memory_limit=0,
                     silence_logs=logging.CRITICAL)  # each fault is its file's error row
             self._connect(self.cluster.scheduler_address)
+        except BaseException as exc:  # noqa: BLE001 - raised where run() waits for it
+            self._start_error = exc
+
+    def _started(self) -> Client:
+        """The client, once warm_up's start is done; that start's error raised here."""
+        self.warm_up()
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+        error, self._start_error = self._start_error, None
+        if error is not None:
+            raise error
+        assert self.client is not None
+        return self.client
 
     def _connect(self, address: str) -> None:
         try:
@@ -183,9 +211,7 @@ class Cluster:
         A job that raised, ran past its seconds, or whose workers kept dying yields
         (key, JobFailed). Leaving the loop early cancels what is still queued.
         """
-        self.warm_up()
-        assert self.client is not None
-        client = self.client
+        client = self._started()
         queue = iter(jobs)
         keys: dict[str, tuple[Any, str | None, str | None]] = {}  # dask key: (key, here, there)
         names = (f"musicdb-{uuid.uuid4().hex[:8]}-{i}" for i in itertools.count())

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from distributed import WorkerPlugin, get_worker
+from distributed.core import Status
 
 from musicdb.workers.executor import JobFailed, call
 
@@ -93,8 +94,20 @@ def run_job(work: Callable[..., Any], args: tuple, seconds: float | None,
     thread.start()
     thread.join(seconds)
     if not box:
+        _take_no_more_work()
         return Stuck(seconds, worker_address())
     return _tagged(box[0])
+
+
+def _take_no_more_work() -> None:
+    """Pause this worker before its Stuck goes back: the scheduler sends it no next file,
+    which the restart that ends the stuck thread would kill mid-analysis (seen under load:
+    the next file came back as an error with no exception)."""
+    with contextlib.suppress(ValueError):  # not on a worker
+        worker = get_worker()
+        # Queued on the event loop ahead of this task's result: the pause reaches the
+        # scheduler first.
+        worker.loop.add_callback(setattr, worker, "status", Status.paused)
 
 
 def _tagged(result: Any) -> Any:
