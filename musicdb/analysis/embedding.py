@@ -22,7 +22,7 @@ machine: hop 1 measured 31x there against 58x quiet): musicnn alone 31/62/91/121
 core for h = 1/2/3/4, all sets together 26/45/59/69x; precision@10 of songs 0.804/0.798/0.790/
 0.792 and of snippets 0.803/0.798/0.792/0.785 (chance 0.70), grouped-CV macro-F1 0.41 ± 0.17
 for every h. Only h = 4 approaches 130x for all sets (~140x projected on a quiet core), and its
-snippets lose a fifth of musicnn's precision above chance: so every patch stays the default.
+snippets lose a sixth of musicnn's precision above chance: so every patch stays the default.
 """
 
 from __future__ import annotations
