@@ -119,7 +119,7 @@ def main() -> None:
     ingest(args.corpus, args.db, sets)
     with duckdb.connect(str(args.db), read_only=True) as con:
         n_songs, n_snippets = con.execute(
-            "SELECT count(DISTINCT song_id), count(*) FILTER (snippet >= 0) / count(DISTINCT "
+            "SELECT count(DISTINCT song_id), count(*) FILTER (snippet >= 0) // count(DISTINCT "
             "feature_set_id) FROM features").fetchone()
         smallest = con.execute("SELECT min(n) FROM (SELECT count(*) AS n FROM songs "
                                "WHERE status = 'ok' GROUP BY folder)").fetchone()[0]
