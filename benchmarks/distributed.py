@@ -51,9 +51,9 @@ TRACKS = 200_000
 DEFAULT_REALTIME_PER_CORE = 124.0  # README's figure on an idle machine; --skip-a uses it
 
 
-def tree_cpu(proc: subprocess.Popen, poll_s: float = 0.1) -> float:
-    """CPU seconds of a process and every descendant (the forkserver's workers, the Dask
-    nannies' workers), sampled until it exits: a worker gone between samples loses < poll_s."""
+def tree_cpu(proc: subprocess.Popen, poll_s: float = 0.1) -> tuple[float, float]:
+    """CPU seconds of a process and of its descendants (the forkserver's workers, the Dask
+    workers), sampled until it exits: a worker gone between samples loses < poll_s."""
     seen: dict[int, float] = {}
     root = psutil.Process(proc.pid)
     while proc.poll() is None:
@@ -63,12 +63,13 @@ def tree_cpu(proc: subprocess.Popen, poll_s: float = 0.1) -> float:
                     t = p.cpu_times()
                     seen[p.pid] = t.user + t.system
         time.sleep(poll_s)
-    return sum(seen.values())
+    here = seen.pop(proc.pid, 0.0)
+    return here, sum(seen.values())
 
 
-def pick_folder(tmp: Path, files: int) -> Path:
+def pick_folder(tmp: Path, files: int, name: str = "folder") -> Path:
     """The first `files` corpus files (symlinked), or generated songs if there is no corpus."""
-    folder = tmp / "folder"
+    folder = tmp / name
     folder.mkdir()
     found = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".flac", ".mp3", ".ogg",
                                                                ".opus"))
@@ -86,32 +87,60 @@ def timed_ingest(folder: Path, db: Path, *options: str) -> dict[str, float]:
     wall0 = time.perf_counter()
     proc = subprocess.Popen([MUSICDB, "ingest", str(folder), "--db", str(db), *options],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cpu = tree_cpu(proc)
+    client, workers = tree_cpu(proc)
     wall = time.perf_counter() - wall0
     if proc.returncode != 0:
         raise SystemExit(f"ingest {' '.join(options)} failed: exit code {proc.returncode}")
     with duckdb.connect(str(db), read_only=True) as con:
         audio_s, = con.execute("SELECT sum(duration_s) FROM songs WHERE status = 'ok'"
                                ).fetchone()
-    return {"wall": wall, "cpu": cpu, "audio_s": audio_s}
+    return {"wall": wall, "cpu": client + workers, "client": client, "workers": workers,
+            "audio_s": audio_s}
 
 
-def compare_executors(tmp: Path, files: int) -> float:
-    """(a); returns the pool's x realtime per CPU second (for (b), (c))."""
-    folder = pick_folder(tmp, files)
-    print(f"(a) {files} files from {'benchmarks/corpus' if CORPUS.exists() else 'generated'}, "
-          "2 workers each, the real CLI (default + seed55, snippets of 30 s)")
-    print(f"    {'executor':<22}{'wall s':>8}{'CPU s':>8}{'x realtime/core':>17}"
-          f"{'x realtime/CPU s':>18}")
-    rows = {}
-    for i, (name, options) in enumerate((("local pool --workers 2", ("--workers", "2")),
-                                         ("--scheduler local:2", ("--scheduler", "local:2")))):
-        r = rows[name] = timed_ingest(folder, tmp / f"a{i}.duckdb", *options)
-        print(f"    {name:<22}{r['wall']:>8.1f}{r['cpu']:>8.1f}"
-              f"{r['audio_s'] / r['wall'] / 2:>17.0f}{r['audio_s'] / r['cpu']:>18.0f}")
-    pool, dask = rows.values()
-    print(f"    Dask / pool: wall {dask['wall'] / pool['wall']:.2f}, "
-          f"CPU {dask['cpu'] / pool['cpu']:.2f} (audio {pool['audio_s'] / 60:.1f} min)")
+EXECUTORS = (("local pool --workers 2", ("--workers", "2")),
+             ("--scheduler local:2", ("--scheduler", "local:2")))
+
+
+def compare_executors(tmp: Path, files: int, small: int) -> float:
+    """(a); returns the pool's x realtime per CPU second (for (b), (c)).
+
+    Each executor ingests `small` files and `files` files: the difference is the cost of the
+    audio in between (per audio hour: what a 200,000-track library pays), the rest of the
+    small run is the fixed start-up (workers, imports, kernels, the scan, closing)."""
+    big_folder, small_folder = pick_folder(tmp, files), pick_folder(tmp, small, "small")
+    print(f"(a) {files} and {small} files from "
+          f"{'benchmarks/corpus' if CORPUS.exists() else 'generated'}, 2 workers each, the "
+          "real CLI (default + seed55, snippets of 30 s); CPU: the ingest process + workers")
+    print(f"    {'executor':<22}{'files':>6}{'wall s':>8}{'CPU s':>8}{'(ingest':>9}"
+          f"{'+ workers)':>11}{'x realtime/core':>17}{'x realtime/CPU s':>18}")
+    rows: dict[str, dict[str, float]] = {}
+    for i, (name, options) in enumerate(EXECUTORS):
+        for count, folder in ((files, big_folder), (small, small_folder)):
+            r = rows[f"{name} {count}"] = timed_ingest(folder, tmp / f"a{i}-{count}.duckdb",
+                                                       *options)
+            print(f"    {name:<22}{count:>6}{r['wall']:>8.1f}{r['cpu']:>8.1f}"
+                  f"{r['client']:>9.1f}{r['workers']:>11.1f}"
+                  f"{r['audio_s'] / r['wall'] / 2:>17.0f}{r['audio_s'] / r['cpu']:>18.0f}")
+    print("    split: start-up (the small run less its audio's share) + cost per audio hour "
+          "(the difference of the two runs)")
+    split = {}
+    for name, _ in EXECUTORS:
+        big, little = rows[f"{name} {files}"], rows[f"{name} {small}"]
+        hours = (big["audio_s"] - little["audio_s"]) / 3600
+        split[name] = {k: ((big[k] - little[k]) / hours,
+                           little[k] - little["audio_s"] / 3600 * (big[k] - little[k]) / hours)
+                       for k in ("wall", "cpu")}
+        (wall_h, wall_0), (cpu_h, cpu_0) = split[name]["wall"], split[name]["cpu"]
+        print(f"    {name:<22} start-up {wall_0:5.1f} s wall {cpu_0:5.1f} s CPU; per audio "
+              f"hour {wall_h:5.1f} s wall {cpu_h:5.1f} s CPU")
+    pool, dask = (rows[f"{name} {files}"] for name, _ in EXECUTORS)
+    (p, d) = (split[name] for name, _ in EXECUTORS)
+    print(f"    Dask / pool, {files} files: wall {dask['wall'] / pool['wall']:.2f}, CPU "
+          f"{dask['cpu'] / pool['cpu']:.2f} (audio {pool['audio_s'] / 60:.1f} min); per audio "
+          f"hour: wall {d['wall'][0] / p['wall'][0]:.2f}, CPU {d['cpu'][0] / p['cpu'][0]:.2f}; "
+          f"start-up: wall +{d['wall'][1] - p['wall'][1]:.1f} s, "
+          f"CPU +{d['cpu'][1] - p['cpu'][1]:.1f} s")
     # Per CPU second, not per core of wall time: on a shared machine the wall is the load's.
     return pool["audio_s"] / pool["cpu"]
 
@@ -222,6 +251,9 @@ def plan_200k(template: Analysis, per_core: float, workers: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=6, help="files for (a)")
+    parser.add_argument("--small", type=int, default=2,
+                        help="files of (a)'s second run, which measures the start-up")
+    parser.add_argument("--only-a", action="store_true", help="(a) alone")
     parser.add_argument("--songs", type=int, default=300, help="synthetic songs for (b)")
     parser.add_argument("--workers", type=int, default=200, help="cluster size for (c)")
     parser.add_argument("--skip-a", action="store_true", help="no (a): 124x per core assumed")
@@ -229,7 +261,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="musicdb-distributed-"))
     try:
         per_core = (DEFAULT_REALTIME_PER_CORE if opts.skip_a
-                    else compare_executors(tmp, opts.files))
+                    else compare_executors(tmp, opts.files, opts.small))
+        if opts.only_a:
+            return
         template = template_analysis(tmp)
         writer_capacity(tmp, template, opts.songs, per_core)
         plan_200k(template, per_core, opts.workers)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import multiprocessing.forkserver
 import os
 import threading
 import time
@@ -35,6 +36,7 @@ from typing import Any
 
 import dask
 from distributed import Client, KilledWorker, LocalCluster, as_completed
+from distributed.utils import get_mp_context
 
 from musicdb.errors import WorkerError
 from musicdb.workers.dask_task import AnalysisSetup, Stuck, run_job
@@ -59,7 +61,10 @@ LOCAL_SCHEDULER = {  # the scheduler local:N starts; a remote one's own settings
     # The workers' sampling profiler (a thread walking every stack each 10 ms) is for the
     # dashboard, which local:N does not start.
     "distributed.worker.profile.enabled": False,
+    # Workers fork from one server that has loaded everything (local_forkserver).
+    "distributed.worker.multiprocessing-method": "forkserver",
 }
+FORKSERVER_PRELOAD = ["musicdb.workers.dask_preload", "distributed"]
 
 
 def local_workers(scheduler: str) -> int | None:
@@ -73,6 +78,16 @@ def local_workers(scheduler: str) -> int | None:
         raise WorkerError(f"--scheduler {scheduler}: local:N needs a whole number of worker "
                           "processes, at least 1 (e.g. local:4)")
     return int(count)
+
+
+def local_forkserver() -> None:
+    """local:N's workers fork from a forkserver that imported distributed and librosa and
+    loaded the compiled kernels once (musicdb.workers.dask_preload), as the local pool's
+    workers do, instead of each spawned interpreter doing all of it again (and a restarted
+    worker starts in a moment). Call with LOCAL_SCHEDULER set."""
+    # distributed's own preload list first, then ours in its place; the server starts now.
+    get_mp_context().set_forkserver_preload(FORKSERVER_PRELOAD)
+    multiprocessing.forkserver.ensure_running()
 
 
 class PathMap:
@@ -152,6 +167,7 @@ class Cluster:
     def _start_local(self) -> None:
         try:
             with dask.config.set(LOCAL_SCHEDULER):
+                local_forkserver()
                 self.cluster = LocalCluster(
                     n_workers=self.local_workers, threads_per_worker=1, processes=True,
                     # Its HTTP routes on a free loopback port: None means 8787, and

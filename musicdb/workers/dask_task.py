@@ -10,8 +10,6 @@ restarts that worker (its nanny starts a fresh process), which ends the stuck th
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import signal
 import threading
 from collections.abc import Callable
@@ -21,6 +19,7 @@ from typing import Any
 from distributed import WorkerPlugin, get_worker
 from distributed.core import Status
 
+from musicdb.workers.arena import one_malloc_arena
 from musicdb.workers.executor import JobFailed, call
 
 
@@ -42,22 +41,8 @@ class AnalysisSetup(WorkerPlugin):
         if self.ignore_ctrl_c:
             with contextlib.suppress(ValueError):  # not the main thread: leave it
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-        one_malloc_arena()
+        one_malloc_arena()  # for `dask worker`s; local:N's have it from their forkserver
         import musicdb.workers.preload  # noqa: F401 - its import is the setup
-
-
-_M_ARENA_MAX = -8
-
-
-def one_malloc_arena() -> None:
-    """Threads started from now on share glibc's main arena, where keep_freed_memory's
-    settings hold (a thread's own arena unmaps each freed block array: +20 % CPU on the
-    analysis, which runs in a thread here). local:N's workers start with MALLOC_ARENA_MAX=1
-    already; this is for `dask worker` processes started without it. No-op off glibc."""
-    name = ctypes.util.find_library("c")
-    with contextlib.suppress(OSError, AttributeError):
-        if name is not None:
-            ctypes.CDLL(name).mallopt(_M_ARENA_MAX, 1)
 
 
 @dataclass(frozen=True)
