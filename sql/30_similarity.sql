@@ -156,11 +156,7 @@ WITH fs AS (
 ), target AS (
     SELECT v.song_id, v.z FROM song_vectors v
     WHERE v.feature_set_id = (SELECT feature_set_id FROM fs)
-      AND (v.song_id = TRY_CAST(song::VARCHAR AS INTEGER) OR v.path = song::VARCHAR
-           OR v.name_key = strip_accents(lower(song::VARCHAR)))
-    ORDER BY v.song_id = TRY_CAST(song::VARCHAR AS INTEGER) DESC, v.path = song::VARCHAR DESC,
-             v.song_id
-    LIMIT 1
+      AND v.song_id = song_in_set(song, (SELECT feature_set_id FROM fs))
 ), copies AS (
     -- Copies of the song itself (same file content at another path) are not neighbours.
     SELECT b.song_id FROM songs a JOIN songs b ON a.content_hash = b.content_hash

@@ -27,19 +27,11 @@ WITH RECURSIVE fs AS (
 ), first_song AS (
     SELECT v.song_id, v.z::DOUBLE[] AS z, v.label FROM song_vectors v
     WHERE v.feature_set_id = (SELECT feature_set_id FROM fs)
-      AND (v.song_id = TRY_CAST(a::VARCHAR AS INTEGER) OR v.path = a::VARCHAR
-           OR v.name_key = strip_accents(lower(a::VARCHAR)))
-    ORDER BY v.song_id = TRY_CAST(a::VARCHAR AS INTEGER) DESC, v.path = a::VARCHAR DESC,
-             v.song_id
-    LIMIT 1
+      AND v.song_id = song_in_set(a, (SELECT feature_set_id FROM fs))
 ), last_song AS (
     SELECT v.song_id, v.z::DOUBLE[] AS z, v.label FROM song_vectors v
     WHERE v.feature_set_id = (SELECT feature_set_id FROM fs)
-      AND (v.song_id = TRY_CAST(b::VARCHAR AS INTEGER) OR v.path = b::VARCHAR
-           OR v.name_key = strip_accents(lower(b::VARCHAR)))
-    ORDER BY v.song_id = TRY_CAST(b::VARCHAR AS INTEGER) DESC, v.path = b::VARCHAR DESC,
-             v.song_id
-    LIMIT 1
+      AND v.song_id = song_in_set(b, (SELECT feature_set_id FROM fs))
 ), line AS (
     SELECT f.song_id AS first_id, l.song_id AS last_id, f.z AS z_first,
            list_transform(l.z, lambda x, j: x - f.z[j]) AS direction,
