@@ -2,11 +2,13 @@
 and the 200,000-track plan.
 
     python benchmarks/distributed.py                  # small: 6 corpus files, 300 songs written
+    python benchmarks/distributed.py --files 24 --small 4 --only-a
     python benchmarks/distributed.py --files 48 --songs 5000
 
 (a) the same folder (benchmarks/corpus if present, else generated songs) ingested by the real
     CLI with the local pool (--workers 2) and with --scheduler local:2: wall and CPU seconds
-    (this process's children, the Dask workers included), x realtime per core.
+    (this process's children, the Dask workers included), x realtime per core; each also
+    with --small files, which splits the fixed start-up from the cost per audio hour.
 (b) the single writer's capacity: synthetic results of real shape (default + seed55 of a
     4-minute song: the whole song and 8 snippets of 30 s, taken from one real analysis)
     through the real write path (musicdb.ingest.run.ingest -> write_batch -> Writer) as fast
@@ -139,8 +141,8 @@ def compare_executors(tmp: Path, files: int, small: int) -> float:
     print(f"    Dask / pool, {files} files: wall {dask['wall'] / pool['wall']:.2f}, CPU "
           f"{dask['cpu'] / pool['cpu']:.2f} (audio {pool['audio_s'] / 60:.1f} min); per audio "
           f"hour: wall {d['wall'][0] / p['wall'][0]:.2f}, CPU {d['cpu'][0] / p['cpu'][0]:.2f}; "
-          f"start-up: wall +{d['wall'][1] - p['wall'][1]:.1f} s, "
-          f"CPU +{d['cpu'][1] - p['cpu'][1]:.1f} s")
+          f"start-up: wall {d['wall'][1] - p['wall'][1]:+.1f} s, "
+          f"CPU {d['cpu'][1] - p['cpu'][1]:+.1f} s")
     # Per CPU second, not per core of wall time: on a shared machine the wall is the load's.
     return pool["audio_s"] / pool["cpu"]
 
@@ -251,13 +253,15 @@ def plan_200k(template: Analysis, per_core: float, workers: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=6, help="files for (a)")
-    parser.add_argument("--small", type=int, default=2,
+    parser.add_argument("--small", type=int, default=3,
                         help="files of (a)'s second run, which measures the start-up")
     parser.add_argument("--only-a", action="store_true", help="(a) alone")
     parser.add_argument("--songs", type=int, default=300, help="synthetic songs for (b)")
     parser.add_argument("--workers", type=int, default=200, help="cluster size for (c)")
     parser.add_argument("--skip-a", action="store_true", help="no (a): 124x per core assumed")
     opts = parser.parse_args()
+    if not 0 < opts.small < opts.files:
+        parser.error("--small must be at least 1 and fewer than --files")
     tmp = Path(tempfile.mkdtemp(prefix="musicdb-distributed-"))
     try:
         per_core = (DEFAULT_REALTIME_PER_CORE if opts.skip_a
