@@ -56,20 +56,24 @@ def dask_pair(tmp_path_factory):
     info = folder / "scheduler.json"
     scheduler = _spawn([str(BIN / "dask"), "scheduler", "--scheduler-file", str(info),
                         "--port", "0", "--no-dashboard"], folder / "scheduler.log")
-    deadline = time.monotonic() + TIMEOUT_S
-    while not info.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    address = json.loads(info.read_text())["address"]
-    worker = _spawn([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--nworkers",
-                     "2", "--preload", "tests.dask_faults", "--no-dashboard"],
-                    folder / "worker.log")
-    from distributed import Client
+    worker = None
+    try:  # stopped whatever fails: a scheduler left behind holds ports for later tests
+        deadline = time.monotonic() + TIMEOUT_S
+        while not info.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(info.read_text())["address"]
+        worker = _spawn([str(BIN / "dask"), "worker", address, "--nthreads", "1",
+                         "--nworkers", "2", "--preload", "tests.dask_faults",
+                         "--no-dashboard"], folder / "worker.log")
+        from distributed import Client
 
-    with Client(address, set_as_default=False) as client:
-        client.wait_for_workers(2, timeout=TIMEOUT_S)
-    yield DaskPair(address, scheduler, worker)
-    _stop(worker)
-    _stop(scheduler)
+        with Client(address, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=TIMEOUT_S)
+        yield DaskPair(address, scheduler, worker)
+    finally:
+        if worker is not None:
+            _stop(worker)
+        _stop(scheduler)
 
 
 @pytest.fixture(scope="module")

@@ -744,11 +744,13 @@ def test_summaries_refuse_values_that_are_not_finite(bad: float):
 
     frames = np.random.default_rng(0).random((len(FRAME_ROWS), 300)).astype(np.float32)
     frames[ROW["centroid"], 10] = bad
-    for feature_set in FEATURE_SETS.values():
+    frame_sets = [fs for fs in FEATURE_SETS.values() if not fs.from_signal]  # not musicnn
+    assert len(frame_sets) >= 3
+    for feature_set in frame_sets:
         with pytest.raises(NonFiniteValues) as caught:
             feature_set.summarise(frames)
         assert "(centroid)" in caught.value.reason
         assert reason_problem(caught.value.reason) is None
     frames[ROW["centroid"], 10] = 0.5
-    for feature_set in FEATURE_SETS.values():
+    for feature_set in frame_sets:
         assert np.isfinite(feature_set.summarise(frames)).all()

@@ -540,8 +540,10 @@ def test_a_dask_cluster_gives_the_same_values_as_local_analysis(run, tmp_path, m
     sets = ("--feature-set", "seed55", "--snippet-seconds", "2")
     monkeypatch.setattr(musicdb.ingest.run, "analyse_file", crashing.analyse_or_crash)
     run("ingest", root, "--db", local, "--workers", "1", *sets)
+    # A free port for the scheduler's web routes: dashboard_address=None still takes 8787,
+    # which another cluster on the machine may hold.
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+                      dashboard_address="127.0.0.1:0") as cluster:
         result = run("ingest", root, "--db", dask, "--scheduler", cluster.scheduler_address,
                      *sets)
     counts = summary_counts(result.output)
