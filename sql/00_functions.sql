@@ -21,16 +21,3 @@ CASE method
     WHEN 'songs' THEN sqrt(list_distance(a, b) ^ 2 + a_variance + b_variance)
     ELSE list_distance(a, b)
 END;
-
--- The song a query names among one feature set's vectors (song_vectors): its song_id, its
--- path, or 'Artist - Title' ignoring case and accents, preferred in that order; NULL for none.
--- The one reading of a song query, shared by similar_songs and song_path.
---   SELECT song_in_set('Click Machine - Song 1', (SELECT feature_set_id FROM default_feature_set));
-CREATE OR REPLACE MACRO song_in_set(song, set_id) AS (
-    SELECT v.song_id FROM song_vectors v
-    WHERE v.feature_set_id = set_id
-      AND (v.song_id = TRY_CAST(song::VARCHAR AS INTEGER) OR v.path = song::VARCHAR
-           OR v.name_key = strip_accents(lower(song::VARCHAR)))
-    ORDER BY v.song_id = TRY_CAST(song::VARCHAR AS INTEGER) DESC, v.path = song::VARCHAR DESC,
-             v.song_id
-    LIMIT 1);

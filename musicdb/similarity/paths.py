@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from musicdb.similarity.index import VectorIndex
 
 MACRO_FILE = "35_paths.sql"
+SONG_QUERY_FILE = "25_song_query.sql"  # song_in_set, which the macro calls
 COLUMNS = ("position", "song_id", "path", "title", "artist", "label", "to_target", "step")
 CHUNK = 65_536  # rows converted to float64 at a time: 1,000,000 songs never need 1 GB at once
 
@@ -185,8 +186,9 @@ def path_between(con: duckdb.DuckDBPyConnection, a: str, b: str, *, n: int = 12,
 def use_path_macro(con: duckdb.DuckDBPyConnection) -> None:
     """sql/35_paths.sql as a TEMP macro of this connection: a reader cannot create views, and
     a database whose views an older musicdb wrote has no song_path until its next write."""
-    sql = (data_dir("sql") / MACRO_FILE).read_text(encoding="utf-8")
-    con.execute(sql.replace("CREATE OR REPLACE MACRO", "CREATE OR REPLACE TEMP MACRO"))
+    for name in (SONG_QUERY_FILE, MACRO_FILE):  # song_path reads its songs with song_in_set
+        sql = (data_dir("sql") / name).read_text(encoding="utf-8")
+        con.execute(sql.replace("CREATE OR REPLACE MACRO", "CREATE OR REPLACE TEMP MACRO"))
 
 
 def _stored_song(con: duckdb.DuckDBPyConnection, name: str, set_name: str,
