@@ -89,10 +89,31 @@ def ingest(
         from musicdb.cli.progress import render_summary
 
         render_summary(err, summary, db)
+        if not (summary.interrupted or stop.signum):
+            _note_partial_sets(db, sets)
         if summary.interrupted or stop.signum:
             raise typer.Exit(code=stop.exit_code)
         if summary.nothing_ingested:
             raise typer.Exit(code=1)
+
+
+def _note_partial_sets(db: Path, asked: tuple[str, ...]) -> None:
+    """One note per extracted set this run did not extend that lacks some songs (a set
+    added with --feature-set to part of the library): say how to complete it."""
+    from musicdb.errors import MusicdbError
+    from musicdb.store import access
+    from musicdb.store.database import connect
+    from musicdb.store.info import partial_sets
+
+    try:
+        with connect(db, read_only=True, patience=access.ONCE) as con:
+            partial = partial_sets(con, asked)
+    except MusicdbError:  # another program holds the file now: the note can wait
+        return
+    for name, covered, songs in partial:
+        err.print(f"Note: feature set {name!r} covers {covered:,} of {songs:,} songs; "
+                  f"`musicdb ingest FOLDER --feature-set {name}` adds the rest.",
+                  highlight=False, markup=False, soft_wrap=True)
 
 
 def _ingest_with(executor: Executor, paths: list[Path], db: Path, **options: Any

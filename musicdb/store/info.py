@@ -64,3 +64,19 @@ def library_info(con: duckdb.DuckDBPyConnection, *, top: int = 10) -> LibraryInf
                                              ("ok", "error", "missing")},
                        imported, snippets, float(hours), sets, labels, errors,
                        similarity_stale(con))
+
+
+def partial_sets(con: duckdb.DuckDBPyConnection,
+                 skip: tuple[str, ...] = ()) -> list[tuple[str, int, int]]:
+    """(set, songs it covers, songs with audio) for each extracted set, other than `skip`,
+    whose current version lacks some of the library's analysed songs: a set added with
+    --feature-set to part of a library, which a plain ingest does not extend."""
+    return con.execute(
+        "WITH audio AS (SELECT count(*) AS n FROM songs WHERE status = 'ok' AND source = 'scan'), "
+        "covered AS (SELECT l.feature_set, count(DISTINCT f.song_id) AS n "
+        "FROM latest_feature_sets l JOIN feature_sets s USING (feature_set_id) "
+        "JOIN features f USING (feature_set_id) JOIN songs USING (song_id) "
+        "WHERE s.kind = 'extracted' AND f.snippet = -1 AND songs.status = 'ok' "
+        "AND NOT list_contains(?::VARCHAR[], l.feature_set) GROUP BY ALL) "
+        "SELECT c.feature_set, c.n, a.n FROM covered c, audio a WHERE c.n < a.n "
+        "ORDER BY c.feature_set", [list(skip)]).fetchall()
