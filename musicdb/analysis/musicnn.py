@@ -51,7 +51,8 @@ TEMPORAL = (128, 64, 32)  # the temporal filters' lengths, in frames
 
 @functools.cache
 def weights() -> dict[str, np.ndarray]:
-    """The converted weights, loaded once per process (3 MB, no pickle)."""
+    """The converted weights, loaded once per process (3 MB of plain float32 arrays; np.load
+    is told to refuse object arrays, so the file can hold nothing that runs code)."""
     with np.load(WEIGHTS, allow_pickle=False) as npz:
         return {k: npz[k] for k in npz.files if npz[k].dtype == np.float32}
 
