@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -17,6 +16,8 @@ import pytest
 from musicdb.audio import synth
 from musicdb.similarity.index import VectorIndex
 from musicdb.similarity.paths import song_path, use_path_macro
+from tests.test_similar_names import musicdb
+from tests.test_similar_names import one_error_line as similar_error_line
 
 SECONDS = 2.5
 STEPS = 8  # noise low-passed ever more: its brightness falls step by step
@@ -24,7 +25,6 @@ WIDTHS = [1 + 2 * k for k in range(STEPS)]  # moving-average widths of the Steps
 TWIN_WIDTHS = (6, 10)  # one artist, two songs between the steps
 PULSES = 6  # one artist's click tracks, 60 to 160 bpm
 OTHERS = ("Drone Choir", "Click Machine", "Björk-ish Bleeps")  # far from both lines
-MUSICDB = str(Path(sys.executable).with_name("musicdb"))
 FIRST, LAST = "Step 0 - Width 1", f"Step {STEPS - 1} - Width {WIDTHS[-1]}"
 
 
@@ -86,19 +86,11 @@ def path_json(run, db: Path, *args) -> list[dict]:
     return json.loads(run("path", *args, "--json", "--db", db).stdout)
 
 
-def musicdb(*args) -> subprocess.CompletedProcess:
-    """The real command in its own process (usage errors are shaped by its main())."""
-    return subprocess.run([MUSICDB, *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
-
-
 def one_error_line(proc: subprocess.CompletedProcess, code: int) -> str:
-    assert proc.returncode == code, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("Error: ")
+    """similar's one-line check, and nothing on stdout (no half-printed path)."""
+    line = similar_error_line(proc, code)
     assert proc.stdout == ""
-    return lines[0]
+    return line
 
 
 def width(song: dict) -> int | None:
