@@ -12,8 +12,6 @@ configured, only clients on this machine are answered (OnlyThisMachineWithoutUse
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import ipaddress
 import logging
 import os
@@ -35,12 +33,10 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from musicdb.errors import ServeError
-from musicdb.serve import auth, render, users
+from musicdb.serve import auth, browse, explorer, media, playlists, render, sonic, system, users
 from musicdb.serve.protocol import GENERIC, Call, Endpoint, SubsonicError
 from musicdb.serve.snapshot import RELOAD_SECONDS, Snapshots
 
-ENDPOINT_MODULES = ("system", "browse", "sonic", "media", "playlists")
-EXPLORER_MODULE = "musicdb.serve.explorer"
 PUBLIC = frozenset({"getOpenSubsonicExtensions"})
 MAX_FORM_BYTES = 1 << 20  # a POSTed form: parameters, never uploads
 
@@ -100,12 +96,10 @@ class State:
 
 
 def merged_endpoints() -> dict[str, Endpoint]:
-    """The ENDPOINTS of every endpoint module that exists (others are being written)."""
+    """The ENDPOINTS of the endpoint modules, one dict keyed by method name."""
     merged: dict[str, Endpoint] = {}
-    for name in ENDPOINT_MODULES:
-        module = f"musicdb.serve.{name}"
-        if importlib.util.find_spec(module) is not None:
-            merged.update(importlib.import_module(module).ENDPOINTS)
+    for module in (system, browse, sonic, media, playlists):
+        merged.update(module.ENDPOINTS)
     return merged
 
 
@@ -114,8 +108,7 @@ def build_app(config: ServeConfig) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/rest/{method:str}", _rest_handler(state), methods=["GET", "POST"]),
     ]
-    if importlib.util.find_spec(EXPLORER_MODULE) is not None:
-        routes += importlib.import_module(EXPLORER_MODULE).routes(state)
+    routes += explorer.routes(state)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
