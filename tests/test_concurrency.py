@@ -25,8 +25,9 @@ from musicdb.audio import synth
 from tests.conftest import REPO, duckdb_shell
 from tests.test_hostile import MUSICDB
 
-FILES = 40
-SECONDS = 5.0  # per file; each takes at least tests.slow.SECONDS_PER_FILE: 16 s or more a run
+FILES = 24
+SECONDS = 3.0  # per file; each takes at least tests.slow.SECONDS_PER_FILE: 10 s or more a run,
+# written in batches of tests.slow.BATCH_SECONDS (a dozen batches for readers to meet)
 INGEST = ("--workers", "1", "--snippet-seconds", "0", "--feature-set", "seed55")
 TIMEOUT_S = 240  # an ingest on a busy machine; every wait below is bounded by one of these
 WAIT_S = 120
@@ -34,7 +35,7 @@ WAIT_S = 120
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory) -> Path:
-    """40 short songs in 4 folders (the folder is the label)."""
+    """24 short songs in 4 folders (the folder is the label)."""
     root = tmp_path_factory.mktemp("concurrency") / "library"
     for i in range(FILES):
         path = root / f"band{i % 4}" / f"song{i:02d}.flac"
@@ -59,15 +60,18 @@ def earlier(tmp_path_factory) -> Path:
 
 
 # The musicdb command in a process of its own, its files analysed by tests.slow.analyse_slowly
+# and written a batch every tests.slow.BATCH_SECONDS
 SLOW_MUSICDB = ("import sys, musicdb.ingest.run as run, tests.slow as slow; "
-                "run.analyse_file = slow.analyse_slowly; sys.argv[0] = 'musicdb'; "
+                "run.analyse_file = slow.analyse_slowly; run.BATCH_SECONDS = slow.BATCH_SECONDS; "
+                "sys.argv[0] = 'musicdb'; "
                 "from musicdb.cli.app import main; main()")
 
 
 @contextlib.contextmanager
 def ingesting(root: Path, db: Path, log: Path) -> Iterator[subprocess.Popen]:
-    """`musicdb ingest` (the real command, each file's analysis taking at least 0.4 s) in its
-    own session, its output to a file; killed if it outlives the test (with its workers)."""
+    """`musicdb ingest` (the real command, each file's analysis taking at least 0.4 s, a batch
+    written every second) in its own session, its output to a file; killed if it outlives the
+    test (with its workers)."""
     env = os.environ | {"COLUMNS": "200", "PYTHONPATH": str(REPO)}
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-c", SLOW_MUSICDB, "ingest", str(root),
@@ -117,7 +121,7 @@ def wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen | None
             pytest.fail(f"no {what} after {timeout:.0f} s")
         if proc is not None and proc.poll() is not None and not check():
             pytest.fail(f"the ingest ended (code {proc.returncode}) before {what}")
-        time.sleep(0.5)  # not so often that the ingest waits for these reads
+        time.sleep(0.2)  # not so often that the ingest waits for these reads
 
 
 def songs_written(db: Path) -> int | None:
