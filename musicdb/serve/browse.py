@@ -257,15 +257,25 @@ def search3(call: Call) -> dict[str, Any]:
           AND {in_root.format(column="album_id", key="a.album_id")}
         ORDER BY a.name_key, a.album_id LIMIT ? OFFSET ?""",
                   [*keys, root, root, *counts["album"]])
-    # Only the ids from DuckDB: a top-n carrying every column of each matching row cost twice
-    # the search itself; the rows come from the in-memory table (song_rows).
-    songs = song_rows(call, [r["song_id"] for r in rows(call, f"""
-        SELECT song_id FROM tracks
-        WHERE {_all_words("search_key", keys)} AND (?::VARCHAR IS NULL OR root = ?)
-        ORDER BY search_rank LIMIT ? OFFSET ?""", [*keys, root, root, *counts["song"]])])
+    songs = song_rows(call, _song_matches(call, keys, root, *counts["song"]))
     return {"searchResult3": {"artist": [artist_element(a) for a in artists],
                               "album": [album_element(a) for a in albums],
                               "song": [child(s) for s in songs]}}
+
+
+def _song_matches(call: Call, keys: list[str], root: str | None, count: int,
+                  offset: int) -> list[int]:
+    """The song ids search3 answers, from the snapshot's trigram index (musicdb.serve.search)
+    or, for the few queries it leaves to it, the scan it stands for. Only the ids: a top-n
+    carrying every column of each matching row cost twice the search itself; the rows come
+    from the in-memory table (song_rows)."""
+    found = call.snapshot.search.find(keys, offset, count, root)
+    if found is not None:
+        return found
+    return [r["song_id"] for r in rows(call, f"""
+        SELECT song_id FROM tracks
+        WHERE {_all_words("search_key", keys)} AND (?::VARCHAR IS NULL OR root = ?)
+        ORDER BY search_rank LIMIT ? OFFSET ?""", [*keys, root, root, count, offset])]
 
 
 def _all_words(key: str, keys: list[str]) -> str:

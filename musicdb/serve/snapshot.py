@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from musicdb.errors import StoreError
+from musicdb.serve.search import SongSearch
 from musicdb.serve.tracks import TrackTable
 from musicdb.similarity.functions import FUNCTIONS
 from musicdb.store import access, dbfile
@@ -63,6 +64,7 @@ class Snapshot:
     index: Any  # musicdb.similarity.index.VectorIndex | None
     con: duckdb.DuckDBPyConnection = field(repr=False)
     tracks: TrackTable = field(repr=False)  # the tracks rows, for lookups by id
+    search: SongSearch = field(repr=False)  # search3's songs without a scan
     songs: int = 0  # tracks in the copy
     held_seconds: float = 0.0  # how long the file was attached for this copy
 
@@ -90,7 +92,8 @@ def load(db: Path, *, patience: access.Patience = access.COMMAND,
         tracks = TrackTable.load(con)
         return Snapshot(db=db, loaded_at=time.time(), roots=roots,
                         feature_set=index.feature_set if index is not None else None,
-                        index=index, con=con, tracks=tracks, songs=len(tracks),
+                        index=index, con=con, tracks=tracks, search=SongSearch.load(con),
+                        songs=len(tracks),
                         held_seconds=held)
     except BaseException:
         con.close()
