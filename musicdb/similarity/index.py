@@ -180,10 +180,11 @@ class VectorIndex:
         float32 (q too), squares added in feature order, then sqrt."""
         diff = self.z[rows] - np.asarray(q, dtype=np.float32)
         diff *= diff
-        total = np.zeros(len(rows), dtype=np.float32)
-        for j in range(diff.shape[1]):  # in order: float addition is not associative
-            total += diff[:, j]
-        return np.sqrt(total)
+        if diff.shape[1] == 0:
+            return np.zeros(len(rows), dtype=np.float32)
+        # a running sum along each row adds in feature order (float addition is not
+        # associative), one call instead of one per feature (~0.2 ms a query at 131)
+        return np.sqrt(np.add.accumulate(diff, axis=1, dtype=np.float32)[:, -1])
 
     def _search(self, q: np.ndarray, k: int, skip: np.ndarray) -> list[tuple[int, float]]:
         want = min(k, len(self) - len(skip))
