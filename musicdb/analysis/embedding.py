@@ -12,8 +12,9 @@ clips ("pad_short": "repeat-pad" in the model's config.json). A snippet's values
 the patches whose centre falls inside it (the patch nearest its middle when none does).
 
 Cost (benchmarks/extract.py, 6 corpus files, one thread): the network is 1.4 G multiply-adds
-a patch, 0.47 G a second of audio; musicnn alone runs at ~55x realtime per core, against
-~255x for the default ingest's sets, so it is not in the default. Memory does not grow with
+a patch written directly (~0.55 G with musicnn.py's Winograd timbral convolutions); musicnn
+alone runs at ~85x realtime per core (12 files), against ~225x for the default ingest's sets,
+so it is not in the default. Memory does not grow with
 the length: a 60-minute file peaks at 423 MB with musicnn, 416 MB without.
 
 MusicnnStream(patch_hop=h) runs the network on every h-th patch only; the ingest keeps every
