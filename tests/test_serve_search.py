@@ -124,3 +124,54 @@ def test_a_rare_short_word_is_left_to_the_scan(tracks, index: SongSearch,
     monkeypatch.setattr(search, "VERIFY_BUDGET", 500)
     assert index.find(["zz"], 0, 20) is None
     assert index.find(["so"], 0, 20) == scan(tracks, ["so"], 0, 20)  # found early
+
+
+@pytest.fixture(scope="module")
+def names(tracks: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """`artists` and `albums` keyed as snapshot.sql keys them, from the same tricky names
+    (an artist with album_count 0 too: search3 leaves those out)."""
+    tracks.execute("""
+        CREATE TABLE albums AS
+        SELECT 'al-' || md5(artist || album) AS album_id, min(album) AS name,
+               'ar-' || md5(artist) AS artist_id, count(*)::INTEGER AS song_count,
+               label_key(min(album)) AS name_key
+        FROM raw GROUP BY artist, album""")
+    tracks.execute("""
+        CREATE TABLE artists AS
+        SELECT 'ar-' || md5(artist) AS artist_id, min(artist) AS name,
+               (count(DISTINCT album) * (min(song_id) % 5 > 0)::INTEGER)::INTEGER
+                   AS album_count, label_key(min(artist)) AS name_key
+        FROM raw GROUP BY artist""")
+    return tracks
+
+
+def name_scan(con: duckdb.DuckDBPyConnection, kind: str, words: list[str], offset: int,
+              count: int) -> list[dict]:
+    """search3's SQL for artists or albums (with no music folder asked for)."""
+    keys = keyed(con, words)
+    if kind == "artists":
+        where = " AND ".join(["contains(a.name_key, ?)"] * len(keys)) or "true"
+        sql = (f"SELECT a.* FROM artists a WHERE a.album_count > 0 AND {where} "
+               "ORDER BY a.name_key, a.artist_id LIMIT ? OFFSET ?")
+    else:
+        key = "(a.name_key || ' ' || ar.name_key)"
+        where = " AND ".join([f"contains({key}, ?)"] * len(keys)) or "true"
+        sql = (f"SELECT a.* FROM albums a JOIN artists ar USING (artist_id) WHERE {where} "
+               "ORDER BY a.name_key, a.album_id LIMIT ? OFFSET ?")
+    cursor = con.execute(sql, [*keys, count, offset])
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+@pytest.mark.parametrize("kind", ["artists", "albums"])
+def test_artists_and_albums_are_the_rows_of_their_scan(names, kind: str) -> None:
+    index = search.NameSearch.load(names, kind)
+    rng = random.Random(2)
+    keys = [r[0] for r in names.execute(f"SELECT name_key FROM {kind}").fetchall()]
+    pieces = [[k[i:i + rng.randrange(1, 6)]] for k in rng.sample(keys, 60) if k
+              for i in [rng.randrange(len(k))]]
+    for words in [*QUERIES, *pieces, ["artist", "0"], ["album"]]:
+        for offset, count in [(0, 20), (2, 7), (0, 500)]:
+            found = index.find(keyed(names, words), offset, count)
+            assert found is not None, words
+            assert found == name_scan(names, kind, words, offset, count), (kind, words, offset)

@@ -243,24 +243,39 @@ def search3(call: Call) -> dict[str, Any]:
     counts = {kind: (call.optional_int(f"{kind}Count", 20, lo=0, hi=MAX_LIST),
                      call.optional_int(f"{kind}Offset", 0, lo=0))
               for kind in ("artist", "album", "song")}
-    in_root = ("(?::VARCHAR IS NULL OR EXISTS (SELECT 1 FROM tracks t WHERE t.{column} = {key} "
-               "AND t.root = ?))")
-    artists = rows(call, f"""
+    # The folder test only when a folder is asked for: DuckDB plans the EXISTS as a join with
+    # every track even when `? IS NULL` holds (~10 ms of a search3 at 1,000,000 songs).
+    in_root = ("AND EXISTS (SELECT 1 FROM tracks t WHERE t.{column} = {key} AND t.root = ?)"
+               if root is not None else "")
+    at_root = [root] if root is not None else []
+    artists = _names(call, "artist", keys, root, counts)
+    artists = artists if artists is not None else rows(call, f"""
         SELECT a.* FROM artists a
         WHERE a.album_count > 0 AND {_all_words("a.name_key", keys)}
-          AND {in_root.format(column="albumartist_id", key="a.artist_id")}
+          {in_root.format(column="albumartist_id", key="a.artist_id")}
         ORDER BY a.name_key, a.artist_id LIMIT ? OFFSET ?""",
-                   [*keys, root, root, *counts["artist"]])
-    albums = rows(call, f"""
+                   [*keys, *at_root, *counts["artist"]])
+    albums = _names(call, "album", keys, root, counts)
+    albums = albums if albums is not None else rows(call, f"""
         SELECT a.* FROM albums a JOIN artists ar USING (artist_id)
         WHERE {_all_words("(a.name_key || ' ' || ar.name_key)", keys)}
-          AND {in_root.format(column="album_id", key="a.album_id")}
+          {in_root.format(column="album_id", key="a.album_id")}
         ORDER BY a.name_key, a.album_id LIMIT ? OFFSET ?""",
-                  [*keys, root, root, *counts["album"]])
+                  [*keys, *at_root, *counts["album"]])
     songs = song_rows(call, _song_matches(call, keys, root, *counts["song"]))
     return {"searchResult3": {"artist": [artist_element(a) for a in artists],
                               "album": [album_element(a) for a in albums],
                               "song": [child(s) for s in songs]}}
+
+
+def _names(call: Call, kind: str, keys: list[str], root: str | None,
+           counts: dict[str, tuple[int, int]]) -> list[dict[str, Any]] | None:
+    """search3's artists or albums from the snapshot's index; None (run the SQL) when a
+    music folder is asked for or the index leaves the query to the scan."""
+    if root is not None:
+        return None
+    count, offset = counts[kind]
+    return getattr(call.snapshot, f"{kind}_search").find(keys, offset, count)
 
 
 def _song_matches(call: Call, keys: list[str], root: str | None, count: int,

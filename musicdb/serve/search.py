@@ -1,4 +1,4 @@
-"""search3's songs without a scan: a trigram index over the snapshot's search keys.
+"""search3 without a scan: trigram indexes over the snapshot's song, artist and album keys.
 
 search3 answers the songs whose `search_key` contains every word of the query (DuckDB's
 `contains`: a substring, not a whole word), in `search_rank` order, paged. As SQL that is a
@@ -19,6 +19,9 @@ When a query would need too many checks by hand (only words of one or two letter
 match few songs), find() returns None and search3 runs the SQL scan: the same answer, at its
 old cost. ~130 MB at 1,000,000 synthetic songs (35 M postings), built in ~3-6 s of CPU with
 the snapshot.
+
+NameSearch puts search3's artists and albums on the same index (their names, in search3's
+order): the two SQL scans cost ~25 ms of a search3's ~28 ms of CPU at 1,000,000 songs.
 """
 
 from __future__ import annotations
@@ -177,3 +180,34 @@ def _trigram_postings(blob: bytes, offsets: list[int]
     del packed
     first = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]]))
     return codes[first], np.append(first, len(codes)).astype(np.int64), rows
+
+
+# search3's artists and albums, in its order, with the key it matches the words against.
+NAME_QUERIES = {
+    "artists": "SELECT a.*, a.name_key AS search_key FROM artists a WHERE a.album_count > 0 "
+               "ORDER BY a.name_key, a.artist_id",
+    "albums": "SELECT a.*, a.name_key || ' ' || ar.name_key AS search_key FROM albums a "
+              "JOIN artists ar USING (artist_id) ORDER BY a.name_key, a.album_id",
+}
+
+
+class NameSearch:
+    """search3's artists or albums (when no music folder is asked for) from the same index:
+    their rows as `SELECT a.*` gives them, in search3's order (the albums' scan joined every
+    artist: ~7 ms at 100,000 songs, ten times that at 1,000,000)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        n = table.num_rows
+        self.index = SongSearch(np.arange(n), table.column("search_key"),
+                                pa.nulls(n, pa.string()))
+        self.rows = table.drop_columns(["search_key"]).to_struct_array().combine_chunks()
+
+    @classmethod
+    def load(cls, con, kind: str) -> NameSearch:
+        return cls(con.execute(NAME_QUERIES[kind]).to_arrow_table())
+
+    def find(self, keys: Sequence[str], offset: int, count: int) -> list[dict] | None:
+        at = self.index.find(keys, offset, count)
+        if at is None:
+            return None
+        return self.rows.take(np.asarray(at, dtype=np.int64)).to_pylist() if at else []

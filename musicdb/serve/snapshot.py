@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 
 from musicdb.errors import StoreError
-from musicdb.serve.search import SongSearch
+from musicdb.serve.search import NameSearch, SongSearch
 from musicdb.serve.tracks import TrackTable
 from musicdb.similarity.functions import FUNCTIONS
 from musicdb.store import access, dbfile
@@ -65,6 +65,8 @@ class Snapshot:
     con: duckdb.DuckDBPyConnection = field(repr=False)
     tracks: TrackTable = field(repr=False)  # the tracks rows, for lookups by id
     search: SongSearch = field(repr=False)  # search3's songs without a scan
+    artist_search: NameSearch = field(repr=False)  # and its artists and albums
+    album_search: NameSearch = field(repr=False)
     songs: int = 0  # tracks in the copy
     held_seconds: float = 0.0  # how long the file was attached for this copy
 
@@ -93,6 +95,8 @@ def load(db: Path, *, patience: access.Patience = access.COMMAND,
         return Snapshot(db=db, loaded_at=time.time(), roots=roots,
                         feature_set=index.feature_set if index is not None else None,
                         index=index, con=con, tracks=tracks, search=SongSearch.load(con),
+                        artist_search=NameSearch.load(con, "artists"),
+                        album_search=NameSearch.load(con, "albums"),
                         songs=len(tracks),
                         held_seconds=held)
     except BaseException:
