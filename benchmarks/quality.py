@@ -10,8 +10,8 @@ file lacks is ingested onto it (only that set is extracted). Per set, or union o
 - macro-F1 of `musicdb evaluate --cv K` (the real CLI: grouped, stratified folds, so a song's
   snippets never straddle folds; with --unit snippet trained on snippets, scored per song by
   their mean probabilities), the fold mean ± std, averaged over --seeds. K is 5, or fewer when
-  the smallest label has fewer songs (each fold tests each label: the corpus's frozen-bubble
-  folder has 3 songs, so K = 3 there);
+  the smallest label has fewer songs (each fold tests each label); folders of fewer than
+  --min-songs songs (default 5: the corpus's frozen-bubble folder has 3) are no label;
 - precision@k of the nearest neighbours: per song (and per snippet), the share of its k
   nearest with its label, in euclidean distance over features z-scored on the whole songs
   (what `musicdb similar` ranks by), its own song and its copies excluded; the 'chance' row is
@@ -52,13 +52,14 @@ def ingest(corpus: Path, db: Path, sets: list[str]) -> None:
 
 
 def f1(db: Path, union: str, unit: str, seeds: list[int], model: str,
-       cv: int) -> tuple[float, float]:
+       cv: int, min_songs: int) -> tuple[float, float]:
     """(mean, fold std) of macro-F1 under `evaluate --cv K`, averaged over the seeds."""
     name = "quality-" + union.replace(",", "-").replace("_", "-")
     if name in {e["name"] for e in json.loads(cli("experiment", "list", "--json", "--db", db))}:
         cli("experiment", "delete", name, "--db", db)
     cli("experiment", "create", name, "--labels", "all", "--label-from", "folder",
-        "--feature-set", union, "--unit", unit, "--model", model, "--min-songs", "2", "--db", db)
+        "--feature-set", union, "--unit", unit, "--model", model, "--min-songs", min_songs,
+        "--db", db)
     runs = [json.loads(cli("evaluate", "--experiment", name, "--cv", cv, "--seed", seed,
                            "--no-album-effect", "--json", "--db", db)) for seed in seeds]
     return (float(np.mean([r["macro_f1"] for r in runs])),
@@ -110,6 +111,8 @@ def main() -> None:
     parser.add_argument("--model", default="ensemble")
     parser.add_argument("--seeds", default="0", help="CV seeds, averaged")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--min-songs", type=int, default=5,
+                        help="folders with fewer songs are no label [default: 5]")
     parser.add_argument("--cv", type=int, default=0,
                         help="folds [default: 5, or the songs of the smallest label]")
     args = parser.parse_args()
@@ -122,7 +125,8 @@ def main() -> None:
             "SELECT count(DISTINCT song_id), count(*) FILTER (snippet >= 0) // count(DISTINCT "
             "feature_set_id) FROM features").fetchone()
         smallest = con.execute("SELECT min(n) FROM (SELECT count(*) AS n FROM songs "
-                               "WHERE status = 'ok' GROUP BY folder)").fetchone()[0]
+                               "WHERE status = 'ok' GROUP BY folder) WHERE n >= ?",
+                               [args.min_songs]).fetchone()[0]
     cv = args.cv or min(5, smallest)
     print(f"{args.corpus.name}: {n_songs} songs, {n_snippets} snippets, folder labels; "
           f"macro-F1 of evaluate --cv {cv} --unit {args.unit} --model {args.model} (fold std), "
@@ -130,7 +134,7 @@ def main() -> None:
     print(f"{'feature set':22} {'columns':>7} {'macro-F1':>15} {'P@k songs':>10} "
           f"{'P@k snippets':>12}", flush=True)
     for union in sets:
-        score, spread = f1(args.db, union, args.unit, seeds, args.model, cv)
+        score, spread = f1(args.db, union, args.unit, seeds, args.model, cv, args.min_songs)
         songs, snippets = precision_at_k(args.db, union, args.k)
         with duckdb.connect(str(args.db), read_only=True) as con:
             exp = ex.get(con, "quality-" + union.replace(",", "-").replace("_", "-"))

@@ -3,7 +3,9 @@
 `build_app(config)` loads the first snapshot (a database problem is a StoreError before
 anything listens), merges the ENDPOINTS of every endpoint module present, and starts the
 snapshot watcher in the app's lifespan. Endpoints are sync functions: Starlette runs them in
-its thread pool, so a DuckDB query never blocks the event loop. Every /rest/ method needs
+its thread pool, so a DuckDB query never blocks the event loop; the few calls a player makes
+most that answer from the snapshot's memory alone run on the loop itself (ON_THE_LOOP).
+Every /rest/ method needs
 Subsonic credentials (auth.py), except getOpenSubsonicExtensions, which the OpenSubsonic
 specification requires to be public. An unknown method is HTTP 404 with Subsonic error 0 in
 the body (Navidrome answers 404 too). No CORS headers are ever sent. While no user is
@@ -41,6 +43,26 @@ PUBLIC = frozenset({"getOpenSubsonicExtensions"})
 MAX_FORM_BYTES = 1 << 20  # a POSTed form: parameters, never uploads
 
 log = logging.getLogger("musicdb.serve")
+
+
+def _song_id(params: QueryParams) -> bool:
+    return (params.get("id") or "").startswith("so-")
+
+
+# Calls answered from the in-memory tables and indexes in about a millisecond of Python
+# (similar songs of a song: one index search; search3 without a music folder: the trigram
+# indexes, one label_key query; the rare query they hand back to the SQL scan holds the loop
+# for that scan): run on the event loop, not in the thread pool. A pool
+# thread gains nothing for work that holds the GIL, and 50 clients' requests through the
+# pool cost ~1.5x the server CPU of the same requests on the loop, the threads taking the
+# GIL from each other (benchmarks/serve.py's CPU per request, side by side).
+ON_THE_LOOP = {
+    "ping": lambda params: True,
+    "getSimilarSongs": _song_id,
+    "getSimilarSongs2": _song_id,
+    "getSonicSimilarTracks": _song_id,
+    "search3": lambda params: params.get("musicFolderId") is None,
+}
 
 
 @dataclass(frozen=True)
@@ -172,7 +194,11 @@ def _rest_handler(state: State):
                 params, state.users(), state.limit, _client(request))
             call = Call(params=params, snapshot=state.snapshots.current, user=user,
                         request=request)
-            result, handler = await run_in_threadpool(_timed, endpoint, call)
+            on_the_loop = ON_THE_LOOP.get(name)
+            if on_the_loop is not None and on_the_loop(params):
+                result, handler = _timed(endpoint, call)
+            else:
+                result, handler = await run_in_threadpool(_timed, endpoint, call)
         except SubsonicError as exc:
             return render.error(exc, as_json=as_json)
         if isinstance(result, Response):
