@@ -5,6 +5,7 @@ the same load while `musicdb ingest` writes to the database.
     python benchmarks/serve.py --size 100k                 # 30 s per phase
     python benchmarks/serve.py --size 1m --seconds 30
     python benchmarks/serve.py --size 100k --seconds 5 --clients 10   # a quick look
+    python benchmarks/serve.py --size 1m --workers 2       # `musicdb serve --workers 2`
 
 The library (cached in benchmarks/.cache/serve-<size>.duckdb; delete it to rebuild) is made
 through the real tables: a few generated songs are ingested first (so the 'default' feature
@@ -163,12 +164,16 @@ class Server:
     peak_rss_mb: float = 0.0
 
     def rss_mb(self) -> float:
-        try:
-            status = Path(f"/proc/{self.process.pid}/status").read_text()
-        except FileNotFoundError:
-            return 0.0
-        found = re.search(r"VmRSS:\s+(\d+) kB", status)
-        return int(found[1]) / 1024 if found else 0.0
+        """Of the server and its workers (--workers), together."""
+        total = 0.0
+        for pid in process_tree(self.process.pid):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:
+                continue
+            found = re.search(r"VmRSS:\s+(\d+) kB", status)
+            total += int(found[1]) / 1024 if found else 0.0
+        return total
 
     def stop(self) -> int:
         self.process.send_signal(2)  # SIGINT: uvicorn's clean stop
@@ -179,13 +184,31 @@ class Server:
             return self.process.wait()
 
 
-def start_server(db: Path, folder: Path) -> Server:
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (a `--workers` server's workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    return tree
+
+
+def start_server(db: Path, folder: Path, workers: int = 1) -> Server:
     users = folder / "users" / "users.json"
     subprocess.run([MUSICDB, "user", "add", USER, "--password-stdin", "--users", str(users)],
                    input=PASSWORD + "\n", text=True, check=True, capture_output=True)
     process = subprocess.Popen([MUSICDB, "serve", "--db", str(db), "--port", "0", "--users",
-                                str(users)], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                str(users), "--workers", str(workers)],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
     server = Server(url="", process=process)
     first = threading.Event()
 
@@ -320,12 +343,19 @@ def _p99(runs: list[float]) -> float:
 
 
 def cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU seconds of a process (/proc), or of this one (its clients)."""
+    """User + system CPU seconds of a process and its workers (/proc), or of this one (its
+    clients)."""
     if pid is None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 @dataclass
@@ -356,6 +386,8 @@ def main() -> None:
     ap.add_argument("--size", choices=list(SIZES), default="100k")
     ap.add_argument("--seconds", type=float, default=30.0, help="per phase (default 30)")
     ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="`musicdb serve --workers` (default 1)")
     ap.add_argument("--warmup", type=float, default=120.0,
                     help="at most this long for the server's index to settle (default 120)")
     ap.add_argument("--ingest-songs", type=int, default=24,
@@ -380,7 +412,7 @@ def main() -> None:
             song_ids = np.array([r[0] for r in con.execute(
                 "SELECT song_id FROM songs WHERE status = 'ok' AND path IS NOT NULL").fetchall()])
         started = time.perf_counter()
-        server = start_server(db, work)
+        server = start_server(db, work, args.workers)
         print(f"server up in {time.perf_counter() - started:.1f} s: {server.lines[0].strip()}")
         try:
             print(warm_up(server, song_ids, args.warmup))  # inside: a failure stops the server

@@ -49,6 +49,11 @@ def serve(
         exists=True, file_okay=False,
         help="Folder whose .m3u/.m3u8 files are the players' playlists (default: the "
              "database's folder).")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, max=64,
+        help="Server processes on the one port, each with its own copy of the library in "
+             "memory (N times the memory): one answers on one core at a time, so N answer "
+             "more requests a second on N cores.")] = 1,
 ) -> None:
     """Serve the library to Subsonic players (OpenSubsonic API under /rest/) and a web explorer
     at /. Read-only: it never writes the database, and keeps answering while `musicdb ingest`
@@ -67,7 +72,7 @@ def serve(
     with user_errors():
         run_server(ServeConfig(db=db, users_file=_users_file(users), playlists=playlists,
                                reload_seconds=reload_seconds),
-                   host, port, announce)
+                   host, port, announce, workers=workers)
     err.print("musicdb serve: stopped", highlight=False)
 
 

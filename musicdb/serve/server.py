@@ -4,6 +4,11 @@ The socket is bound here, before uvicorn starts, so a port in use or a refused a
 line (ServeError) rather than uvicorn's log and exit code 3, and port 0 picks a free port
 whose number the start line shows. Ctrl-C and SIGTERM stop uvicorn gracefully (open
 requests finish) and `serve()` returns normally: the command exits 0 with one line.
+
+With `workers` > 1, uvicorn's own supervisor (Multiprocess) runs that many processes on the
+one socket, each building the app with worker_app() and so its own snapshot: one Python
+process answers on one core at a time (the GIL), N use N cores, for N times the memory. The
+supervisor replaces a worker that dies and stops when one cannot start (exit code 3).
 """
 
 from __future__ import annotations
@@ -12,19 +17,29 @@ import errno
 import importlib.abc
 import importlib.util
 import ipaddress
+import json
 import logging
+import os
 import signal
 import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors.multiprocess import Multiprocess
 
-from musicdb.errors import ServeError
+from musicdb.errors import MusicdbError, ServeError
 from musicdb.serve.app import ServeConfig, build_app
+from musicdb.serve.snapshot import probe
 from musicdb.serve.users import load as load_users
+
+CONFIG_ENV = "MUSICDB_SERVE_WORKER_CONFIG"  # the ServeConfig the parent hands its workers
+UVICORN = {"log_level": "warning", "server_header": False, "date_header": False,
+           "lifespan": "on", "access_log": False, "timeout_graceful_shutdown": 5}
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -90,24 +105,71 @@ class _Server(uvicorn.Server):
 
 
 def serve(config: ServeConfig, host: str, port: int,
-          announce: Callable[[Started], None]) -> None:
+          announce: Callable[[Started], None], *, workers: int = 1) -> None:
     """Serve until Ctrl-C or SIGTERM. Problems before listening are ServeError/StoreError."""
     check_bind(host, load_users(config.users_file))  # before anything else: nothing listens
-    _no_pandas_imports()
+    if workers > 1:
+        _serve_workers(config, host, port, announce, workers)
+        return
+    _quiet_and_fast()
     app = build_app(config)  # loads the first snapshot: a database problem stops here
     state = app.state.musicdb
     sock = bind(host, port)
     try:
-        _log_to_stderr()
-        logging.getLogger("uvicorn.error").addFilter(_no_cancelled_tracebacks)
         announce(Started(url=_url(host, sock.getsockname()[1]),
                          songs=state.snapshots.current.songs, users=sorted(state.users())))
-        server = _Server(uvicorn.Config(app, log_level="warning", server_header=False,
-                                        date_header=False, lifespan="on", access_log=False,
-                                        timeout_graceful_shutdown=5))
+        server = _Server(uvicorn.Config(app, **UVICORN))
         server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+def _serve_workers(config: ServeConfig, host: str, port: int,
+                   announce: Callable[[Started], None], workers: int) -> None:
+    songs = probe(config.db)  # the file's problems as one line, before any worker starts
+    sock = bind(host, port)
+    try:
+        _quiet_and_fast()
+        os.environ[CONFIG_ENV] = json.dumps(
+            {"db": str(config.db), "users_file": str(config.users_file),
+             "reload_seconds": config.reload_seconds,
+             "playlists": None if config.playlists is None else str(config.playlists)})
+        announce(Started(url=_url(host, sock.getsockname()[1]), songs=songs,
+                         users=sorted(load_users(config.users_file))))
+        supervisor = Multiprocess(uvicorn.Config(f"{__name__}:worker_app", factory=True,
+                                                 workers=workers, **UVICORN), sockets=[sock])
+        supervisor.run()
+    finally:
+        sock.close()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise ServeError("a worker could not start (its line is above): stopped")
+
+
+def worker_app():
+    """The app of one `--workers` process, with its own snapshot (uvicorn calls this in each
+    worker). A database that turned bad since the parent's probe is the worker's one line
+    and exit code 3, which makes the supervisor stop instead of restarting it."""
+    _quiet_and_fast()
+    given = json.loads(os.environ[CONFIG_ENV])
+    config = ServeConfig(
+        db=Path(given["db"]), users_file=Path(given["users_file"]),
+        reload_seconds=given["reload_seconds"],
+        playlists=None if given["playlists"] is None else Path(given["playlists"]))
+    try:
+        return build_app(config)
+    except MusicdbError as exc:
+        print(f"musicdb serve: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(STARTUP_FAILURE)
+
+
+def _quiet_and_fast() -> None:
+    """Every serving process: musicdb's log lines on stderr, no traceback for a request
+    cancelled at the stop, no pandas probing on every DuckDB call."""
+    _no_pandas_imports()
+    _log_to_stderr()
+    errors = logging.getLogger("uvicorn.error")
+    if _no_cancelled_tracebacks not in errors.filters:
+        errors.addFilter(_no_cancelled_tracebacks)
 
 
 def _no_cancelled_tracebacks(record: logging.LogRecord) -> bool:

@@ -104,6 +104,24 @@ def load(db: Path, *, patience: access.Patience = access.COMMAND,
         raise
 
 
+def probe(db: Path, *, patience: access.Patience = access.COMMAND,
+          notify: access.Notify = access.stderr_notice) -> int:
+    """The tracks a snapshot of the file would hold, with the checks load() makes (a missing,
+    empty or foreign file is a StoreError), without copying anything: what `musicdb serve
+    --workers N` checks before its workers each load their own snapshot."""
+    db = Path(db)
+    dbfile.check_path(db, writer=False, create=False)
+    con = duckdb.connect(":memory:", config=NO_EXTENSIONS)
+    try:
+        _attach(con, db, patience, notify)
+        con.execute("USE src")
+        check_musicdb(con, db, writer=False, create=False)
+        return con.execute("SELECT count(*) FROM library "
+                           "WHERE status = 'ok' AND path IS NOT NULL").fetchone()[0]
+    finally:
+        con.close()
+
+
 def _attach(con: duckdb.DuckDBPyConnection, db: Path, patience: access.Patience,
             notify: access.Notify) -> None:
     literal = "'" + str(db.resolve()).replace("'", "''") + "'"  # ATTACH takes no parameter
