@@ -94,20 +94,22 @@ def workers(run: Ingest) -> list[psutil.Process]:
     return found
 
 
-def session_members(pgid: int) -> list[psutil.Process]:
+def session_members(sids: set[int]) -> list[psutil.Process]:
+    """The processes in any of these sessions (one pass over the process table for all)."""
     members = []
     for p in psutil.process_iter(["pid"]):
         with contextlib.suppress(psutil.Error, OSError):  # it may exit while we look
-            if os.getsid(p.pid) == pgid:
+            if os.getsid(p.pid) in sids:
                 members.append(p)
     return members
 
 
-def reap_orphans(run: Ingest) -> int:
-    """Wait for what a killed ingest left behind to exit by itself; kill the rest. Returns how
+def reap_orphans(*runs: Ingest) -> int:
+    """Wait for what killed ingests left behind to exit by itself; kill the rest. Returns how
     many had to be killed."""
+    sids = {run.proc.pid for run in runs}  # each ingest leads a session of its own
     deadline = time.monotonic() + ORPHAN_WAIT_S
-    while (left := session_members(run.proc.pid)) and time.monotonic() < deadline:
+    while (left := session_members(sids)) and time.monotonic() < deadline:
         time.sleep(0.5)
     for p in left:
         with contextlib.suppress(psutil.Error):
@@ -291,8 +293,7 @@ def test_sigkill_of_ingest_at_random_moments_loses_nothing(library, tmp_path):
     assert finish(final) == 0, final.output[-3000:]
     lost += kept(before, assert_complete(db, library))
     assert lost == []
-    for run in runs:
-        reap_orphans(run)
+    reap_orphans(*runs)
     printed = [run.output for run in runs if "Traceback" in run.output]
     assert printed == [], f"{len(printed)} killed runs printed tracebacks:\n{printed[0][-3000:]}"
 
