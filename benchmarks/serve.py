@@ -313,7 +313,8 @@ def warm_up(server: Server, song_ids: np.ndarray, seconds: float) -> str:
 
     deadline = time.perf_counter() + seconds
     recent: list[float] = []
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    # --workers: the start line comes at once, each worker answers once it holds its copy
+    with httpx.Client(base_url=server.url, timeout=max(60.0, seconds)) as http:
         while time.perf_counter() < deadline:
             params = auth() | {"id": f"so-{random.choice(song_ids)}", "count": "20"}
             started = time.perf_counter()
