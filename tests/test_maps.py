@@ -125,18 +125,34 @@ def test_study_map_in_a_headless_browser(study_db, browser, tmp_path, shell):
     assert drawn > 5 * blank
 
 
-def test_same_seed_same_map_and_colours_stay(study_db, browser, tmp_path, monkeypatch):
-    labels = "Zero7,ImogenHeap"  # 92 songs: t-SNE in a second
-    runs = [run_id(invoke("map", "--labels", labels, "--seed", seed, "-o",
-                          tmp_path / f"{i}.html", "--db", study_db))
+@pytest.fixture(scope="module")
+def seeded_runs(study_db: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[list[int], Path]:
+    """Three t-SNE maps of Zero7 and Imogen Heap (92 songs: t-SNE in a second), seeds 3, 3
+    and 4, and the folder of their pages 0-2.html. Made once for the browser test and for its
+    database half; neither changes them."""
+    folder = tmp_path_factory.mktemp("seeded-maps")
+    runs = [run_id(invoke("map", "--labels", "Zero7,ImogenHeap", "--seed", seed, "-o",
+                          folder / f"{i}.html", "--db", study_db))
             for i, seed in enumerate((3, 3, 4))]
+    return runs, folder
+
+
+def last_run(db: Path) -> int:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT max(run_id) FROM map_runs").fetchone()[0]
+
+
+def test_same_seed_same_map_and_colours_stay(study_db, seeded_runs, browser, tmp_path,
+                                             monkeypatch):
+    runs, pages = seeded_runs
     first, again, other = (points(study_db, r) for r in runs)
     assert sorted(first) == ["ImogenHeap", "Zero7"]
     for label in first:
         np.testing.assert_array_equal(first[label], again[label])
     assert not np.allclose(first["Zero7"], other["Zero7"])
 
-    traces = show(browser, tmp_path / "0.html")
+    traces = show(browser, pages / "0.html")
     assert {t["name"]: t["color"] for t in traces} == {
         "ImogenHeap": label_color("ImogenHeap"), "Zero7": label_color("Zero7")}
     title = browser.js(f"return {GRAPH}._fullLayout.title.text")
@@ -144,6 +160,7 @@ def test_same_seed_same_map_and_colours_stay(study_db, browser, tmp_path, monkey
 
     # Redrawn from the database: nothing projected, same coordinates, no new run.
     forbid_projection(monkeypatch)
+    newest = last_run(study_db)
     output = invoke("map", "--from-run", runs[0], "-o", tmp_path / "again.html",
                     "--db", study_db)
     assert f"map run {runs[0]}" in output
@@ -151,8 +168,7 @@ def test_same_seed_same_map_and_colours_stay(study_db, browser, tmp_path, monkey
                for t in show(browser, tmp_path / "again.html")}
     for label in first:
         np.testing.assert_allclose(redrawn[label], first[label])
-    with duckdb.connect(str(study_db), read_only=True) as con:
-        assert con.execute("SELECT max(run_id) FROM map_runs").fetchone()[0] == runs[-1]
+    assert last_run(study_db) == newest
 
 
 def forbid_projection(monkeypatch) -> None:
@@ -163,7 +179,7 @@ def forbid_projection(monkeypatch) -> None:
     monkeypatch.setattr("musicdb.maps.runs.project", no_projection)
 
 
-def test_stored_runs_without_a_browser(study_db, tmp_path, shell, monkeypatch):
+def test_stored_runs_without_a_browser(study_db, seeded_runs, tmp_path, shell, monkeypatch):
     """The database half of the two browser tests above, so it runs where Chromium is missing:
     a run stores every point joined to the library, a seed fixes the points, --from-run redraws
     without projecting or adding a run."""
@@ -172,10 +188,7 @@ def test_stored_runs_without_a_browser(study_db, tmp_path, shell, monkeypatch):
     assert shell(study_db, f"SELECT count(*), count(title) FROM map_coordinates "
                            f"WHERE run_id = {svd}") == [["2333", "2333"]]
 
-    labels = "Zero7,ImogenHeap"  # 92 songs: t-SNE in a second
-    runs = [run_id(invoke("map", "--labels", labels, "--seed", seed, "-o",
-                          tmp_path / f"{i}.html", "--db", study_db))
-            for i, seed in enumerate((3, 3, 4))]
+    runs, _ = seeded_runs
     first, again, other = (points(study_db, r) for r in runs)
     assert {label: len(xy) for label, xy in first.items()} == {
         "ImogenHeap": STUDY_COUNTS["ImogenHeap"], "Zero7": STUDY_COUNTS["Zero7"]}
@@ -184,12 +197,12 @@ def test_stored_runs_without_a_browser(study_db, tmp_path, shell, monkeypatch):
     assert not np.allclose(first["Zero7"], other["Zero7"])
 
     forbid_projection(monkeypatch)
+    newest = last_run(study_db)
     output = invoke("map", "--from-run", runs[0], "-o", tmp_path / "again.html",
                     "--db", study_db)
     assert f"map run {runs[0]}" in output
     assert (tmp_path / "again.html").stat().st_size > 0
-    with duckdb.connect(str(study_db), read_only=True) as con:
-        assert con.execute("SELECT max(run_id) FROM map_runs").fetchone()[0] == runs[-1]
+    assert last_run(study_db) == newest
 
 
 def test_clear_errors(run, study_db, tmp_path):
