@@ -53,3 +53,31 @@ def test_short_file_and_bad_hop():
     assert len(_run(np.zeros(SR, np.float32), 3).tags) == 1  # 1 s: repeat-padded to one
     with pytest.raises(ValueError, match="patch_hop 0"):
         MusicnnStream(SR, patch_hop=0)
+
+
+def test_the_ingest_analyses_every_4th_patch(tmp_path):
+    """analyse_file (what the ingest runs) gives MusicnnStream(patch_hop=4)'s rows: patches
+    0 and 4 of a 25 s file, not all eight."""
+    from musicdb.analysis.analyse import analyse_file
+    from musicdb.analysis.embedding import MUSICNN_PATCH_HOP
+    from musicdb.audio import synth
+
+    assert MUSICNN_PATCH_HOP == 4
+    rng = np.random.default_rng(5)
+    t = np.arange(25 * SR) / SR
+    y = (0.3 * np.sin(2 * np.pi * (220 + 20 * t) * t) + rng.uniform(-0.1, 0.1, t.size))
+    path = synth.write_audio(tmp_path / "sweep.flac", y.astype(np.float32))
+    stored = analyse_file(str(path), ("musicnn",), 10.0).values["musicnn"]
+    decoded = _decoded(path)
+    bounds = stored.bounds
+    every_4th = summarise_patches(_run(decoded, 4), bounds)
+    every = summarise_patches(_run(decoded, 1), bounds)
+    np.testing.assert_allclose(stored.whole, every_4th[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stored.snippets, every_4th[1:], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(stored.whole, every[0], rtol=1e-5, atol=1e-6)
+
+
+def _decoded(path) -> np.ndarray:
+    from musicdb.audio.decode import decode
+
+    return decode(path, sr=SR).y.astype(np.float32)

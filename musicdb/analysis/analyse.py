@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from librosa.util.exceptions import ParameterError
 
-from musicdb.analysis.embedding import MusicnnStream, summarise_patches
+from musicdb.analysis.embedding import MUSICNN_PATCH_HOP, MusicnnStream, summarise_patches
 from musicdb.analysis.features import (
     ROW,
     FrameParams,
@@ -116,7 +116,8 @@ def analyse_file(path: str, sets: tuple[str, ...], snippet_seconds: float,
         # Decoded blocks go straight into the frame features: the signal is never whole.
         stream = FrameStream(params)
         # musicnn's 16 kHz signal comes from the same decoded blocks (see Tee).
-        embedding = MusicnnStream(params.sample_rate) if "musicnn" in sets else None
+        embedding = (MusicnnStream(params.sample_rate, patch_hop=MUSICNN_PATCH_HOP)
+                     if "musicnn" in sets else None)
         sink = stream if embedding is None else Tee(stream, embedding)
         decoded = decode(Path(path), sr=params.sample_rate, sink=sink)
         frames = stream.finish()

@@ -11,19 +11,13 @@ the last whole patch are dropped, as musicnn does. A file shorter than one patch
 clips ("pad_short": "repeat-pad" in the model's config.json). A snippet's values are those of
 the patches whose centre falls inside it (the patch nearest its middle when none does).
 
-Cost (benchmarks/extract.py, 6 corpus files, one thread): the network is 1.4 G multiply-adds
-a patch written directly (~0.55 G with musicnn.py's Winograd timbral convolutions); musicnn
-alone runs at ~85x realtime per core (12 files), against ~225x for the default ingest's sets,
-so it is not in the default. Memory does not grow with
-the length: a 60-minute file peaks at 423 MB with musicnn, 416 MB without.
-
-MusicnnStream(patch_hop=h) runs the network on every h-th patch only; the ingest keeps every
-patch (h = 1). benchmarks/musicnn_hop.py on the corpus (48 songs, 3 folder labels; a loaded
-machine: hop 1 measured 31x there against 58x quiet): musicnn alone 31/62/91/121x realtime per
-core for h = 1/2/3/4, all sets together 26/45/59/69x; precision@10 of songs 0.804/0.798/0.790/
-0.792 and of snippets 0.803/0.798/0.792/0.785 (chance 0.70), grouped-CV macro-F1 0.41 ± 0.17
-for every h. Only h = 4 approaches 130x for all sets (~140x projected on a quiet core), and its
-snippets lose a sixth of musicnn's precision above chance: so every patch stays the default.
+The ingest runs the network on every MUSICNN_PATCH_HOP-th (4th) patch only, and computes
+only their log-mel frames: MusicnnStream(patch_hop=h). The network is 0.6 G multiply-adds a
+patch (musicnn.py's Winograd timbral convolutions; 1.4 G written directly), at ~63% of what
+one core's BLAS reaches on a large GEMM (benchmarks/musicnn_layers.py): on every patch, all
+sets together could not reach 130x realtime per core on this hardware (measured 81x).
+Figures per h and the quality they cost: MUSICNN_PATCH_HOP's comment, the README. Memory
+does not grow with the length: a 60-minute file peaks at 423 MB with musicnn, 416 MB without.
 """
 
 from __future__ import annotations
@@ -46,7 +40,13 @@ from musicdb.analysis.musicnn import (
 )
 
 # Bump when a formula here or in musicnn.py changes (part of the set's identity, set_params).
-MUSICNN_CODE_VERSION = 1
+# 2: the ingest analyses every MUSICNN_PATCH_HOP-th patch (1 analysed every patch).
+MUSICNN_CODE_VERSION = 2
+# The network runs on patches 0, 4, 8, ... of a file: 12 s apart, so a 30 s snippet has two or
+# three. benchmarks/musicnn_hop.py on the 118 labelled corpus songs (5-fold CV): every patch
+# macro-F1 0.575, P@10 songs 0.558, snippets 0.605; every 4th 0.587, 0.538, 0.571; the
+# default set 0.492, 0.496, 0.525. For a third of the CPU musicnn keeps most of its lead.
+MUSICNN_PATCH_HOP = 4
 FRAMES_AT_ONCE = 2048  # STFT frames computed per step (4 MB of float32 frames)
 
 
@@ -63,12 +63,13 @@ MUSICNN_NAMES = ([f"emb_mean_{i}" for i in range(N_EMBEDDING)]
 def describe_musicnn(params=None) -> list[str]:
     """One line per column; the frame parameters do not matter to this set."""
     model = "musicnn's MSD_musicnn model (16 kHz, 96 log-mel bands, 3 s patches)"
-    return ([f"mean over the 3 s patches of embedding unit {i}: the 200-unit penultimate layer "
+    over = f"every {MUSICNN_PATCH_HOP}th 3 s patch (patches 0, {MUSICNN_PATCH_HOP}, ...)"
+    return ([f"mean over {over} of embedding unit {i}: the 200-unit penultimate layer "
              f"of {model}" for i in range(N_EMBEDDING)]
-            + [f"std over the 3 s patches of embedding unit {i} (0 with a single patch)"
+            + [f"std over {over} of embedding unit {i} (0 with a single patch)"
                for i in range(N_EMBEDDING)]
-            + [f"probability of the Million Song Dataset tag '{t}' by {model}, mean over the "
-               "3 s patches" for t in MSD_TAGS])
+            + [f"probability of the Million Song Dataset tag '{t}' by {model}, mean over "
+               f"{over}" for t in MSD_TAGS])
 
 
 @dataclass
@@ -83,8 +84,9 @@ class Patches:
 class MusicnnStream:
     """Decode sink: blocks of mono float32 at `source_rate` in, Patches out (finish()).
 
-    `patch_hop` h runs the network on every h-th patch only (the 1st, the (h+1)th, ...): the
-    log-mel frames are all computed, the network, most of the cost, on a share 1/h of them.
+    `patch_hop` h runs the network on every h-th patch only (the 1st, the (h+1)th, ...), and
+    computes the log-mel frames of those patches only (the frames of the others are zeros
+    that no patch uses); the signal is resampled whole, as the stream has to be.
     """
 
     def __init__(self, source_rate: int, patch_hop: int = 1) -> None:
@@ -126,9 +128,21 @@ class MusicnnStream:
                 return
             count = min(ready, FRAMES_AT_ONCE)
             view = np.lib.stride_tricks.sliding_window_view(self.pending, N_FFT)[::HOP][:count]
-            self._patches(log_mel(view))
+            self._patches(self._log_mel(view))
             self.frames += count
             self.pending = self.pending[count * HOP :]
+
+    def _log_mel(self, view: np.ndarray) -> np.ndarray:
+        """The log-mel frames of `view` (frames self.frames ...) that an analysed patch uses
+        (patch 0 always is, so a short file has all of its frames); zeros elsewhere."""
+        if self.patch_hop == 1:
+            return log_mel(view)
+        patch = (self.frames + np.arange(len(view))) // PATCH_FRAMES
+        needed = patch % self.patch_hop == 0
+        mel = np.zeros((len(view), N_MELS), np.float32)
+        if needed.any():
+            mel[needed] = log_mel(view[needed])
+        return mel
 
     def _patches(self, mel: np.ndarray) -> None:
         self.mel.append(mel)
