@@ -252,6 +252,11 @@ class Cluster:
         top_up()
         try:
             for future in done:
+                if future.status not in ("finished", "error", "cancelled"):
+                    # Lost with the worker that held its result (status "lost", then pending
+                    # again): the scheduler computes it again, so wait for that, not a failure.
+                    done.add(future)
+                    continue
                 key, here, there = keys.pop(future.key)
                 result = self._outcome(future, here, there)
                 future.release()
