@@ -175,3 +175,15 @@ def test_artists_and_albums_are_the_rows_of_their_scan(names, kind: str) -> None
             found = index.find(keyed(names, words), offset, count)
             assert found is not None, words
             assert found == name_scan(names, kind, words, offset, count), (kind, words, offset)
+
+
+def test_ascii_words_are_keyed_as_the_label_key_macro_keys_them(tracks) -> None:
+    """search3 keys ASCII words itself (no query): the same keys as label_key, checked on
+    every ASCII character and on random ASCII words."""
+    from musicdb.serve.browse import _keys
+
+    characters = [chr(c) for c in range(1, 128)]
+    rng = random.Random(3)
+    words = [*characters, *("".join(rng.choices(characters, k=12)) for _ in range(300)),
+             "STRASSE", "Ss", "MiXeD123", "AC/DC", "100%"]
+    assert _keys(None, words) == keyed(tracks, words)

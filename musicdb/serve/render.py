@@ -10,11 +10,11 @@ status "failed", as the Subsonic specification says.
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 
 from musicdb import __version__
@@ -45,8 +45,9 @@ def error(err: SubsonicError, *, as_json: bool) -> Response:
 
 def _response(body: dict[str, Any], *, as_json: bool) -> Response:
     if as_json:
-        text = json.dumps({"subsonic-response": _drop_none(body)}, ensure_ascii=False,
-                          separators=(",", ":"))
+        # orjson: UTF-8 as json.dumps(ensure_ascii=False) writes it, ~5x faster; a float that
+        # is not finite (none should be) becomes null, where json would write invalid NaN
+        text = orjson.dumps({"subsonic-response": _drop_none(body)})
         return Response(text, media_type="application/json")
     root = ET.Element("subsonic-response", {"xmlns": XMLNS})
     _fill(root, body)
