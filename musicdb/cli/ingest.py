@@ -34,7 +34,7 @@ def ingest(
         "range, onset rate, tempo confidence), 'seed55' (the study's 55), 'tonal' (12: "
         "key, mode, two tempo candidates, tempo_stable; the song_keys view) and 'musicnn' "
         "(450: mean and std of musicnn's 200-d embedding, 50 tag probabilities tag_rock ...; "
-        "~55x realtime per core, 4x the CPU of the default sets, so not in the default). "
+        "every 4th 3 s patch; an ingest with it takes ~1.5x the CPU, so not in the default). "
         "Sets already extracted with the same parameters are skipped.")] = "default,seed55,tonal",
     n_fft: Annotated[int, typer.Option(
         min=64, help="STFT size; any change makes a new feature-set version.")] = 2048,
