@@ -61,7 +61,7 @@ ON_THE_LOOP = {
     "getSimilarSongs": _song_id,
     "getSimilarSongs2": _song_id,
     "getSonicSimilarTracks": _song_id,
-    "search3": lambda params: params.get("musicFolderId") is None,
+    "search3": lambda params: not params.get("musicFolderId"),  # as folder_root reads it
 }
 
 

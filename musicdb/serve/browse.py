@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from musicdb.serve.protocol import GENERIC, NOT_FOUND, Call, Endpoint, SubsonicError
+from musicdb.serve.search import NameSearch
 
 MAX_LIST = 500  # the specification's maximum for album lists and random songs
 MAX_WORDS = 8  # of a search3 query: more narrow nothing down
@@ -248,14 +249,14 @@ def search3(call: Call) -> dict[str, Any]:
     in_root = ("AND EXISTS (SELECT 1 FROM tracks t WHERE t.{column} = {key} AND t.root = ?)"
                if root is not None else "")
     at_root = [root] if root is not None else []
-    artists = _names(call, "artist", keys, root, counts)
+    artists = _names(call.snapshot.artist_search, keys, root, *counts["artist"])
     artists = artists if artists is not None else rows(call, f"""
         SELECT a.* FROM artists a
         WHERE a.album_count > 0 AND {_all_words("a.name_key", keys)}
           {in_root.format(column="albumartist_id", key="a.artist_id")}
         ORDER BY a.name_key, a.artist_id LIMIT ? OFFSET ?""",
                    [*keys, *at_root, *counts["artist"]])
-    albums = _names(call, "album", keys, root, counts)
+    albums = _names(call.snapshot.album_search, keys, root, *counts["album"])
     albums = albums if albums is not None else rows(call, f"""
         SELECT a.* FROM albums a JOIN artists ar USING (artist_id)
         WHERE {_all_words("(a.name_key || ' ' || ar.name_key)", keys)}
@@ -268,14 +269,11 @@ def search3(call: Call) -> dict[str, Any]:
                               "song": [child(s) for s in songs]}}
 
 
-def _names(call: Call, kind: str, keys: list[str], root: str | None,
-           counts: dict[str, tuple[int, int]]) -> list[dict[str, Any]] | None:
+def _names(index: NameSearch, keys: list[str], root: str | None, count: int,
+           offset: int) -> list[dict[str, Any]] | None:
     """search3's artists or albums from the snapshot's index; None (run the SQL) when a
     music folder is asked for or the index leaves the query to the scan."""
-    if root is not None:
-        return None
-    count, offset = counts[kind]
-    return getattr(call.snapshot, f"{kind}_search").find(keys, offset, count)
+    return None if root is not None else index.find(keys, offset, count)
 
 
 def _song_matches(call: Call, keys: list[str], root: str | None, count: int,

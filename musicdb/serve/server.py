@@ -130,10 +130,7 @@ def _serve_workers(config: ServeConfig, host: str, port: int,
     sock = bind(host, port)
     try:
         _quiet_and_fast()
-        os.environ[CONFIG_ENV] = json.dumps(
-            {"db": str(config.db), "users_file": str(config.users_file),
-             "reload_seconds": config.reload_seconds,
-             "playlists": None if config.playlists is None else str(config.playlists)})
+        os.environ[CONFIG_ENV] = _config_to_env(config)
         announce(Started(url=_url(host, sock.getsockname()[1]), songs=songs,
                          users=sorted(load_users(config.users_file))))
         supervisor = Multiprocess(uvicorn.Config(f"{__name__}:worker_app", factory=True,
@@ -150,16 +147,24 @@ def worker_app():
     worker). A database that turned bad since the parent's probe is the worker's one line
     and exit code 3, which makes the supervisor stop instead of restarting it."""
     _quiet_and_fast()
-    given = json.loads(os.environ[CONFIG_ENV])
-    config = ServeConfig(
-        db=Path(given["db"]), users_file=Path(given["users_file"]),
-        reload_seconds=given["reload_seconds"],
-        playlists=None if given["playlists"] is None else Path(given["playlists"]))
     try:
-        return build_app(config)
+        return build_app(_config_from_env(os.environ[CONFIG_ENV]))
     except MusicdbError as exc:
         print(f"musicdb serve: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
         sys.exit(STARTUP_FAILURE)
+
+
+def _config_to_env(config: ServeConfig) -> str:
+    return json.dumps({"db": str(config.db), "users_file": str(config.users_file),
+                       "reload_seconds": config.reload_seconds,
+                       "playlists": None if config.playlists is None else str(config.playlists)})
+
+
+def _config_from_env(text: str) -> ServeConfig:
+    given = json.loads(text)
+    return ServeConfig(db=Path(given["db"]), users_file=Path(given["users_file"]),
+                       reload_seconds=given["reload_seconds"],
+                       playlists=None if given["playlists"] is None else Path(given["playlists"]))
 
 
 def _quiet_and_fast() -> None:

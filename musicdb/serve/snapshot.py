@@ -79,13 +79,11 @@ def load(db: Path, *, patience: access.Patience = access.COMMAND,
     """Copy the database into memory. A missing, empty or foreign file is a StoreError (one
     line); a file an ingest is writing is retried within `patience`."""
     db = Path(db)
-    dbfile.check_path(db, writer=False, create=False)
-    con = duckdb.connect(":memory:", config=NO_EXTENSIONS)
+    con = _attached(db, patience, notify)
     try:
-        _attach(con, db, patience, notify)
         attached = time.perf_counter()
         try:
-            roots = _copy(con, db)
+            roots = _copy(con)
         finally:
             con.execute("USE memory")
             con.execute("DETACH src")
@@ -109,17 +107,29 @@ def probe(db: Path, *, patience: access.Patience = access.COMMAND,
     """The tracks a snapshot of the file would hold, with the checks load() makes (a missing,
     empty or foreign file is a StoreError), without copying anything: what `musicdb serve
     --workers N` checks before its workers each load their own snapshot."""
-    db = Path(db)
+    con = _attached(Path(db), patience, notify)
+    try:
+        return con.execute("SELECT count(*) FROM src.library "
+                           "WHERE status = 'ok' AND path IS NOT NULL").fetchone()[0]
+    finally:
+        con.close()
+
+
+def _attached(db: Path, patience: access.Patience,
+              notify: access.Notify) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with the file attached read-only as `src`, checked to be a
+    musicdb database; a StoreError (the connection closed) when it is not."""
     dbfile.check_path(db, writer=False, create=False)
     con = duckdb.connect(":memory:", config=NO_EXTENSIONS)
     try:
         _attach(con, db, patience, notify)
         con.execute("USE src")
         check_musicdb(con, db, writer=False, create=False)
-        return con.execute("SELECT count(*) FROM library "
-                           "WHERE status = 'ok' AND path IS NOT NULL").fetchone()[0]
-    finally:
+        con.execute("USE memory")
+    except BaseException:
         con.close()
+        raise
+    return con
 
 
 def _attach(con: duckdb.DuckDBPyConnection, db: Path, patience: access.Patience,
@@ -135,11 +145,8 @@ def _attach(con: duckdb.DuckDBPyConnection, db: Path, patience: access.Patience,
         raise dbfile.open_failure(db, str(exc), duckdb.__version__) from exc
 
 
-def _copy(con: duckdb.DuckDBPyConnection, db: Path) -> list[Path]:
+def _copy(con: duckdb.DuckDBPyConnection) -> list[Path]:
     """Everything the snapshot needs from src, as plain tables; the library roots."""
-    con.execute("USE src")
-    check_musicdb(con, db, writer=False, create=False)
-    con.execute("USE memory")
     roots = [Path(r[0]).resolve() for r in con.execute(
         "SELECT DISTINCT root FROM src.songs WHERE root IS NOT NULL ORDER BY root").fetchall()]
     con.execute(SNAPSHOT_SQL.read_text())

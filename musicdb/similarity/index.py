@@ -252,7 +252,7 @@ class VectorIndex:
                 ivf.set_nprobe(ivf.nprobe * 2)
                 recall = self._recall(fresh, probe)
             # Then as few cells as give that same recall: a query's time is its cells' songs.
-            while ivf.nprobe > 1 and recall >= target_recall:
+            while recall >= target_recall and ivf.nprobe > 1:
                 tried = ivf.nprobe
                 ivf.set_nprobe(tried // 2)
                 if self._recall(fresh, probe) < recall:
