@@ -40,7 +40,8 @@ from musicdb.audio.decode import decode
 MULTI_BLOCK = FrameParams(block_frames=40)  # a 3 s file is 4 blocks: every seam is crossed
 
 # An ingest worker's set-up (one BLAS thread, the allocator, kernels warmed on 1 s of noise),
-# then one analysis; prints the process's own peak RSS before and after it.
+# then one analysis a file, in the order given, as a worker takes one file after another;
+# prints the process's own peak RSS before the first and after each.
 CHILD = """
 import json, resource, sys
 import musicdb.workers.preload
@@ -48,19 +49,21 @@ from musicdb.analysis.analyse import DEFAULT_SETS, analyse_file
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 base_mb = peak_mb()
-result = analyse_file(sys.argv[1], DEFAULT_SETS, 30.0)
-print(json.dumps({"ok": result.ok, "error": result.error, "duration_s": result.duration_s,
-                  "base_mb": base_mb, "peak_mb": peak_mb()}))
+for path in sys.argv[1:]:
+    result = analyse_file(path, DEFAULT_SETS, 30.0)
+    print(json.dumps({"ok": result.ok, "error": result.error, "duration_s": result.duration_s,
+                      "base_mb": base_mb, "peak_mb": peak_mb()}))
 """
 
 
-def analysed_in_worker_processes(*paths: Path) -> list[dict]:
-    """One fresh process per file, run side by side: each peak RSS is that process's own."""
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE,
-                              text=True) for path in paths]
-    outputs = [proc.communicate(timeout=900)[0] for proc in procs]
-    assert [proc.returncode for proc in procs] == [0] * len(procs)
-    return [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+def analysed_in_a_worker_process(*paths: Path) -> list[dict]:
+    """One fresh process analyses the files one after another; the peak RSS after each is the
+    process's high-water mark so far: a file that needs more memory than the files before it
+    raises it by what it needs beyond them."""
+    proc = subprocess.run([sys.executable, "-c", CHILD, *map(str, paths)],
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()[-len(paths):]]
 
 
 def write_long_wav(path: Path, minutes: float, sr: int = 44100) -> Path:
@@ -214,7 +217,7 @@ def absurd_flac(path: Path) -> Path:
 
 
 def test_a_header_claiming_18_days_allocates_nothing_for_them(tmp_path):
-    [claimed] = analysed_in_worker_processes(absurd_flac(tmp_path / "absurd.flac"))
+    [claimed] = analysed_in_a_worker_process(absurd_flac(tmp_path / "absurd.flac"))
     assert not claimed["ok"]
     assert claimed["error"].startswith("truncated")
     # The old decoder reserved 24 h of signal (7.6 GB of address space) for such a header.
@@ -225,8 +228,11 @@ def test_a_header_claiming_18_days_allocates_nothing_for_them(tmp_path):
 
 
 def test_peak_memory_of_an_hour_is_that_of_ten_minutes(tmp_path):
-    """The decoded signal is 53 MB for 10 min and 318 MB for 60: neither may show."""
-    short, long = analysed_in_worker_processes(write_long_wav(tmp_path / "10min.wav", 10),
+    """The decoded signal is 53 MB for 10 min and 318 MB for 60: neither may show.
+
+    One worker analyses the 10 minutes, then the hour (one process start, not two): the hour
+    may lift the peak the 10 minutes reached only by what it needs beyond them."""
+    short, long = analysed_in_a_worker_process(write_long_wav(tmp_path / "10min.wav", 10),
                                                write_long_wav(tmp_path / "60min.wav", 60))
     assert short["ok"], short
     assert long["ok"], long
@@ -239,7 +245,7 @@ def test_peak_memory_of_an_hour_is_that_of_ten_minutes(tmp_path):
 @pytest.mark.skipif(not os.environ.get("MUSICDB_LONG_TESTS"),
                     reason="3-hour file: set MUSICDB_LONG_TESTS=1 (about 2 minutes)")
 def test_peak_memory_of_three_hours(tmp_path):
-    short, long = analysed_in_worker_processes(write_long_wav(tmp_path / "10min.wav", 10),
+    short, long = analysed_in_a_worker_process(write_long_wav(tmp_path / "10min.wav", 10),
                                                write_long_wav(tmp_path / "3h.wav", 180))
     assert long["ok"], long
     print(f"peak RSS: 10 min {short['peak_mb']:.0f} MB, 3 h {long['peak_mb']:.0f} MB")
