@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import resource
 import shlex
@@ -21,7 +22,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from musicdb.cli import app
 from musicdb.store import database as store
 from musicdb.store import dbfile
 from musicdb.store.database import load_migrations, migrate
@@ -73,12 +76,21 @@ def small_csv(tmp_path: Path) -> Path:
     return write_table(tmp_path / "small.csv", rows=60, columns=8)
 
 
+def _import_small(folder: Path) -> None:
+    table = write_table(folder / "small.csv", rows=60, columns=8)  # small_csv's table
+    result = CliRunner().invoke(app, ["import", str(table), "--feature-set", "small", "--db",
+                                      str(folder / "music.duckdb")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert not (folder / "music.duckdb.wal").exists()  # so the one file is the whole database
+
+
 @pytest.fixture
-def musicdb_file(tmp_path: Path, small_csv: Path, run) -> Path:
-    """A real musicdb database with one imported feature set, in its own folder."""
+def musicdb_file(tmp_path: Path, built_once) -> Path:
+    """A real musicdb database with one imported feature set, in its own folder: a private
+    copy of one imported once per run (every test that uses it damages or locks its own)."""
     db = tmp_path / "lib" / "music.duckdb"
     db.parent.mkdir()
-    run("import", small_csv, "--feature-set", "small", "--db", db)
+    shutil.copyfile(built_once("damaged-db-small", _import_small) / "music.duckdb", db)
     return db
 
 
@@ -330,56 +342,73 @@ RO_MOUNTS = {
 RO_MODES = {"file": (0o444, 0o755), "folder": (0o644, 0o555), "both": (0o444, 0o555)}
 
 
-def run_read_only(case: str, db: Path, *args: str | Path) -> subprocess.CompletedProcess:
-    """The CLI with db, its folder or both read-only for it (case 'file', 'folder', 'both')."""
+def run_read_only(case: str, db: Path, *commands: list[str | Path]
+                  ) -> list[tuple[subprocess.CompletedProcess, tuple]]:
+    """The CLI with db, its folder or both read-only for it (case 'file', 'folder', 'both'):
+    each command, and the state of db after it. One process runs them all (tests.cli_batch),
+    read-only for that process as a separate `musicdb` would be."""
+    batch = [sys.executable, "-m", "tests.cli_batch", str(db),
+             *(json.dumps([str(a) for a in args]) for args in commands)]
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO)}
     if os.geteuid() != 0:
         file_mode, folder_mode = RO_MODES[case]
         db.chmod(file_mode)
         db.parent.chmod(folder_mode)
         try:
-            return cli(*args)
+            proc = subprocess.run(batch, capture_output=True, text=True, timeout=300, env=env)
         finally:
             db.parent.chmod(0o755)
             db.chmod(0o644)
-    if shutil.which("unshare") is None:
-        pytest.skip("as root, needs `unshare -m` for a read-only bind mount")
-    names = {"db": shlex.quote(str(db)), "folder": shlex.quote(str(db.parent))}
-    steps = [step.format(**names) for step in RO_MOUNTS[case]]
-    script = " && ".join([*steps, shlex.join([MUSICDB, *map(str, args)])])
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
-    if "mount:" in proc.stderr:
-        pytest.skip(f"cannot bind-mount read-only here: {proc.stderr.strip()}")
-    return proc
+    else:
+        if shutil.which("unshare") is None:
+            pytest.skip("as root, needs `unshare -m` for a read-only bind mount")
+        names = {"db": shlex.quote(str(db)), "folder": shlex.quote(str(db.parent))}
+        steps = [step.format(**names) for step in RO_MOUNTS[case]]
+        script = " && ".join([*steps, shlex.join(batch)])
+        proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
+                              text=True, timeout=300, env=env)
+        if "mount:" in proc.stderr:
+            pytest.skip(f"cannot bind-mount read-only here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr  # the batch itself ran to its end
+    return [(subprocess.CompletedProcess(args, r["code"], r["stdout"], r["stderr"]),
+             tuple(r["state"])) for args, r in zip(commands, json.loads(proc.stdout),
+                                                   strict=True)]
 
 
 @pytest.mark.parametrize("case", ["file", "folder", "both"])
 def test_read_only_file_or_folder(case, musicdb_file, small_csv):
     before = state(musicdb_file)
     expect = "the folder holding" if case == "folder" else "is read-only, and this command writes"
-    for args in (["import", small_csv, "--feature-set", "other"], CREATE_EXPERIMENT):
-        message = one_line_error(run_read_only(case, musicdb_file, *args, "--db", musicdb_file),
-                                 expect)
+    new = musicdb_file.with_name("new.duckdb")
+    writes = (["import", small_csv, "--feature-set", "other"], CREATE_EXPERIMENT)
+    commands = [*([*args, "--db", musicdb_file] for args in writes),
+                ["info", "--db", musicdb_file], ["experiment", "list", "--db", musicdb_file]]
+    if case != "file":  # nor can a new database be made in a read-only folder
+        commands.append(["import", small_csv, "--feature-set", "small", "--db", new])
+    results = run_read_only(case, musicdb_file, *commands)
+    refused_writes, (info, after_info), (listed, after_list) = results[:2], *results[2:4]
+    creating = results[4:]
+    for proc, after in refused_writes:
+        message = one_line_error(proc, expect)
         assert "reading commands" in message
-        assert state(musicdb_file) == before
-    info = run_read_only(case, musicdb_file, "info", "--db", musicdb_file)  # readers work
-    assert info.returncode == 0, info.stderr
+        assert after == before
+    assert info.returncode == 0, info.stderr  # readers work
     assert "60 imported" in info.stdout
-    listed = run_read_only(case, musicdb_file, "experiment", "list", "--db", musicdb_file)
     assert listed.returncode == 0, listed.stderr
     assert "\nxmas\tTrue\t" in listed.stdout  # a pipe gets the listing as full values
+    assert after_info == after_list == before
     assert state(musicdb_file) == before
-    if case != "file":  # nor can a new database be made in a read-only folder
-        new = musicdb_file.with_name("new.duckdb")
-        one_line_error(run_read_only(case, musicdb_file, "import", small_csv, "--feature-set",
-                                     "small", "--db", new), "the folder")
+    for proc, _ in creating:
+        one_line_error(proc, "the folder")
         assert not new.exists()
+    assert len(creating) == (case != "file")
 
 
 # --- full disk --------------------------------------------------------------------------------
 
 
-def test_a_file_size_limit_mid_import_is_one_line_and_loses_nothing(musicdb_file, tmp_path):
+def test_a_file_size_limit_mid_import_is_one_line_and_loses_nothing(musicdb_file, tmp_path,
+                                                                     run):
     big = write_table(tmp_path / "big.csv", rows=1000, columns=100, seed=2)
     songs_before = sql(musicdb_file, "SELECT song_id, title, imported_label FROM songs")
     # No file may pass 256 KiB, the journal (.wal) the import commits to first included: what
@@ -392,9 +421,8 @@ def test_a_file_size_limit_mid_import_is_one_line_and_loses_nothing(musicdb_file
     # It still opens, with what it held before and no trace of the failed import.
     assert sql(musicdb_file, "SELECT song_id, title, imported_label FROM songs") == songs_before
     assert sql(musicdb_file, "SELECT name FROM feature_sets") == [("small",)]
-    # Without the limit the same command completes.
-    proc = cli("import", big, "--feature-set", "big", "--db", musicdb_file)
-    assert proc.returncode == 0, proc.stderr
+    # Without the limit the same command completes (in this process: no limit to set).
+    run("import", big, "--feature-set", "big", "--db", musicdb_file)
     assert sql(musicdb_file, "SELECT count(*) FROM features_big") == [(1000,)]
     similarity_matches_computed(musicdb_file)
 
@@ -408,7 +436,7 @@ def _can_mount_tmpfs(folder: Path) -> bool:
     return probe.returncode == 0
 
 
-def test_a_full_disk_mid_import_is_one_line_and_loses_nothing(musicdb_file, tmp_path):
+def test_a_full_disk_mid_import_is_one_line_and_loses_nothing(musicdb_file, tmp_path, run):
     disk = tmp_path / "disk"
     disk.mkdir()
     if not _can_mount_tmpfs(disk):
@@ -431,8 +459,7 @@ def test_a_full_disk_mid_import_is_one_line_and_loses_nothing(musicdb_file, tmp_
     db = saved / "music.duckdb"
     assert sql(db, "SELECT name FROM feature_sets") == [("small",)]
     assert sql(db, "SELECT count(*) FROM songs") == [(60,)]
-    proc = cli("import", big, "--feature-set", "big", "--db", db)  # space freed: completes
-    assert proc.returncode == 0, proc.stderr
+    run("import", big, "--feature-set", "big", "--db", db)  # space freed: completes
     assert sql(db, "SELECT count(*) FROM features_big") == [(1000,)]
     similarity_matches_computed(db)
 
