@@ -13,6 +13,7 @@ from musicdb.ml import experiments as ex
 from musicdb.ml.evaluate import folds
 from musicdb.store import database as store
 from tests.conftest import import_study
+from tests.smaller_models import fewer_trees
 
 PRESETS = {"classical-vs-taylor", "taylor-vs-avril", "artists", "with-boc", "xmas"}
 
@@ -122,7 +123,8 @@ def test_album_split_keeps_albums_on_one_side(study: Path, shell) -> None:
     assert np.unique(data.groups).size == 24
 
 
-def test_evaluate_snippets_scores_songs(run, study: Path) -> None:
+def test_evaluate_snippets_scores_songs(run, study: Path, monkeypatch) -> None:
+    fewer_trees(monkeypatch)  # the pruning forest's size is not what this checks
     run("experiment", "create", "snip-cv", "--labels", "Classical,TaylorSwift", "--unit",
         "snippet", "--model", "logreg", "--db", study)
     r = json.loads(run("evaluate", "--experiment", "snip-cv", "--cv", "3", "--json",
@@ -132,7 +134,9 @@ def test_evaluate_snippets_scores_songs(run, study: Path) -> None:
     assert r["accuracy"] > 0.9
 
 
-def test_album_effect_is_measured(run, study: Path) -> None:
+def test_album_effect_is_measured(run, study: Path, monkeypatch) -> None:
+    # Four evaluations, 18 fits: with 200 trees the pruning forest took most of the time.
+    fewer_trees(monkeypatch)
     r = json.loads(run("evaluate", "--experiment", "classical-vs-taylor", "--model", "logreg",
                        "--cv", "3", "--album-effect", "--json", "--db", study).stdout)
     effect = r["album_effect"]
