@@ -181,14 +181,15 @@ def test_few_examples_are_skipped_each_for_a_reason():
         assert any(e.line.startswith(line) for e in examples), f"no such example: {line!r}"
 
 
-DEMO_SECONDS = 20.0  # `musicdb demo` writes 40 s songs; half as long, the same 16 songs
+DEMO_SECONDS = 16.0  # `musicdb demo` writes 40 s songs; 40% as long, the same 16 songs
 
 
 def demo_folder(tmp: Path) -> Path:
     """What `musicdb demo` leaves (its library: the same 16 songs, artists, albums and tags),
-    and the files examples name. The songs are 20 s instead of 40 s: every example runs the
-    same way on them (one snippet a song either way, the tail under 15 s dropped or a 20 s
-    song kept whole), and the ingests, musicnn's above all, take half as long."""
+    and the files examples name. The songs are 16 s instead of 40 s: every example runs the
+    same way on them (one snippet a song either way: the 10 s tail of a 40 s song is dropped,
+    a 16 s song, at least half a 30 s snippet, is kept whole as one), and the ingests,
+    musicnn's above all, take 40% as long."""
     demo_library(tmp / "musicdb-demo" / "library", seconds=DEMO_SECONDS)
     return tmp
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from musicdb.choices import LABEL_RULES, did_you_mean, other_rules_hint, require_choice
 from musicdb.errors import MapError
-from musicdb.store.database import resolve_feature_set
+from musicdb.store.database import insert_columns, resolve_feature_set
 from musicdb.store.transaction import transaction
 from musicdb.terminal import plural
 
@@ -245,12 +245,12 @@ def _store(con: duckdb.DuckDBPyConnection, run: MapRun, set_id: int) -> int:
             [run.method, run.unit, set_id, run.feature_set, run.label_from, run.color_by,
              run.labels, json.dumps(run.params, sort_keys=True), len(run.xy), run.seconds],
         ).fetchone()[0]
-        # One statement for all points: parallel lists unnested side by side.
-        con.execute(
-            "INSERT INTO map_points SELECT ?, unnest(?::INTEGER[]), unnest(?::INTEGER[]), "
-            "unnest(?::VARCHAR[]), unnest(?::DOUBLE[]), unnest(?::DOUBLE[])",
-            [run_id, run.song_id.tolist(), run.snippet.tolist(), run.label,
-             run.xy[:, 0].tolist(), run.xy[:, 1].tolist()])
+        # One statement for all points, through Arrow: DuckDB binds a list parameter at
+        # ~80 us an element (0.65 CPU s for the 1,789 points of the README's study map).
+        insert_columns(con, "map_points", {
+            "run_id": [run_id] * len(run.xy), "song_id": run.song_id.tolist(),
+            "snippet": run.snippet.tolist(), "label": run.label,
+            "x": run.xy[:, 0].tolist(), "y": run.xy[:, 1].tolist()})
     return run_id
 
 
@@ -287,11 +287,7 @@ def _add_neighbours(con: duckdb.DuckDBPyConnection, run: MapRun, z: np.ndarray, 
     from sklearn.neighbors import NearestNeighbors
 
     valid = np.ones(len(z), dtype=bool) if valid is None else valid
-    ids = sorted(set(run.song_id.tolist()))
-    rows = con.execute(
-        "SELECT s.song_id, s.z, s.title, s.artist, s.album, s.path FROM song_vectors s "
-        "WHERE s.feature_set_id = ? AND list_contains(?, s.song_id) ORDER BY s.song_id",
-        [set_id, ids]).fetchall()
+    rows = _song_rows(con, set_id, sorted(set(run.song_id.tolist())))
     run.songs = {r[0]: {"title": r[2], "artist": r[3], "album": r[4], "path": r[5]}
                  for r in rows}
     for i, sid in enumerate(run.song_id.tolist()):  # songs without vectors still get a name
@@ -310,6 +306,21 @@ def _add_neighbours(con: duckdb.DuckDBPyConnection, run: MapRun, z: np.ndarray, 
         near = [(int(song_ids[j]), float(d)) for d, j in zip(dist, idx, strict=True)
                 if song_ids[j] != own]
         run.neighbours[i] = near[:NEIGHBOURS]
+
+
+def _song_rows(con: duckdb.DuckDBPyConnection, set_id: int, ids: list[int]) -> list[tuple]:
+    """song_vectors rows of these songs, by song_id; the ids are joined as an Arrow table (a
+    list parameter of 1,789 ids cost 0.13 CPU s to bind, and list_contains per row more)."""
+    import pyarrow as pa
+
+    con.register("_map_song_ids", pa.table({"song_id": pa.array(ids, pa.int64())}))
+    try:
+        return con.execute(
+            "SELECT s.song_id, s.z, s.title, s.artist, s.album, s.path FROM song_vectors s "
+            "JOIN _map_song_ids USING (song_id) WHERE s.feature_set_id = ? ORDER BY s.song_id",
+            [set_id]).fetchall()
+    finally:
+        con.unregister("_map_song_ids")
 
 
 def default_output(*, method: str, feature_set: str | None, unit: str, labels: list[str] | None,
