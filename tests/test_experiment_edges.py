@@ -16,6 +16,7 @@ from rich.console import Console
 import musicdb.cli.experiments
 from musicdb.ml import models
 from tests.conftest import import_study
+from tests.smaller_models import fewer_trees
 
 GAMES = {"Wesnoth": 3, "Nexuiz": 4, "HyperRogue": 3, "Warzone2100": 6}
 
@@ -37,6 +38,13 @@ def games(run, tmp_path: Path) -> Path:
     db = tmp_path / "games.duckdb"
     run("import", write_games(tmp_path / "games.csv"), "--feature-set", "games", "--db", db)
     return db
+
+
+@pytest.fixture(autouse=True)
+def _fewer_trees(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check messages, folds and outputs, not scores: the pruning forest and the
+    ensemble's forest with 20 trees (the default ensemble's model file was most of a test)."""
+    fewer_trees(monkeypatch)
 
 
 @pytest.fixture(scope="module")
