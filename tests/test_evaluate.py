@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from musicdb.cli import app
 from musicdb.ml import models
 from tests.conftest import import_study
+from tests.executors import in_process
 from tests.smaller_models import FEWER_TREES, fewer_trees
 
 FAST = ("--model", "logreg", "--cv", "3")
@@ -214,6 +215,7 @@ def test_predict_an_audio_file_like_its_stored_song(run, tmp_path: Path, monkeyp
     from musicdb.audio.synth import demo_library
 
     fewer_trees(monkeypatch)  # a file and its stored song agree whatever the model kept
+    in_process(monkeypatch)  # predict analyses the file here: the ingest does so too
     demo_library(tmp_path / "lib", songs_per_artist=2, seconds=12.0)
     db = tmp_path / "demo.duckdb"
     run("ingest", tmp_path / "lib", "--workers", "1", "--snippet-seconds", "0", "--db", db)

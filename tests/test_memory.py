@@ -36,6 +36,7 @@ from musicdb.analysis.features import (
 )
 from musicdb.audio import synth
 from musicdb.audio.decode import decode
+from tests.executors import in_process
 
 MULTI_BLOCK = FrameParams(block_frames=40)  # a 3 s file is 4 blocks: every seam is crossed
 
@@ -172,9 +173,10 @@ def test_blocks_of_any_size_give_the_same_frames(sizes):
 # --- checks that used to need the whole signal ---------------------------------------------------
 
 
-def test_empty_silent_and_late_peak_files_through_ingest(run, tmp_path):
+def test_empty_silent_and_late_peak_files_through_ingest(run, tmp_path, monkeypatch):
     """Counted per block: no samples, all below -120 dBFS, and one loud sample at the very end
     (it leaves the resampler only when the stream is flushed)."""
+    in_process(monkeypatch)  # the checks are the analysis's; no worker pool to start for them
     root = tmp_path / "lib"
     root.mkdir()
     synth.write_audio(root / "empty.wav", np.zeros(0, np.float32))
