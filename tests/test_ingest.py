@@ -14,11 +14,13 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 import musicdb.ingest.run
 import musicdb.store.catalog
 from musicdb.analysis.summaries import SEED55_NAMES
 from musicdb.audio import synth
+from musicdb.cli import app
 from tests import crashing
 from tests.executors import in_process
 
@@ -85,10 +87,8 @@ def ingest(run, folder: Path, db: Path, *args: str, code: int = 0):
     return run("ingest", folder, "--db", db, "--workers", "1", *sets, *args, code=code)
 
 
-@pytest.fixture
-def library(tmp_path: Path) -> Path:
+def write_library(root: Path) -> None:
     """Four short tagged files in three codecs, one in each sub-folder but two."""
-    root = tmp_path / "library"
     (root / "A").mkdir(parents=True)
     (root / "B").mkdir()
     synth.write_audio(root / "A" / "a.wav", synth.noise(20, sr=22050, seed=1), sr=22050)
@@ -96,13 +96,49 @@ def library(tmp_path: Path) -> Path:
     synth.tag(synth.write_audio(root / "B" / "c.ogg", synth.clicks(120, 4)), artist="Beta")
     synth.tag(synth.write_audio(root / "B" / "d.flac", synth.tone(880, 2)), artist="Old Artist",
               genre="Pop")
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """The library written and ingested once (the real CLI, every file analysed once, in this
+    process): (the library's path, a pristine copy of its files, its database). Each test
+    gets the files back at the same path with the same sizes and mtimes, so the database's
+    songs are the files it finds, and a copy of the database: what a first ingest of its own
+    gave, without analysing the same four files again for every test."""
+    folder = tmp_path_factory.mktemp("ingested")
+    root, pristine, db = folder / "library", folder / "pristine", folder / "music.duckdb"
+    write_library(root)
+    analysed, real = [], musicdb.ingest.run.analyse_file
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(musicdb.ingest.run, "analyse_file",
+                      lambda path, *a, **k: analysed.append(Path(path).name) or real(path, *a, **k))
+        in_process(patch)
+        result = CliRunner().invoke(app, ["ingest", str(root), "--db", str(db), "--workers", "1",
+                                          "--feature-set", "seed55"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert sorted(analysed) == ["a.wav", "b.flac", "c.ogg", "d.flac"]
+    assert not db.with_name(db.name + ".wal").exists()  # the one file is the whole database
+    shutil.copytree(root, pristine)  # copy2: sizes and mtimes (to the ns) as they were
+    return root, pristine, db
+
+
+@pytest.fixture
+def library(ingested) -> Path:
+    """The four files of write_library, as the first ingest found them."""
+    root, pristine, _ = ingested
+    shutil.rmtree(root)
+    shutil.copytree(pristine, root)
     return root
 
 
-def first_ingest(run, library: Path, db: Path, calls: list[str]) -> dict:
-    ingest(run, library, db)
-    assert sorted(calls) == ["a.wav", "b.flac", "c.ogg", "d.flac"]
-    calls.clear()
+@pytest.fixture
+def ingested_db(ingested) -> Path:
+    return ingested[2]
+
+
+def first_ingest(ingested_db: Path, db: Path) -> dict:
+    """`db` as the first ingest of `library` left it (a copy of the module's)."""
+    shutil.copyfile(ingested_db, db)
     return {"songs": songs(db), "features": feature_rows(db)}
 
 
@@ -164,8 +200,8 @@ def test_snippet_seconds_zero_gives_whole_songs_only(run, db, tmp_path, calls):
 # --- incremental runs -------------------------------------------------------------------------
 
 
-def test_second_ingest_changes_nothing(run, db, library, calls):
-    before = first_ingest(run, library, db, calls)
+def test_second_ingest_changes_nothing(run, db, library, ingested_db, calls):
+    before = first_ingest(ingested_db, db)
     result = ingest(run, library, db)
     assert calls == []
     assert summary_counts(result.output) == {"found": 4, "new": 0, "changed": 0, "unchanged": 4,
@@ -177,8 +213,8 @@ def test_second_ingest_changes_nothing(run, db, library, calls):
     assert sql(db, "SELECT count(*) FROM ingest_runs") == [(2,)]
 
 
-def test_similarity_tables_follow_changes_only(run, db, library, calls, monkeypatch):
-    first_ingest(run, library, db, calls)
+def test_similarity_tables_follow_changes_only(run, db, library, ingested_db, calls, monkeypatch):
+    first_ingest(ingested_db, db)
     refreshes: list[int] = []
     real = musicdb.ingest.run.refresh_similarity
     monkeypatch.setattr(musicdb.ingest.run, "refresh_similarity",
@@ -195,8 +231,8 @@ def test_similarity_tables_follow_changes_only(run, db, library, calls, monkeypa
                    "AND label = 'New Artist'") == [(1,)]
 
 
-def test_changed_file_alone_is_reextracted(run, db, library, calls):
-    before = first_ingest(run, library, db, calls)
+def test_changed_file_alone_is_reextracted(run, db, library, ingested_db, calls):
+    before = first_ingest(ingested_db, db)
     a = library / "A" / "a.wav"
     old = a.stat()
     assert any(k[0] == "a.wav" and k[2] == 0 for k in before["features"])  # a 20 s snippet
@@ -225,8 +261,8 @@ def test_changed_file_alone_is_reextracted(run, db, library, calls):
         n: s for n, s in before["songs"].items() if n != "a.wav"}
 
 
-def test_moved_file_keeps_its_song(run, db, library, calls):
-    before = first_ingest(run, library, db, calls)
+def test_moved_file_keeps_its_song(run, db, library, ingested_db, calls):
+    before = first_ingest(ingested_db, db)
     (library / "C" / "sub").mkdir(parents=True)
     new_path = library / "C" / "sub" / "b2.flac"
     (library / "A" / "b.flac").rename(new_path)
@@ -254,8 +290,8 @@ def test_moved_file_keeps_its_song(run, db, library, calls):
     assert last_run(db)["unchanged"] == 4
 
 
-def test_deleted_file_is_marked_missing(run, db, library, calls):
-    before = first_ingest(run, library, db, calls)
+def test_deleted_file_is_marked_missing(run, db, library, ingested_db, calls):
+    before = first_ingest(ingested_db, db)
     (library / "B" / "c.ogg").unlink()
     ingest(run, library, db)
     assert calls == []
@@ -269,8 +305,8 @@ def test_deleted_file_is_marked_missing(run, db, library, calls):
     assert songs(db)["c.ogg"]["status"] == "missing"
 
 
-def test_tag_edit_updates_labels_without_reextraction(run, db, library, calls):
-    before = first_ingest(run, library, db, calls)
+def test_tag_edit_updates_labels_without_reextraction(run, db, library, ingested_db, calls):
+    before = first_ingest(ingested_db, db)
     d = library / "B" / "d.flac"
     old = d.stat()
     synth.tag(d, artist="New Artist", genre="Jazz")
@@ -706,7 +742,8 @@ def test_the_cli_warms_its_workers_up_once(run, db, library, monkeypatch):
     assert sql(db, "SELECT count(*) FROM songs WHERE status = 'ok'") == [(4,)]
 
 
-def test_the_plan_writes_nothing_and_apply_scan_writes_its_changes(run, db, library, calls):
+def test_the_plan_writes_nothing_and_apply_scan_writes_its_changes(run, db, library, ingested_db,
+                                                                   calls):
     """A tag edit, a move and a deletion: plan() sees all three, the database is untouched
     until apply_scan."""
     from musicdb.ingest.plan import plan
@@ -714,7 +751,7 @@ def test_the_plan_writes_nothing_and_apply_scan_writes_its_changes(run, db, libr
     from musicdb.ingest.write import apply_scan, register_sets
     from musicdb.store import database as store
 
-    before = first_ingest(run, library, db, calls)
+    before = first_ingest(ingested_db, db)
     b = library / "A" / "b.flac"
     old = b.stat()
     synth.tag(b, artist="Renamed")
