@@ -23,7 +23,7 @@ from musicdb.maps.colors import (
     palette,
 )
 from tests.browser import Browser, chromium
-from tests.conftest import SEED_CSV
+from tests.conftest import import_study
 from tests.test_heatmap import STUDY_COUNTS
 
 GRAPH = "document.getElementById('map')"
@@ -60,9 +60,8 @@ def points(db: Path, run: int) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def study_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    db = tmp_path_factory.mktemp("maps") / "music.duckdb"
-    invoke("import", SEED_CSV, "--feature-set", "study55", "--db", db)
-    return db
+    """The study imported as study55: a copy of the one import the run's modules share."""
+    return import_study(tmp_path_factory.mktemp("maps"))
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +91,16 @@ def show(browser: Browser, page: Path) -> list[dict]:
     return browser.js(READ_TRACES)
 
 
-def test_study_map_in_a_headless_browser(study_db, browser, tmp_path, shell):
-    page = tmp_path / "study.html"
-    output = invoke("map", "--method", "svd", "-o", page, "--db", study_db)
-    run = run_id(output)
+@pytest.fixture(scope="module")
+def svd_map(study_db: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
+    """The SVD map of all 2,333 songs (its run and its page), made once for the browser test
+    and for its database half; neither changes it."""
+    page = tmp_path_factory.mktemp("svd-map") / "study.html"
+    return run_id(invoke("map", "--method", "svd", "-o", page, "--db", study_db)), page
+
+
+def test_study_map_in_a_headless_browser(study_db, svd_map, browser, shell):
+    run, page = svd_map
     traces = show(browser, page)
 
     # One trace per label: the legend toggles (click) and isolates (double click) a label.
@@ -179,11 +184,13 @@ def forbid_projection(monkeypatch) -> None:
     monkeypatch.setattr("musicdb.maps.runs.project", no_projection)
 
 
-def test_stored_runs_without_a_browser(study_db, seeded_runs, tmp_path, shell, monkeypatch):
+def test_stored_runs_without_a_browser(study_db, svd_map, seeded_runs, tmp_path, shell,
+                                       monkeypatch):
     """The database half of the two browser tests above, so it runs where Chromium is missing:
     a run stores every point joined to the library, a seed fixes the points, --from-run redraws
     without projecting or adding a run."""
-    svd = run_id(invoke("map", "--method", "svd", "-o", tmp_path / "svd.html", "--db", study_db))
+    svd, page = svd_map
+    assert page.stat().st_size > 0
     assert {label: len(xy) for label, xy in points(study_db, svd).items()} == STUDY_COUNTS
     assert shell(study_db, f"SELECT count(*), count(title) FROM map_coordinates "
                            f"WHERE run_id = {svd}") == [["2333", "2333"]]
@@ -360,21 +367,23 @@ def test_no_two_labels_of_a_small_map_look_alike():
     assert min_delta_e(list(palette())) < MIN_DELTA_E / 3
 
 
-def test_open_without_a_browser_says_where_the_page_is(study_db, tmp_path):
-    """A real process on a machine with no browser: no DISPLAY, nothing on PATH to run."""
+def test_open_without_a_browser_says_where_the_page_is(run, study_db, tmp_path, monkeypatch):
+    """A machine with no browser: no DISPLAY, no BROWSER, nothing on PATH to run. Python's
+    webbrowser makes its list of browsers at its first use: it is made again here, from this
+    environment, as a fresh process would (in-process: no second start of musicdb)."""
     import os
-    import subprocess
-    import sys
+    import webbrowser
 
     page = tmp_path / "nobrowser.html"
-    env = {"PATH": str(tmp_path / "empty-bin"), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
-    proc = subprocess.run([sys.executable, "-m", "musicdb", "map", "--method", "svd",
-                           "--labels", "Zero7", "--open", "-o", page, "--db", study_db],
-                          capture_output=True, text=True, timeout=300, env=env,
-                          cwd=tmp_path, check=False)
-    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER", "TERM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(webbrowser, "_tryorder", None)
+    monkeypatch.setattr(webbrowser, "_browsers", {})
+    result = run("map", "--method", "svd", "--labels", "Zero7", "--open", "-o", page,
+                 "--db", study_db)
     assert page.is_file()
-    lines = [line for line in proc.stderr.splitlines() if "browser" in line]
+    lines = [line for line in result.stderr.splitlines() if "browser" in line]
     assert lines == [f"No browser found to open the page: open {page.resolve()} yourself"]
     assert os.environ.get("MUSICDB_DB") is None  # (the fixture's isolation held)
 
