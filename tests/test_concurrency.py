@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,12 +21,14 @@ import psutil
 import pytest
 
 from musicdb.audio import synth
-from tests.conftest import REPO, duckdb_shell
+from tests import slow
+from tests.conftest import duckdb_shell
 from tests.test_hostile import MUSICDB
 
-FILES = 24
-SECONDS = 3.0  # per file; each takes at least tests.slow.SECONDS_PER_FILE: 10 s or more a run,
-# written in batches of tests.slow.BATCH_SECONDS (a dozen batches for readers to meet)
+FILES = 12
+SECONDS = 3.0  # per file; each takes at least tests.slow.SECONDS_PER_FILE: 5 s or more a run,
+# written in batches of tests.slow.BATCH_SECONDS (half a dozen batches for readers to meet;
+# after the first, 3.5 s or more of the run is left for a reader or a shell to start)
 INGEST = ("--workers", "1", "--snippet-seconds", "0", "--feature-set", "seed55")
 TIMEOUT_S = 240  # an ingest on a busy machine; every wait below is bounded by one of these
 WAIT_S = 120
@@ -35,7 +36,7 @@ WAIT_S = 120
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory) -> Path:
-    """24 short songs in 4 folders (the folder is the label)."""
+    """12 short songs in 4 folders (the folder is the label)."""
     root = tmp_path_factory.mktemp("concurrency") / "library"
     for i in range(FILES):
         path = root / f"band{i % 4}" / f"song{i:02d}.flac"
@@ -59,25 +60,16 @@ def earlier(tmp_path_factory) -> Path:
 # --- processes ----------------------------------------------------------------------------------
 
 
-# The musicdb command in a process of its own, its files analysed by tests.slow.analyse_slowly
-# and written a batch every tests.slow.BATCH_SECONDS
-SLOW_MUSICDB = ("import sys, musicdb.ingest.run as run, tests.slow as slow; "
-                "run.analyse_file = slow.analyse_slowly; run.BATCH_SECONDS = slow.BATCH_SECONDS; "
-                "sys.argv[0] = 'musicdb'; "
-                "from musicdb.cli.app import main; main()")
-
-
 @contextlib.contextmanager
 def ingesting(root: Path, db: Path, log: Path) -> Iterator[subprocess.Popen]:
     """`musicdb ingest` (the real command, each file's analysis taking at least 0.4 s, a batch
     written every second) in its own session, its output to a file; killed if it outlives the
     test (with its workers)."""
-    env = os.environ | {"COLUMNS": "200", "PYTHONPATH": str(REPO)}
+    argv, env = slow.command()
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-c", SLOW_MUSICDB, "ingest", str(root),
-                                 "--db", str(db), *INGEST],
+        proc = subprocess.Popen([*argv, "ingest", str(root), "--db", str(db), *INGEST],
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+                                env=env | {"COLUMNS": "200"}, start_new_session=True)
     try:
         yield proc
     finally:
@@ -160,12 +152,12 @@ def one_line(proc: subprocess.CompletedProcess) -> str:
 # --- the tests ----------------------------------------------------------------------------------
 
 
-def test_readers_work_while_an_ingest_runs(library, earlier, tmp_path):
+def test_readers_work_while_an_ingest_runs(library, earlier, run, tmp_path):
     """`musicdb info`, `similar`, `experiment list` and the duckdb -readonly shell in a loop
     during an ingest: every call succeeds, no traceback, the counts never go back. (`similar`
     answers from the similarity tables of the ingest before: they are refreshed at its end.)"""
     db, log = tmp_path / "music.duckdb", tmp_path / "ingest.txt"
-    assert musicdb("ingest", earlier, "--db", db, *INGEST, timeout=TIMEOUT_S).returncode == 0
+    run("ingest", earlier, "--db", db, *INGEST)  # in this process: the readers are what runs apart
     seen, shell_retries, calls = [], 0, 0
     with ingesting(library, db, log) as ingest:
         wait_for("first batch", lambda: midway(db, before=4), ingest)
@@ -241,8 +233,8 @@ def test_ctrl_c_while_waiting_says_what_was_not_written_and_resumes(library, tmp
     assert "run the same command again to resume" in output
     assert "Traceback" not in output
     assert songs_written(db) == written  # nothing written was lost, nothing half-written
-    with ingesting(library, db, log) as again:
-        assert again.wait(TIMEOUT_S) == 0, log.read_text()
+    again = musicdb("ingest", library, "--db", db, *INGEST, timeout=TIMEOUT_S)  # nothing to meet
+    assert again.returncode == 0, again.stderr
     assert_complete(db, library)
 
 
@@ -250,8 +242,9 @@ def test_a_second_ingest_is_refused_in_one_line(library, tmp_path):
     db, log = tmp_path / "music.duckdb", tmp_path / "ingest.txt"
     with ingesting(library, db, log) as first:
         wait_for("first batch", lambda: midway(db), first)
-        second = musicdb("ingest", library, "--db", db, *INGEST)
-        first_alive = first.poll() is None
+        with shell_open(db, read_only=True):  # the first cannot write meanwhile, nor finish
+            second = musicdb("ingest", library, "--db", db, *INGEST)
+            first_alive = first.poll() is None
         assert first.wait(TIMEOUT_S) == 0, log.read_text()
     if first_alive:
         assert second.returncode == 1, second.stderr
