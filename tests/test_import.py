@@ -82,18 +82,25 @@ def query(db: Path, sql: str, params: list | None = None) -> list[tuple]:
         con.close()
 
 
+SNAPSHOT = {
+    "songs": "SELECT count(*), max(song_id), max(updated_at) FROM songs",
+    "sets": "SELECT feature_set_id, name, version, kind, n_features FROM feature_sets ORDER BY 1",
+    "names": "SELECT count(*) FROM feature_names",
+    # An exact, order-independent fingerprint of the values (a float sum is neither).
+    "features": "SELECT feature_set_id, count(*), sum(hash(song_id, snippet, vals)) "
+                "FROM features GROUP BY 1 ORDER BY 1",
+    "views": "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1",
+}
+
+
 def snapshot(db: Path) -> dict:
-    """Everything an import may change, to compare before and after a refused one."""
-    return {
-        "songs": query(db, "SELECT count(*), max(song_id), max(updated_at) FROM songs"),
-        "sets": query(db, "SELECT feature_set_id, name, version, kind, n_features "
-                          "FROM feature_sets ORDER BY 1"),
-        "names": query(db, "SELECT count(*) FROM feature_names"),
-        # An exact, order-independent fingerprint of the values (a float sum is neither).
-        "features": query(db, "SELECT feature_set_id, count(*), sum(hash(song_id, snippet, vals)) "
-                              "FROM features GROUP BY 1 ORDER BY 1"),
-        "views": query(db, "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1"),
-    }
+    """Everything an import may change, to compare before and after a refused one (one
+    connection for all of it: opening this file costs more than the queries)."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {key: con.execute(sql).fetchall() for key, sql in SNAPSHOT.items()}
+    finally:
+        con.close()
 
 
 def assert_values_match(db: Path, set_name: str, header: list[str], rows: list[list[str]]):
