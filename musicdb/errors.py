@@ -65,3 +65,12 @@ class NonFiniteValues(DecodeError):
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         super().__init__("", f"its analysis gave values that are not finite ({shown}); the "
                          "audio may be damaged")
+
+
+def interrupted_statement(exc: BaseException) -> bool:
+    """Whether `exc` is DuckDB's end of a statement that a signal interrupted.
+
+    A KeyboardInterrupt raised while DuckDB runs a statement (Ctrl-C; the SIGTERM handler of
+    `musicdb ingest`) comes back from it as RuntimeError('Query interrupted'), with the
+    KeyboardInterrupt as its context: callers treat it as the KeyboardInterrupt it was."""
+    return isinstance(exc, RuntimeError) and isinstance(exc.__context__, KeyboardInterrupt)

@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from musicdb import __version__
 from musicdb.choices import LABEL_RULES
-from musicdb.errors import MusicdbError
+from musicdb.errors import MusicdbError, interrupted_statement
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -98,6 +98,11 @@ def main() -> None:
         # process that died, shown as one rather than as "Aborted.".
         if isinstance(exc.__cause__, EOFError):
             raise exc.__cause__ from None
+        err.print("Aborted.")
+        sys.exit(130)
+    except RuntimeError as exc:  # Ctrl-C during a DuckDB statement (a long `musicdb sql`)
+        if not interrupted_statement(exc):
+            raise
         err.print("Aborted.")
         sys.exit(130)
     except TyperException as exc:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import duckdb
 
-from musicdb.errors import StoreError
+from musicdb.errors import StoreError, interrupted_statement
 from musicdb.store import dbfile
 
 
@@ -24,8 +24,9 @@ def transaction(con: duckdb.DuckDBPyConnection, what: str, *,
     """
     con.begin()
     try:
-        yield
-        con.commit()  # the journal is written here: a full disk can fail the commit
+        with statements_interruptible():
+            yield
+            con.commit()  # the journal is written here: a full disk can fail the commit
     except duckdb.Error as exc:
         rollback(con)
         if other is not None and not dbfile.is_write_problem(str(exc)):
@@ -33,6 +34,19 @@ def transaction(con: duckdb.DuckDBPyConnection, what: str, *,
         raise write_failure(con, exc, what) from exc
     except BaseException:
         rollback(con)
+        raise
+
+
+@contextmanager
+def statements_interruptible() -> Iterator[None]:
+    """Ctrl-C (or ingest's SIGTERM) in the middle of one of the block's statements leaves it
+    as the KeyboardInterrupt it is, not as DuckDB's RuntimeError (interrupted_statement): an
+    interrupted ingest then stops and resumes as it does between statements."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if interrupted_statement(exc):
+            raise KeyboardInterrupt from exc
         raise
 
 

@@ -20,6 +20,7 @@ import duckdb
 from musicdb.errors import StoreError
 from musicdb.store import access, dbfile
 from musicdb.store.database import connect, reopen
+from musicdb.store.transaction import statements_interruptible
 
 
 class Writer:
@@ -80,7 +81,8 @@ class Writer:
             opened_s = time.perf_counter() - t0
             if self.hold:
                 self._held = con
-            yield con
+            with statements_interruptible():
+                yield con
             t1 = time.perf_counter()
         self.open_close_s.append(opened_s + time.perf_counter() - t1)
         self._shown = ""  # written: a later wait is a new one, worth its line
@@ -93,7 +95,7 @@ class Writer:
                 yield con
             return
         with reopen(self.db, read_only=True, patience=access.FOREVER,
-                    notify=self.notify) as con:
+                    notify=self.notify) as con, statements_interruptible():
             yield con
 
     def attempt(self, write: Callable[[duckdb.DuckDBPyConnection], None], *,
