@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def db_state(path: Path) -> list:
-    """What a refusal must not change (tests/test_damaged_db.py `state`, as JSON)."""
+    """What a refusal must not change: the file's SHA-256 and mtime, and its folder's listing."""
     data = path.read_bytes() if path.exists() else None
     return [hashlib.sha256(data).hexdigest() if data is not None else None,
             path.stat().st_mtime_ns if path.exists() else None,

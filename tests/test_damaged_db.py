@@ -7,7 +7,6 @@ journal (.wal) or other file created beside it.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import resource
@@ -29,6 +28,7 @@ from musicdb.store import database as store
 from musicdb.store import dbfile
 from musicdb.store.database import load_migrations, migrate
 from musicdb.store.info import library_info
+from tests.cli_batch import db_state
 from tests.conftest import REPO
 
 MUSICDB = str(Path(sys.executable).with_name("musicdb"))
@@ -39,11 +39,9 @@ MIB = 1 << 20
 
 
 def state(path: Path) -> tuple:
-    """What a refusal must not change: the file's bytes and mtime, and its folder's listing."""
-    data = path.read_bytes() if path.exists() else None
-    mtime = path.stat().st_mtime_ns if path.exists() else None
-    digest = hashlib.sha256(data).hexdigest() if data is not None else None
-    return digest, mtime, sorted(p.name for p in path.parent.iterdir())
+    """What a refusal must not change: the file's bytes and mtime, and its folder's listing
+    (as the batch process reports it after each of its commands)."""
+    return tuple(db_state(path))
 
 
 def flat(text: str) -> str:
